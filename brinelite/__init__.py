@@ -1,0 +1,18 @@
+"""brinelite: install, open and feed image/mask datasets.
+
+    import brinelite as brine
+    chairs = brine.load_dataset("rohan/chairs-with-masks")
+    validation, train = chairs.create_folds((20,))
+    model.fit(train.to_keras("image", "mask", processing_function=process), ...)
+
+``import brinelite`` stays light: Keras and TensorFlow are imported only when
+batches for them are requested (``Dataset.to_keras``).
+"""
+
+from .build import build
+from .dataset import Dataset, list_datasets, load_dataset
+from .errors import BrineliteError
+from .install import install
+
+__version__ = "0.1.0"
+__all__ = ["BrineliteError", "Dataset", "build", "install", "list_datasets", "load_dataset"]

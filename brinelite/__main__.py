@@ -1,0 +1,5 @@
+"""``python -m brinelite`` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,217 @@
+"""The ``brinelite`` command: install, inspect, build and share datasets.
+
+Every command is a thin layer over the Python API. Errors are caught once,
+here: a :class:`BrineliteError` (or a usage mistake) prints one line on stderr
+and exits 1 (2 for usage), never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from typer.exceptions import TyperException
+
+from . import __version__, cache, preview
+from .build import build as build_archive
+from .dataset import load_dataset
+from .errors import BrineliteError, NotInstalledError
+from .install import install as install_dataset
+from .install import read_install_record
+from .names import parse_name
+from .progress import bar
+
+app = typer.Typer(
+    help="Install, inspect, build and share image/mask datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+cache_app = typer.Typer(help="Where the cache is, and cleaning it.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+out = Console()
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        out.print(f"brinelite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
+) -> None:
+    """Install, inspect, build and share image/mask datasets."""
+
+
+@app.command()
+def install(
+    source: Annotated[
+        str, typer.Argument(help="scope/name[@version], an archive URL or path, or a folder.")
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="Name a source without manifest: scope/name[@version].")
+    ] = None,
+    sha256: Annotated[str | None, typer.Option(help="The archive's expected sha256 (hex).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Reinstall even if installed.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Install a dataset into the local cache (verified, atomic)."""
+    result = install_dataset(source, name=name, sha256=sha256, force=force, quiet=quiet)
+    if result.already:
+        out.print(f"Dataset {result.ref} is already installed (use --force to reinstall).")
+    else:
+        out.print(f"Dataset {result.ref} was installed.")
+    if result.sha256:
+        out.print(f"sha256 {result.sha256}")
+
+
+@app.command()
+def uninstall(
+    name: Annotated[str, typer.Argument(help="scope/name (every version) or scope/name@version.")],
+) -> None:
+    """Remove a dataset, or one version of it, from the cache."""
+    ref = parse_name(name)
+    versions = [ref.version] if ref.version else cache.installed_versions(ref)
+    if not versions:
+        raise NotInstalledError(f"Dataset {ref} is not installed.")
+    for version in versions:
+        cache.remove(ref.with_version(version))
+        out.print(f"Dataset {ref.with_version(version)} was uninstalled.")
+
+
+@app.command("list")
+def list_command() -> None:
+    """List installed datasets."""
+    refs = cache.installed()
+    if not refs:
+        out.print(f"No datasets installed in {cache.home()}.")
+        return
+    for ref in refs:
+        out.print(str(ref))
+
+
+@app.command()
+def info(
+    name: Annotated[str, typer.Argument(help="scope/name[@version] of an installed dataset.")],
+) -> None:
+    """Show an installed dataset: versions, rows, columns, size, source and sha256."""
+    dataset = load_dataset(name)
+    manifest = dataset.manifest
+    record = read_install_record(dataset.path)
+    versions = ", ".join(str(v) for v in cache.installed_versions(parse_name(manifest.name)))
+    for key, value in (
+        ("name", f"{manifest.name}@{manifest.version}"),
+        ("installed versions", versions),
+        ("description", manifest.description),
+        ("license", manifest.license),
+        ("rows", str(manifest.rows)),
+        ("columns", ", ".join(f"{c.name} ({c.type})" for c in manifest.columns)),
+        ("size", f"{_human(manifest.total_bytes)} in {len(manifest.files)} files"),
+        ("source", record.get("source", "")),
+        ("archive sha256", record.get("sha256", "")),
+        ("fingerprint", manifest.fingerprint),
+        ("path", str(dataset.path)),
+    ):
+        typer.echo(f"{key + ':':<20}{value}")
+
+
+@app.command()
+def verify(
+    name: Annotated[str, typer.Argument(help="scope/name[@version] of an installed dataset.")],
+) -> None:
+    """Re-hash every file of an installed dataset against its manifest."""
+    from . import manifest as manifest_io
+
+    dataset = load_dataset(name)
+    manifest_io.verify(dataset.path, dataset.manifest)
+    out.print(f"Dataset {dataset.name}@{dataset.version}: {len(dataset.manifest.files)} files OK.")
+
+
+@app.command()
+def build(
+    src: Annotated[
+        Path,
+        typer.Argument(help="A folder with images/ and masks/, or a JSON config naming a CSV."),
+    ],
+    name: Annotated[str, typer.Option(help="scope/name of the dataset.")],
+    version: Annotated[str, typer.Option(help="Semantic version, e.g. 1.0.0.")] = "1.0.0",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Archive path (default NAME-VERSION.tar.gz).")
+    ] = None,
+    description: Annotated[str, typer.Option(help="One line describing the dataset.")] = "",
+    license: Annotated[str, typer.Option(help="The data's license or terms.")] = "",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Build a dataset archive, checking every image and pair first."""
+    with bar("Checking images", unit="items", quiet=quiet) as progress:
+        result = build_archive(src, name, version, out_file, description, license, progress)
+    manifest = result.manifest
+    out.print(
+        f"Built {manifest.name}@{manifest.version}: {manifest.rows} rows, "
+        f"columns {', '.join(c.name for c in manifest.columns)}, "
+        f"{_human(manifest.total_bytes)} of files -> {result.archive} "
+        f"({_human(result.archive.stat().st_size)})"
+    )
+    out.print(f"sha256 {result.sha256}")
+
+
+@app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="scope/name[@version] or a dataset folder.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the PNG.")] = Path(
+        "grid.png"
+    ),
+    rows: Annotated[int, typer.Option(help="How many samples to show.", min=1)] = 16,
+) -> None:
+    """Write a contact sheet of samples with their masks laid over them."""
+    path = preview.contact_sheet(load_dataset(name), out_file, rows=rows)
+    out.print(f"Wrote {path}")
+
+
+@cache_app.command("dir")
+def cache_dir() -> None:
+    """Print the cache folder (set BRINELITE_HOME to move it)."""
+    out.print(str(cache.home()))
+
+
+@cache_app.command("clean")
+def cache_clean() -> None:
+    """Delete partial downloads and leftovers of interrupted installs."""
+    out.print(f"Freed {_human(cache.clean())}.")
+
+
+def main() -> None:
+    """Run the CLI; turn every expected failure into one line on stderr."""
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        code = app(standalone_mode=False)
+    except BrineliteError as exc:
+        errors.print(f"Error: {exc}", markup=False)
+        sys.exit(1)
+    except TyperException as exc:  # usage mistakes: unknown option, missing argument...
+        context = getattr(exc, "ctx", None)
+        hint = f" (see: {context.command_path} --help)" if context else ""
+        errors.print(f"Error: {exc.format_message()}{hint}", markup=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        errors.print("Aborted.")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,215 @@
+"""Opening installed datasets: rows, images and folds.
+
+A :class:`Dataset` is a light view over one installed version: the manifest,
+the rows table held column by column, and the row numbers it covers. Folds are
+views too (no data is copied), so splitting 100k rows costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+from collections.abc import Iterator, Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import cache
+from . import manifest as manifest_io
+from .errors import DataError
+from .images import read_image
+from .manifest import Column, Manifest
+from .names import parse_name
+
+if TYPE_CHECKING:
+    from .keras_io import KerasBatches
+
+
+class Dataset:
+    """An installed dataset, or a fold of one.
+
+    ``len(ds)`` rows; ``ds[i]`` is a named tuple with one attribute per column
+    (image columns hold the file's path relative to the dataset folder);
+    ``ds.load_image(path)`` decodes one such file.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        table: list[list[Any]],
+        indices: np.ndarray | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+        self._table = table
+        self._indices = np.arange(manifest.rows) if indices is None else indices
+        names = [column.name for column in manifest.columns]
+        self.Row = namedtuple("Row", names, rename=True)
+        self.columns = namedtuple("Columns", names, rename=True)(*manifest.columns)
+
+    @property
+    def name(self) -> str:
+        """``scope/name`` of the dataset."""
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        """The installed version, e.g. ``1.0.0``."""
+        return self.manifest.version
+
+    @property
+    def indices(self) -> np.ndarray:
+        """The row numbers of the full dataset that this view covers, in order."""
+        return self._indices
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, i: int) -> Any:
+        if not isinstance(i, int | np.integer):
+            raise TypeError(f"Dataset indices must be integers, not {type(i).__name__}.")
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"Row {i} is out of range for a dataset of {len(self)} rows.")
+        row = int(self._indices[i])
+        return self.Row(*(column[row] for column in self._table))
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return f"Dataset(name={self.name}@{self.version}, rows={len(self)}, path={self.path})"
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def column(self, name: str) -> Column:
+        """The :class:`Column` called ``name``; a clear error lists the columns otherwise."""
+        for column in self.manifest.columns:
+            if column.name == name:
+                return column
+        known = ", ".join(c.name for c in self.manifest.columns)
+        raise DataError(f"Dataset {self.name} has no column {name!r}; its columns are: {known}.")
+
+    def file_path(self, relative: str) -> Path:
+        """The absolute path of a file named in an image cell."""
+        return self.path / relative
+
+    def load_image(self, path: str | Path) -> np.ndarray:
+        """Decode an image of this dataset (a cell value, or any path) to an (H, W, C) array."""
+        return read_image(self.file_path(str(path)))
+
+    def subset(self, positions: Sequence[int] | np.ndarray) -> Dataset:
+        """A view on some of this view's rows (positions index this view, not the full table)."""
+        return Dataset(
+            self.path, self.manifest, self._table, self._indices[np.asarray(positions, dtype=int)]
+        )
+
+    def create_folds(
+        self, fold_sizes: Sequence[int], shuffle: bool = True, seed: int | None = None
+    ) -> list[Dataset]:
+        """Split into ``len(fold_sizes) + 1`` disjoint views covering every row.
+
+        Fold ``k`` has ``fold_sizes[k]`` rows; the last fold holds the rest (it may be
+        empty). ``seed`` makes a shuffled split reproducible.
+        ``validation, train = ds.create_folds((20,))`` is the seed workflow's split.
+        """
+        sizes = [int(size) for size in fold_sizes]
+        if any(size < 0 for size in sizes) or sum(sizes) > len(self):
+            raise DataError(
+                f"Fold sizes {tuple(sizes)} add up to {sum(sizes)}, more than the "
+                f"{len(self)} rows of {self.name}; ask for at most {len(self)} rows in total."
+            )
+        order = self._order(shuffle, seed)
+        bounds = np.cumsum([0, *sizes])
+        folds = [self.subset(order[start:stop]) for start, stop in pairwise(bounds)]
+        return [*folds, self.subset(order[bounds[-1] :])]
+
+    def kfold(
+        self, k: int, shuffle: bool = True, seed: int | None = None
+    ) -> Iterator[tuple[Dataset, Dataset]]:
+        """Yield ``k`` (train, validation) pairs; each row is validated exactly once."""
+        if not 2 <= k <= len(self):
+            raise DataError(f"kfold needs 2 <= k <= {len(self)} (the row count), got k={k}.")
+        order = self._order(shuffle, seed)
+        for part in np.array_split(np.arange(len(self)), k):
+            mask = np.zeros(len(self), dtype=bool)
+            mask[part] = True
+            yield self.subset(order[~mask]), self.subset(order[mask])
+
+    def _order(self, shuffle: bool, seed: int | None) -> np.ndarray:
+        positions = np.arange(len(self))
+        return np.random.default_rng(seed).permutation(positions) if shuffle else positions
+
+    def steps(self, batch_size: int) -> int:
+        """Batches per epoch at ``batch_size`` (the last one may be short)."""
+        return math.ceil(len(self) / batch_size)
+
+    def to_keras(
+        self,
+        x_column: str,
+        y_column: str | None = None,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        processing_function: Any = None,
+        seed: int | None = None,
+        workers: int = 2,
+        cache_images: bool = False,
+    ) -> KerasBatches:
+        """Batches for Keras: a ``keras.utils.PyDataset`` that is also an endless iterator.
+
+        ``model.fit(ds.to_keras("image", "mask"), epochs=...)`` trains directly;
+        ``next(gen)`` gives one ``(x_batch, y_batch)``; ``gen.steps_per_epoch()`` counts
+        batches. ``processing_function((x, y)) -> (x, y)`` runs per sample in worker
+        threads. Importing Keras happens here, not at ``import brinelite``.
+        """
+        from .keras_io import to_keras
+
+        return to_keras(
+            self,
+            x_column,
+            y_column,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            processing_function=processing_function,
+            seed=seed,
+            workers=workers,
+            cache_images=cache_images,
+        )
+
+    def to_tf_dataset(self, x_column: str, y_column: str | None = None, **kwargs: Any) -> Any:
+        """The batches of :meth:`to_keras` as a prefetching ``tf.data.Dataset`` (one epoch)."""
+        from .keras_io import to_tf_dataset
+
+        return to_tf_dataset(self, x_column, y_column, **kwargs)
+
+
+def load_dataset(name: str, version: str | None = None) -> Dataset:
+    """Open an installed dataset by ``scope/name[@version]`` (newest installed by default).
+
+    A path to a dataset folder (one holding ``manifest.json``) works too, and wins over a
+    name spelled the same. No network is used.
+    """
+    path = Path(name).expanduser()
+    if (path / manifest_io.MANIFEST).is_file():
+        return open_folder(path)
+    ref = parse_name(name)
+    if version is not None:
+        ref = ref.with_version(version)
+    return open_folder(cache.dataset_path(cache.resolve_installed(ref)))
+
+
+def open_folder(path: Path) -> Dataset:
+    """Open the dataset stored in ``path`` (its manifest and rows table)."""
+    manifest = manifest_io.read(path)
+    return Dataset(path, manifest, manifest_io.read_rows(path, manifest))
+
+
+def list_datasets() -> list[str]:
+    """Every installed ``scope/name@version``, sorted."""
+    return [str(ref) for ref in cache.installed()]

@@ -1,0 +1,62 @@
+"""The exceptions brinelite raises.
+
+Every failure a user can cause or meet is a :class:`BrineliteError`; the CLI
+catches that one class and prints its message on a single line. The message is
+written for the user: it says what is wrong and, where it can, how to fix it.
+"""
+
+
+class BrineliteError(Exception):
+    """Base class of every error brinelite raises on purpose."""
+
+
+class InvalidNameError(BrineliteError, ValueError):
+    """A dataset name or version does not follow the ``scope/name[@version]`` rules."""
+
+
+class NotInstalledError(BrineliteError, LookupError):
+    """The dataset (or that version of it) is not in the local cache."""
+
+
+class DatasetNotFoundError(BrineliteError, LookupError):
+    """No configured registry knows the dataset or version asked for."""
+
+
+class AlreadyExistsError(BrineliteError):
+    """Something that must not be overwritten already exists (an installed or published version)."""
+
+
+class BuildError(BrineliteError):
+    """A source folder or CSV cannot be turned into a dataset."""
+
+
+class ManifestError(BrineliteError):
+    """A manifest or rows table is missing, malformed or disagrees with the files."""
+
+
+class IntegrityError(BrineliteError):
+    """A file's size or sha256 differs from the one it was promised to have."""
+
+
+class ArchiveError(BrineliteError):
+    """An archive is corrupt, truncated, of an unknown kind, or unsafe to extract."""
+
+
+class DownloadError(BrineliteError):
+    """A download failed for good (after retries), or the server sent something unusable."""
+
+
+class AuthError(DownloadError):
+    """The server refused the request for lack of (valid) credentials."""
+
+
+class RegistryError(BrineliteError):
+    """A registry is misconfigured, unreachable or holds an invalid index."""
+
+
+class CacheError(BrineliteError):
+    """The cache folder cannot be used (unwritable, disk full, locked too long)."""
+
+
+class DataError(BrineliteError):
+    """A row's files cannot be decoded, or processing a sample failed; names the row and file."""

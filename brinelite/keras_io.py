@@ -1,0 +1,241 @@
+"""Feeding a dataset to Keras 3: batches that ``model.fit`` accepts as they are.
+
+:func:`to_keras` returns a ``keras.utils.PyDataset`` (so ``fit`` can prefetch
+batches in its worker threads) that is also an endless iterator, as Brine's
+generator was (``next(gen)``, ``gen.steps_per_epoch()``). Each sample is decoded
+and passed through the user's processing function on a thread pool; OpenCV and
+numpy release the GIL, so two cores really work in parallel.
+
+Keras (and with it TensorFlow) is imported the first time a batch object is
+built, never by ``import brinelite``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import BrineliteError, DataError
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
+
+Sample = tuple[Any, Any]
+ProcessingFunction = Callable[[Sample], Sample]
+
+
+class SampleLoader:
+    """Turns row numbers into processed samples and stacked float32 batches."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        x_column: str,
+        y_column: str | None,
+        processing_function: ProcessingFunction | None,
+        workers: int,
+        cache_images: bool,
+    ) -> None:
+        self.dataset = dataset
+        self.columns = [dataset.column(x_column)]
+        if y_column is not None:
+            self.columns.append(dataset.column(y_column))
+        self.processing_function = processing_function
+        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="brinelite")
+        self.image_cache: dict[str, np.ndarray] | None = {} if cache_images else None
+
+    def value(self, row: Any, position: int) -> Any:
+        """One column of one row as the processing function receives it."""
+        column = self.columns[position]
+        cell = row[self.dataset.manifest.columns.index(column)]
+        if column.isimage():
+            return self.image(cell).astype(np.float32)
+        if column.type == "category":
+            return column.categories.index(cell)
+        return cell
+
+    def image(self, relative: str) -> np.ndarray:
+        """Decode an image file, from the in-memory cache when one is kept."""
+        if self.image_cache is None:
+            return self.dataset.load_image(relative)
+        if relative not in self.image_cache:
+            self.image_cache[relative] = self.dataset.load_image(relative)
+        return self.image_cache[relative]
+
+    def sample(self, position: int) -> Sample:
+        """The processed ``(x, y)`` (``y`` None without a y column) of one row of the view."""
+        row = self.dataset[position]
+        values = [self.value(row, k) for k in range(len(self.columns))]
+        sample = (values[0], values[1] if len(values) > 1 else None)
+        if self.processing_function is None:
+            return sample
+        try:
+            result = self.processing_function(sample)
+        except BrineliteError:
+            raise
+        except Exception as exc:
+            raise DataError(
+                f"processing_function failed on {self.describe(position)}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(result, tuple | list) or len(result) != 2:
+            raise DataError(
+                f"processing_function must return a pair (x, y); on {self.describe(position)} "
+                f"it returned {type(result).__name__}."
+            )
+        return result[0], result[1]
+
+    def describe(self, position: int) -> str:
+        """'row N (files)' for error messages."""
+        row = self.dataset[position]
+        files = [
+            str(row[self.dataset.manifest.columns.index(c)]) for c in self.columns if c.isimage()
+        ]
+        return f"row {int(self.dataset.indices[position])} ({', '.join(files)})"
+
+    def batch(self, positions: np.ndarray) -> Any:
+        """Stack the samples at ``positions`` into float32 arrays: ``(X, Y)``, or ``X`` alone."""
+        if len(positions) > 1:
+            samples = list(self.pool.map(self.sample, positions))
+        else:
+            samples = [self.sample(positions[0])]
+        xs = self.stack([s[0] for s in samples], positions, "x")
+        if len(self.columns) == 1:
+            return xs
+        return xs, self.stack([s[1] for s in samples], positions, "y")
+
+    def stack(self, arrays: list[Any], positions: np.ndarray, part: str) -> np.ndarray:
+        shapes = {np.shape(a) for a in arrays}
+        if len(shapes) > 1:
+            raise DataError(
+                f"Samples of one batch have different {part} shapes {sorted(shapes)} "
+                f"(first at {self.describe(positions[0])}); pass a processing_function that "
+                "resizes them, e.g. segtrain.processing.make_processor(size=256)."
+            )
+        return np.stack([np.asarray(a, dtype=np.float32) for a in arrays])
+
+
+class KerasBatches:
+    """Batches of one dataset view, in a per-epoch order.
+
+    Built by :func:`to_keras`; an instance is a ``keras.utils.PyDataset`` too.
+    Indexing gives batch ``i`` of the current epoch; Keras calls ``on_epoch_end``
+    to draw the next epoch's order. As an iterator it runs forever, starting a
+    new epoch after the last (possibly short) batch.
+    """
+
+    def __init__(
+        self,
+        loader: SampleLoader,
+        batch_size: int,
+        shuffle: bool,
+        seed: int | None,
+        workers: int,
+    ) -> None:
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
+        self.loader = loader
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = np.random.SeedSequence(seed).entropy
+        self.epoch = 0
+        self._next_batch = 0
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        rows = len(self.loader.dataset)
+        if not self.shuffle:
+            return np.arange(rows)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(rows)
+
+    def __len__(self) -> int:
+        return -(-len(self.loader.dataset) // self.batch_size)
+
+    def __getitem__(self, index: int) -> Any:
+        if not 0 <= index < len(self):
+            raise IndexError(f"Batch {index} is out of range ({len(self)} batches per epoch).")
+        start = index * self.batch_size
+        return self.loader.batch(self._order[start : start + self.batch_size])
+
+    def on_epoch_end(self) -> None:
+        """Draw the next epoch's order (Keras calls this after each epoch)."""
+        self.epoch += 1
+        self._order = self._epoch_order()
+
+    def steps_per_epoch(self) -> int:
+        """Batches in one epoch, counting a short last batch (Brine's spelling of ``len``)."""
+        return len(self)
+
+    def __iter__(self) -> KerasBatches:
+        return self
+
+    def __next__(self) -> Any:
+        batch = self[self._next_batch]
+        self._next_batch += 1
+        if self._next_batch == len(self):
+            self._next_batch = 0
+            self.on_epoch_end()
+        return batch
+
+    def __repr__(self) -> str:
+        return (
+            f"KerasBatches({self.loader.dataset.name}, rows={len(self.loader.dataset)}, "
+            f"batch_size={self.batch_size}, steps_per_epoch={len(self)}, shuffle={self.shuffle})"
+        )
+
+
+@functools.cache
+def _pydataset_class() -> type:
+    """:class:`KerasBatches` with ``keras.utils.PyDataset`` mixed in (imports Keras)."""
+    import keras
+
+    return type("KerasBatches", (KerasBatches, keras.utils.PyDataset), {})
+
+
+def to_keras(
+    dataset: Dataset,
+    x_column: str,
+    y_column: str | None = None,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    processing_function: ProcessingFunction | None = None,
+    seed: int | None = None,
+    workers: int = 2,
+    cache_images: bool = False,
+) -> KerasBatches:
+    """Batches of ``dataset`` for ``model.fit``; see :meth:`brinelite.Dataset.to_keras`.
+
+    ``workers`` threads decode and process samples (and let Keras prefetch batches);
+    ``cache_images`` keeps decoded images in memory so later epochs skip decoding.
+    """
+    if batch_size < 1:
+        raise DataError(f"batch_size must be at least 1, got {batch_size}.")
+    if len(dataset) == 0:
+        raise DataError(f"{dataset!r} has no rows to batch; check the fold sizes.")
+    loader = SampleLoader(dataset, x_column, y_column, processing_function, workers, cache_images)
+    return _pydataset_class()(loader, batch_size, shuffle, seed, workers)
+
+
+def to_tf_dataset(dataset: Dataset, x_column: str, y_column: str | None = None, **kwargs: Any):
+    """One epoch of :func:`to_keras` batches as a prefetching ``tf.data.Dataset``.
+
+    Each new iteration (epoch) draws a new order when shuffling.
+    """
+    import tensorflow as tf
+
+    batches = to_keras(dataset, x_column, y_column, **kwargs)
+    first = batches[0]
+    parts = first if isinstance(first, tuple) else (first,)
+    signature = tuple(tf.TensorSpec((None, *p.shape[1:]), tf.float32) for p in parts)
+
+    def generate():
+        for index in range(len(batches)):
+            yield batches[index]
+        batches.on_epoch_end()
+
+    spec = signature if isinstance(first, tuple) else signature[0]
+    generated = tf.data.Dataset.from_generator(generate, output_signature=spec)
+    return generated.prefetch(tf.data.AUTOTUNE)

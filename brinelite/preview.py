@@ -1,0 +1,69 @@
+"""Contact sheets: a grid of samples with their masks laid over them.
+
+Looking at a dataset before training on it catches swapped masks, empty masks
+and misaligned pairs in seconds; ``brinelite show`` writes such a sheet.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .dataset import Dataset
+from .errors import DataError
+
+TILE = 224
+OVERLAY_COLOUR = np.array([255, 40, 40], dtype=np.float32)  # RGB red
+
+
+def _rgb(array: np.ndarray) -> np.ndarray:
+    """Any (H, W, C) image as 8-bit RGB."""
+    if array.dtype != np.uint8:
+        array = cv2.normalize(array, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    channels = array.shape[2]
+    return np.repeat(array, 3, axis=2) if channels == 1 else array[:, :, :3]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """``image`` (RGB uint8) with the foreground of ``mask`` tinted red."""
+    grey = _rgb(mask).mean(axis=2)
+    foreground = (grey >= 100)[:, :, np.newaxis]
+    tinted = image.astype(np.float32) * (1 - alpha) + OVERLAY_COLOUR * alpha
+    return np.where(foreground, tinted, image).astype(np.uint8)
+
+
+def _tile(dataset: Dataset, position: int, image_col: str, mask_col: str | None) -> np.ndarray:
+    row = dataset[position]._asdict()
+    image = _rgb(dataset.load_image(row[image_col]))
+    if mask_col is not None:
+        mask = dataset.load_image(row[mask_col])
+        if mask.shape[:2] != image.shape[:2]:
+            raise DataError(f"Row {position}: mask {row[mask_col]} is not the image's size.")
+        image = overlay(image, mask)
+    scale = TILE / max(image.shape[:2])
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    tile = np.full((TILE, TILE, 3), 32, dtype=np.uint8)
+    top, left = (TILE - small.shape[0]) // 2, (TILE - small.shape[1]) // 2
+    tile[top : top + small.shape[0], left : left + small.shape[1]] = small
+    cv2.putText(tile, str(position), (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
+    return tile
+
+
+def contact_sheet(dataset: Dataset, out: Path, rows: int = 16, columns: int = 4) -> Path:
+    """Write a PNG grid of the first ``rows`` samples, masks over images; return its path."""
+    image_columns = [c.name for c in dataset.manifest.columns if c.isimage()]
+    if not image_columns:
+        raise DataError(f"Dataset {dataset.name} has no image column to show.")
+    mask_col = image_columns[1] if len(image_columns) > 1 else None
+    count = min(rows, len(dataset))
+    tiles = [_tile(dataset, i, image_columns[0], mask_col) for i in range(count)]
+    tiles += [np.zeros_like(tiles[0])] * (math.ceil(count / columns) * columns - count)
+    lines = [np.hstack(tiles[i : i + columns]) for i in range(0, len(tiles), columns)]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), cv2.cvtColor(np.vstack(lines), cv2.COLOR_RGB2BGR)):
+        raise DataError(f"Cannot write {out}: use a .png or .jpg path in a writable folder.")
+    return out

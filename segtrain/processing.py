@@ -1,0 +1,93 @@
+"""Turn one dataset sample (image, mask) into network input, as the seed workflow does.
+
+The processor keeps the image's first 3 channels (grey images are repeated to 3 so the RGB U-Net
+accepts them), makes the mask one grey channel and thresholds it ("fix mask"), resizes both,
+optionally augments them, thresholds the mask again (resampling blurs its edge), and scales both
+to [0, 1]. Images arrive in RGB order, values 0-255, HxW or HxWxC. Pure numpy + OpenCV.
+"""
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from segtrain.augment import (
+    random_horizontal_flip,
+    random_hue_saturation_value,
+    random_shift_scale_rotate,
+)
+
+Sample = tuple[np.ndarray, np.ndarray]
+
+
+def to_gray(array: np.ndarray) -> np.ndarray:
+    """One grey channel, HxW, from an HxW, HxWx1, RGB or RGBA array (alpha is dropped).
+
+    Colour arrays must be uint8, uint16 or float32, the types OpenCV converts.
+    """
+    if array.ndim == 2:
+        return array
+    if array.shape[2] < 3:
+        return array[..., 0]
+    return cv2.cvtColor(np.ascontiguousarray(array[..., :3]), cv2.COLOR_RGB2GRAY)
+
+
+def fix_mask(mask: np.ndarray, threshold: float = 100) -> np.ndarray:
+    """Binarise a mask to HxW of 0 and 255: grey values below ``threshold`` become 0."""
+    gray = to_gray(mask)
+    return np.where(gray < threshold, 0, 255).astype(gray.dtype)
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+    """The first 3 channels of ``image`` as float32; a grey image's one channel repeated 3 times."""
+    image = np.asarray(image, np.float32)
+    if image.ndim == 2:
+        image = image[..., np.newaxis]
+    if image.shape[2] < 3:
+        return np.repeat(image[..., :1], 3, axis=2)
+    return image[..., :3]
+
+
+def _resize(array: np.ndarray, size: int) -> np.ndarray:
+    """Resize to ``size`` x ``size`` bilinearly (the mask too: it is re-thresholded later)."""
+    return cv2.resize(array, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def prepare_image(image: np.ndarray, size: int = 256) -> np.ndarray:
+    """The processor's image path without augmentation: (size, size, 3) float32 in [0, 1]."""
+    return _resize(_to_rgb(image), size) / 255
+
+
+def make_processor(
+    size: int = 256,
+    augment: bool = True,
+    rng: np.random.Generator | None = None,
+    hue: tuple[float, float] = (-50, 50),
+    sat: tuple[float, float] = (0, 0),
+    val: tuple[float, float] = (-15, 15),
+    shift: tuple[float, float] = (-0.0625, 0.0625),
+    scale: tuple[float, float] = (-0.1, 0.1),
+    rotate: tuple[float, float] = (-20, 20),
+) -> Callable[[Sample], Sample]:
+    """Return the seed's processing function for one ``(image, mask)`` sample.
+
+    It returns ``(image, mask)``: image (size, size, 3) and mask (size, size, 1), float32 in
+    [0, 1], the mask only 0 or 1. With ``augment`` it applies, each with probability 0.5, a
+    hue/saturation/value shift (``hue``, ``sat``, ``val`` in OpenCV 8-bit HSV units), one
+    shift/scale/rotate to both arrays (``shift`` as a fraction of the size, ``scale`` relative,
+    ``rotate`` in degrees), and a horizontal flip of both; the random numbers come from ``rng``
+    (see segtrain.augment). Without ``augment`` it is the validation processing.
+    """
+
+    def process(sample: Sample) -> Sample:
+        image, mask = sample
+        image = _resize(_to_rgb(image), size)
+        mask = _resize(fix_mask(np.asarray(mask, np.float32)), size)
+        if augment:
+            image = random_hue_saturation_value(image, hue, sat, val, rng=rng)
+            image, mask = random_shift_scale_rotate(image, mask, shift, scale, rotate, rng=rng)
+            image, mask = random_horizontal_flip(image, mask, rng=rng)
+        mask = fix_mask(mask)
+        return image / 255, mask[..., np.newaxis] / 255
+
+    return process

@@ -1,0 +1,103 @@
+"""Fixtures shared by the test suite: an isolated cache, real datasets, a CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def brinelite_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty cache and no configured registry."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("BRINELITE_HOME", str(home))
+    monkeypatch.delenv("BRINELITE_REGISTRY", raising=False)
+    monkeypatch.delenv("BRINELITE_TOKEN", raising=False)
+    monkeypatch.setenv("BRINELITE_CONFIG_DIR", str(home / "config"))
+    return home
+
+
+def copy_pairs(name: str, dest: Path, count: int | None = None) -> Path:
+    """Copy the first ``count`` image/mask pairs of a shared dataset into ``dest``."""
+    source = SHARED_DATA / name
+    if not source.is_dir():
+        pytest.fail(f"shared dataset {source} is missing: the suite needs ../shared/data")
+    for sub in ("images", "masks"):
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+    images = sorted((source / "images").iterdir())[:count]
+    for image in images:
+        mask = next((source / "masks").glob(image.stem + ".*"))
+        shutil.copy(image, dest / "images" / image.name)
+        shutil.copy(mask, dest / "masks" / mask.name)
+    return dest
+
+
+@pytest.fixture
+def membrane_src(tmp_path) -> Path:
+    """The 30 real ISBI-2012 membrane pairs (512x512 grey PNG), copied."""
+    return copy_pairs("membrane", tmp_path / "membrane")
+
+
+@pytest.fixture
+def kvasir_src(tmp_path) -> Path:
+    """12 real Kvasir-SEG pairs (RGB JPEG images of various sizes, PNG masks), copied."""
+    return copy_pairs("kvasir_seg", tmp_path / "kvasir", count=12)
+
+
+def make_pairs(dest: Path, count: int = 8, size: tuple[int, int] = (48, 64), seed: int = 0) -> Path:
+    """Generated RGB images of a bright disc on a textured background, mask = the disc."""
+    rng = np.random.default_rng(seed)
+    (dest / "images").mkdir(parents=True, exist_ok=True)
+    (dest / "masks").mkdir(parents=True, exist_ok=True)
+    height, width = size
+    for i in range(count):
+        background = rng.integers(0, 90, (height, width, 3), dtype=np.uint8)
+        mask = np.zeros((height, width), np.uint8)
+        centre = (
+            int(rng.integers(width // 4, 3 * width // 4)),
+            int(rng.integers(height // 4, 3 * height // 4)),
+        )
+        cv2.circle(mask, centre, int(rng.integers(min(size) // 6, min(size) // 3)), 255, -1)
+        image = background.copy()
+        image[mask > 0] = (200, 180, 60)
+        cv2.imwrite(str(dest / "images" / f"{i:03d}.png"), image)
+        cv2.imwrite(str(dest / "masks" / f"{i:03d}.png"), mask)
+    return dest
+
+
+@pytest.fixture
+def pairs_src(tmp_path) -> Path:
+    """Eight generated 48x64 image/mask pairs."""
+    return make_pairs(tmp_path / "pairs")
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``brinelite ARGS`` in-process exactly as the console script does."""
+    from brinelite.cli import main
+
+    def run(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["brinelite", *map(str, args)])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main()
+        captured = capsys.readouterr()
+        return CliResult(exited.value.code or 0, captured.out, captured.err)
+
+    return run

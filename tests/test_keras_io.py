@@ -1,0 +1,137 @@
+"""to_keras / to_tf_dataset: what Keras 3's fit and a notebook user see."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import brinelite
+from brinelite.errors import DataError
+
+
+def seed_process(sample, size=256, augment=True, rng=np.random.default_rng(0)):
+    """The seed notebook's processing, written the way its users wrote it (cv2 on arrays)."""
+    image, mask = sample
+    image, mask = image[:, :, :3], mask[:, :, :3]
+    if mask.shape[2] == 3:
+        mask = cv2.cvtColor(mask, cv2.COLOR_BGR2GRAY)
+    mask = np.where(np.squeeze(mask) < 100, 0, 255).astype(np.float32)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    image = cv2.resize(image, (size, size))
+    mask = cv2.resize(mask, (size, size))
+    if augment and rng.random() < 0.5:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    mask = np.where(mask < 100, 0, 255)
+    return image / 255.0, (mask / 255.0)[:, :, np.newaxis]
+
+
+@pytest.fixture
+def membrane(membrane_src):
+    brinelite.install(str(membrane_src), name="isbi/membrane")
+    return brinelite.load_dataset("isbi/membrane")
+
+
+@pytest.fixture
+def kvasir(kvasir_src):
+    brinelite.install(str(kvasir_src), name="simula/kvasir-seg")
+    return brinelite.load_dataset("simula/kvasir-seg")
+
+
+def test_seed_processing_gives_the_seed_shapes(kvasir):
+    validation, train = kvasir.create_folds((4,), seed=0)
+    gen = train.to_keras("image", "mask", batch_size=1, shuffle=True, processing_function=seed_process)
+    x, y = next(gen)
+    assert x.shape == (1, 256, 256, 3) and y.shape == (1, 256, 256, 1)
+    assert x.dtype == np.float32 and y.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.2
+    assert set(np.unique(y)) <= {0.0, 1.0} and y.max() == 1.0
+    assert gen.steps_per_epoch() == 8
+    val_gen = validation.to_keras("image", "mask", batch_size=1, shuffle=False,
+                                  processing_function=lambda s: seed_process(s, augment=False))
+    assert val_gen.steps_per_epoch() == 4
+
+
+def test_iterator_runs_forever_and_reshuffles(membrane):
+    gen = membrane.to_keras("image", "mask", batch_size=7, seed=5)
+    assert gen.steps_per_epoch() == 5  # 30 rows: four of 7 and a short one of 2
+    sizes = [len(next(gen)[0]) for _ in range(10)]
+    assert sizes == [7, 7, 7, 7, 2] * 2
+    orders = []
+    for _ in range(2):
+        order = np.concatenate([gen._order])
+        orders.append(order)
+        for _ in range(5):
+            next(gen)
+    assert sorted(orders[0]) == list(range(30)) and not np.array_equal(orders[0], orders[1])
+    x, y = membrane.to_keras("image", "mask", batch_size=30, shuffle=False)[0]
+    assert x.shape == (30, 512, 512, 1) and x.max() == 255.0
+
+
+def test_same_seed_same_batches(membrane):
+    a = membrane.to_keras("image", "mask", batch_size=4, seed=11)
+    b = membrane.to_keras("image", "mask", batch_size=4, seed=11)
+    for _ in range(9):
+        xa, _ = next(a)
+        xb, _ = next(b)
+        assert np.array_equal(xa, xb)
+
+
+def test_different_shapes_without_processing_is_a_clear_error(kvasir):
+    gen = kvasir.to_keras("image", "mask", batch_size=4, shuffle=False)
+    with pytest.raises(DataError, match="processing_function"):
+        gen[0]
+
+
+def test_processing_errors_name_the_row_and_file(membrane):
+    def broken(sample):
+        raise ValueError("boom")
+
+    with pytest.raises(DataError, match=r"row 0 \(images/00.png, masks/00.png\).*boom"):
+        membrane.to_keras("image", "mask", batch_size=1, shuffle=False, processing_function=broken)[0]
+    with pytest.raises(DataError, match="must return a pair"):
+        membrane.to_keras("image", "mask", processing_function=lambda s: s[0])[0]
+    with pytest.raises(DataError, match="no column 'label'"):
+        membrane.to_keras("image", "label")
+    empty, _ = membrane.create_folds((0,))
+    with pytest.raises(DataError, match="no rows"):
+        empty.to_keras("image", "mask")
+
+
+def test_fit_trains_a_tiny_model_from_to_keras(membrane):
+    import keras
+
+    validation, train = membrane.create_folds((10,), seed=0)
+
+    def process(sample):
+        return seed_process(sample, size=32, augment=False)
+
+    train_gen = train.to_keras("image", "mask", batch_size=4, processing_function=process, seed=1)
+    val_gen = validation.to_keras("image", "mask", batch_size=4, shuffle=False, processing_function=process)
+    inputs = keras.Input((32, 32, 3))
+    hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(hidden)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "binary_crossentropy")
+    history = model.fit(train_gen, validation_data=val_gen, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["val_loss"]).all()
+    assert train_gen.epoch >= 2  # Keras called on_epoch_end: a fresh order per epoch
+    predictions = model.predict(val_gen, verbose=0)
+    assert predictions.shape == (10, 32, 32, 1)
+
+
+def test_to_tf_dataset_yields_the_same_batches(membrane):
+    kwargs = dict(batch_size=8, shuffle=False, processing_function=lambda s: seed_process(s, size=16, augment=False))
+    tf_batches = list(membrane.to_tf_dataset("image", "mask", **kwargs))
+    keras_batches = membrane.to_keras("image", "mask", **kwargs)
+    assert len(tf_batches) == 4 and tf_batches[-1][0].shape == (6, 16, 16, 3)
+    assert np.allclose(tf_batches[1][1].numpy(), keras_batches[1][1])
+
+
+def test_image_cache_returns_identical_batches(membrane):
+    plain = membrane.to_keras("image", "mask", batch_size=5, shuffle=False)
+    cached = membrane.to_keras("image", "mask", batch_size=5, shuffle=False, cache_images=True)
+    for _ in range(2):
+        assert np.array_equal(cached[2][0], plain[2][0])
+    assert len(cached.loader.image_cache) == 10
