@@ -152,7 +152,8 @@ def _kind(archive: Path, head: bytes) -> str:
 def _extract_tar(stream: IO[bytes], writer: _Writer) -> None:
     """Extract a tar stream member by member, then read to its end (checks a gzip trailer's CRC)."""
     budget = _Budget(stream, writer)
-    with tarfile.open(fileobj=budget, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
+    options = {"encoding": "utf-8", "errors": "surrogateescape", "bufsize": CHUNK}
+    with tarfile.open(fileobj=budget, mode="r|", **options) as tar:
         for member in tar:
             if member.isdir():
                 writer.directory(member.name)

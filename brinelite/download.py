@@ -85,8 +85,8 @@ def fetch(
                 best = max(best, part.offset)
                 if failures > retries:
                     raise DownloadError(
-                        f"Download of {url} failed after {attempts} attempts ({exc}); "
-                        "check the network and try again."
+                        f"Download of {url} failed after {attempts} attempt"
+                        f"{'s' if attempts > 1 else ''} ({exc}); check the network and try again."
                     ) from exc
                 time.sleep(min(backoff * 2 ** (failures - 1), _MAX_DELAY))
             except requests.RequestException as exc:  # a bad URL, too many redirects, ...

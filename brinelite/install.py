@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import archive, cache, download, registry
-from .build import scan_pairs, stage
 from . import manifest as manifest_io
+from .build import scan_pairs, stage
 from .errors import AlreadyExistsError, BrineliteError, CacheError, IntegrityError, ManifestError
 from .hashes import file_info
 from .manifest import Manifest

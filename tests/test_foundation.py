@@ -19,13 +19,17 @@ from brinelite.errors import BuildError, DataError, IntegrityError, ManifestErro
 
 def test_import_brinelite_does_not_import_tensorflow():
     code = "import sys, brinelite; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"
 
 
 def test_build_and_install_membrane_archive(membrane_src, tmp_path, cli):
     archive = tmp_path / "membrane.tar.gz"
-    built = cli("build", membrane_src, "--name", "isbi/membrane", "--version", "1.0.0", "--out", archive)
+    built = cli(
+        "build", membrane_src, "--name", "isbi/membrane", "--version", "1.0.0", "--out", archive
+    )
     assert built.code == 0, built.err
     assert "30 rows" in built.out and "sha256" in built.out
     sha = built.out.split("sha256 ")[1].split()[0]
@@ -123,7 +127,9 @@ def test_archive_whose_files_disagree_with_manifest_is_refused(pairs_src, tmp_pa
 
 
 def test_build_lists_every_offender(pairs_src, cli):
-    (pairs_src / "images" / "extra.png").write_bytes((pairs_src / "images" / "000.png").read_bytes())
+    (pairs_src / "images" / "extra.png").write_bytes(
+        (pairs_src / "images" / "000.png").read_bytes()
+    )
     (pairs_src / "masks" / "lonely.png").write_bytes((pairs_src / "masks" / "001.png").read_bytes())
     (pairs_src / "images" / "001.jpg").write_bytes(b"")
     (pairs_src / "masks" / "002.png").write_bytes(b"not a png")
@@ -132,8 +138,11 @@ def test_build_lists_every_offender(pairs_src, cli):
     with pytest.raises(BuildError) as raised:
         brinelite.build(pairs_src, "gen/bad", "1.0.0")
     message = str(raised.value)
-    for expected in ("image without mask: images/extra.png", "mask without image: masks/lonely.png",
-                     "duplicate stem '001'"):
+    for expected in (
+        "image without mask: images/extra.png",
+        "mask without image: masks/lonely.png",
+        "duplicate stem '001'",
+    ):
         assert expected in message
     (pairs_src / "images" / "extra.png").unlink()
     (pairs_src / "masks" / "lonely.png").unlink()
@@ -147,12 +156,25 @@ def test_build_lists_every_offender(pairs_src, cli):
 def test_build_from_csv_config(tmp_path, pairs_src):
     (tmp_path / "data.csv").write_text(
         "image,mask,label,weight\n"
-        + "".join(f"pairs/images/00{i}.png,pairs/masks/00{i}.png,{'cat' if i % 2 else 'dog'},{i}.5\n" for i in range(4))
+        + "".join(
+            f"pairs/images/00{i}.png,pairs/masks/00{i}.png,{'cat' if i % 2 else 'dog'},{i}.5\n"
+            for i in range(4)
+        )
     )
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"path": "data.csv", "columns": [
-        {"name": "image", "type": "image"}, {"name": "mask", "type": "image"},
-        {"name": "label", "type": "category"}, {"name": "weight", "type": "float"}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "path": "data.csv",
+                "columns": [
+                    {"name": "image", "type": "image"},
+                    {"name": "mask", "type": "image"},
+                    {"name": "label", "type": "category"},
+                    {"name": "weight", "type": "float"},
+                ],
+            }
+        )
+    )
     brinelite.build(config, "gen/csv", "1.0.0", out=tmp_path / "csv.tar.gz")
     brinelite.install(str(tmp_path / "csv.tar.gz"))
     ds = brinelite.load_dataset("gen/csv")

@@ -10,7 +10,10 @@ import brinelite
 from brinelite.errors import DataError
 
 
-def seed_process(sample, size=256, augment=True, rng=np.random.default_rng(0)):
+RNG = np.random.default_rng(0)
+
+
+def seed_process(sample, size=256, augment=True, rng=RNG):
     """The seed notebook's processing, written the way its users wrote it (cv2 on arrays)."""
     image, mask = sample
     image, mask = image[:, :, :3], mask[:, :, :3]
@@ -41,15 +44,22 @@ def kvasir(kvasir_src):
 
 def test_seed_processing_gives_the_seed_shapes(kvasir):
     validation, train = kvasir.create_folds((4,), seed=0)
-    gen = train.to_keras("image", "mask", batch_size=1, shuffle=True, processing_function=seed_process)
+    gen = train.to_keras(
+        "image", "mask", batch_size=1, shuffle=True, processing_function=seed_process
+    )
     x, y = next(gen)
     assert x.shape == (1, 256, 256, 3) and y.shape == (1, 256, 256, 1)
     assert x.dtype == np.float32 and y.dtype == np.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.2
+    assert x.min() >= 0.0 and x.max() <= 1.0 and x.max() > 0.2
     assert set(np.unique(y)) <= {0.0, 1.0} and y.max() == 1.0
     assert gen.steps_per_epoch() == 8
-    val_gen = validation.to_keras("image", "mask", batch_size=1, shuffle=False,
-                                  processing_function=lambda s: seed_process(s, augment=False))
+    val_gen = validation.to_keras(
+        "image",
+        "mask",
+        batch_size=1,
+        shuffle=False,
+        processing_function=lambda s: seed_process(s, augment=False),
+    )
     assert val_gen.steps_per_epoch() == 4
 
 
@@ -89,7 +99,9 @@ def test_processing_errors_name_the_row_and_file(membrane):
         raise ValueError("boom")
 
     with pytest.raises(DataError, match=r"row 0 \(images/00.png, masks/00.png\).*boom"):
-        membrane.to_keras("image", "mask", batch_size=1, shuffle=False, processing_function=broken)[0]
+        membrane.to_keras("image", "mask", batch_size=1, shuffle=False, processing_function=broken)[
+            0
+        ]
     with pytest.raises(DataError, match="must return a pair"):
         membrane.to_keras("image", "mask", processing_function=lambda s: s[0])[0]
     with pytest.raises(DataError, match="no column 'label'"):
@@ -108,7 +120,9 @@ def test_fit_trains_a_tiny_model_from_to_keras(membrane):
         return seed_process(sample, size=32, augment=False)
 
     train_gen = train.to_keras("image", "mask", batch_size=4, processing_function=process, seed=1)
-    val_gen = validation.to_keras("image", "mask", batch_size=4, shuffle=False, processing_function=process)
+    val_gen = validation.to_keras(
+        "image", "mask", batch_size=4, shuffle=False, processing_function=process
+    )
     inputs = keras.Input((32, 32, 3))
     hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
     outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(hidden)
@@ -122,7 +136,11 @@ def test_fit_trains_a_tiny_model_from_to_keras(membrane):
 
 
 def test_to_tf_dataset_yields_the_same_batches(membrane):
-    kwargs = dict(batch_size=8, shuffle=False, processing_function=lambda s: seed_process(s, size=16, augment=False))
+    kwargs = dict(
+        batch_size=8,
+        shuffle=False,
+        processing_function=lambda s: seed_process(s, size=16, augment=False),
+    )
     tf_batches = list(membrane.to_tf_dataset("image", "mask", **kwargs))
     keras_batches = membrane.to_keras("image", "mask", **kwargs)
     assert len(tf_batches) == 4 and tf_batches[-1][0].shape == (6, 16, 16, 3)

@@ -15,7 +15,20 @@ def test_valid_names_parse(text):
 
 @pytest.mark.parametrize(
     "text",
-    ["", "x", "a/b/c", "../x", "a/..", "a/b c", "Rohan/chairs", "a/-b", "/b", "a/", "a/b@1.0", "a/b@v1"],
+    [
+        "",
+        "x",
+        "a/b/c",
+        "../x",
+        "a/..",
+        "a/b c",
+        "Rohan/chairs",
+        "a/-b",
+        "/b",
+        "a/",
+        "a/b@1.0",
+        "a/b@v1",
+    ],
 )
 def test_invalid_names_are_refused_with_the_rule(text):
     with pytest.raises(InvalidNameError) as raised:
