@@ -44,6 +44,10 @@ class SampleLoader:
         self.columns = [dataset.column(x_column)]
         if y_column is not None:
             self.columns.append(dataset.column(y_column))
+        self.positions = [dataset.manifest.columns.index(c) for c in self.columns]
+        self.category_index = {
+            c.name: {label: k for k, label in enumerate(c.categories or ())} for c in self.columns
+        }
         self.processing_function = processing_function
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="brinelite")
         self.image_cache: dict[str, np.ndarray] | None = {} if cache_images else None
@@ -51,11 +55,11 @@ class SampleLoader:
     def value(self, row: Any, position: int) -> Any:
         """One column of one row as the processing function receives it."""
         column = self.columns[position]
-        cell = row[self.dataset.manifest.columns.index(column)]
+        cell = row[self.positions[position]]
         if column.isimage():
             return self.image(cell).astype(np.float32)
         if column.type == "category":
-            return column.categories.index(cell)
+            return self.category_index[column.name][cell]
         return cell
 
     def image(self, relative: str) -> np.ndarray:
@@ -93,7 +97,7 @@ class SampleLoader:
         """'row N (files)' for error messages."""
         row = self.dataset[position]
         files = [
-            str(row[self.dataset.manifest.columns.index(c)]) for c in self.columns if c.isimage()
+            str(row[k]) for k, c in zip(self.positions, self.columns, strict=True) if c.isimage()
         ]
         return f"row {int(self.dataset.indices[position])} ({', '.join(files)})"
 

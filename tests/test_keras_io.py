@@ -153,3 +153,18 @@ def test_image_cache_returns_identical_batches(membrane):
     for _ in range(2):
         assert np.array_equal(cached[2][0], plain[2][0])
     assert len(cached.loader.image_cache) == 10
+
+
+def test_category_targets_become_label_indices(tmp_path, pairs_src):
+    import json
+
+    lines = "".join(f"pairs/images/00{i}.png,{'cat' if i % 2 else 'dog'}\n" for i in range(6))
+    (tmp_path / "data.csv").write_text("image,label\n" + lines)
+    (tmp_path / "config.json").write_text(json.dumps({"path": "data.csv", "columns": [
+        {"name": "image", "type": "image"}, {"name": "label", "type": "category"}]}))
+    brinelite.build(tmp_path / "config.json", "gen/labels", "1.0.0", out=tmp_path / "l.tar.gz")
+    brinelite.install(str(tmp_path / "l.tar.gz"))
+    ds = brinelite.load_dataset("gen/labels")
+    x, y = ds.to_keras("image", "label", batch_size=6, shuffle=False)[0]
+    assert x.shape == (6, 48, 64, 3)
+    assert y.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
