@@ -15,17 +15,31 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from .errors import BrineliteError, DataError
-
-if TYPE_CHECKING:
-    from .dataset import Dataset
+from .manifest import Column, Manifest
 
 Sample = tuple[Any, Any]
 ProcessingFunction = Callable[[Sample], Sample]
+
+
+class Rows(Protocol):
+    """What batching needs of a dataset view (:class:`brinelite.Dataset` provides it)."""
+
+    name: str
+    manifest: Manifest
+    indices: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, position: int) -> Any: ...
+
+    def column(self, name: str) -> Column: ...
+
+    def load_image(self, path: str) -> np.ndarray: ...
 
 
 class SampleLoader:
@@ -33,7 +47,7 @@ class SampleLoader:
 
     def __init__(
         self,
-        dataset: Dataset,
+        dataset: Rows,
         x_column: str,
         y_column: str | None,
         processing_function: ProcessingFunction | None,
@@ -200,7 +214,7 @@ def _pydataset_class() -> type:
 
 
 def to_keras(
-    dataset: Dataset,
+    dataset: Rows,
     x_column: str,
     y_column: str | None = None,
     batch_size: int = 32,
@@ -223,7 +237,7 @@ def to_keras(
     return _pydataset_class()(loader, batch_size, shuffle, seed, workers)
 
 
-def to_tf_dataset(dataset: Dataset, x_column: str, y_column: str | None = None, **kwargs: Any):
+def to_tf_dataset(dataset: Rows, x_column: str, y_column: str | None = None, **kwargs: Any):
     """One epoch of :func:`to_keras` batches as a prefetching ``tf.data.Dataset``.
 
     Each new iteration (epoch) draws a new order when shuffling.
