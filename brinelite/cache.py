@@ -175,9 +175,21 @@ def commit(staged: Path, ref: DatasetRef, force: bool = False) -> Path:
             )
         with staging("replaced-") as trash:
             os.rename(target, trash / "old")
-            os.rename(staged, target)
+            try:
+                os.rename(staged, target)
+            except OSError:
+                os.rename(trash / "old", target)  # keep the installed copy
+                raise
         return target
-    os.rename(staged, target)
+    try:
+        os.rename(staged, target)
+    except OSError:
+        for empty in (target.parent, target.parent.parent):  # leave no empty name folders
+            try:
+                empty.rmdir()
+            except OSError:
+                break
+        raise
     return target
 
 

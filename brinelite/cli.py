@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from textwrap import shorten
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from typer.exceptions import TyperException
 
-from . import __version__, cache, preview
+from . import __version__, cache, config, preview, registry
+from . import serve as server
 from .build import build as build_archive
 from .dataset import load_dataset
 from .errors import BrineliteError, NotInstalledError
@@ -32,6 +34,8 @@ app = typer.Typer(
 )
 cache_app = typer.Typer(help="Where the cache is, and cleaning it.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+registry_app = typer.Typer(help="The registries datasets are installed from.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
 out = Console()
 
 
@@ -159,6 +163,10 @@ def build(
     description: Annotated[str, typer.Option(help="One line describing the dataset.")] = "",
     license: Annotated[str, typer.Option(help="The data's license or terms.")] = "",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    publish_to: Annotated[
+        str | None,
+        typer.Option("--publish", help="Then publish it to this folder, file:// or s3:// URL."),
+    ] = None,
 ) -> None:
     """Build a dataset archive, checking every image and pair first."""
     with bar("Checking images", unit="items", quiet=quiet) as progress:
@@ -171,6 +179,82 @@ def build(
         f"({_human(result.archive.stat().st_size)})"
     )
     out.print(f"sha256 {result.sha256}")
+    if publish_to:
+        _announce(registry.publish(result.archive, publish_to))
+
+
+@app.command()
+def publish(
+    source: Annotated[
+        str, typer.Argument(help="An archive, a dataset folder, or an installed scope/name.")
+    ],
+    dest: Annotated[
+        str, typer.Option("--registry", help="A registry folder, file:// or s3://bucket/prefix.")
+    ],
+) -> None:
+    """Publish a dataset version to a registry (versions are never overwritten)."""
+    _announce(registry.publish(source, dest))
+
+
+def _announce(published: registry.Resolved) -> None:
+    typer.echo(f"Published {published.ref} to {published.registry}")
+    typer.echo(
+        f"Teammates install it with: BRINELITE_REGISTRY={published.registry} "
+        f"brinelite install {published.ref}"
+    )
+
+
+@app.command()
+def search(
+    text: Annotated[str, typer.Argument(help="Part of a name or description.")] = "",
+) -> None:
+    """List the datasets of every registry, with versions, rows and sizes."""
+    found = registry.search(text)
+    if not found:
+        out.print(f"No dataset matches {text!r} in the registries.")
+    for item in found:
+        typer.echo(
+            f"{item.name}  versions {', '.join(item.versions)}  {item.rows} rows  "
+            f"{_human(item.size)}  ({item.registry})  {shorten(item.description, 60)}".rstrip()
+        )
+
+
+@app.command()
+def serve(
+    root: Annotated[Path, typer.Argument(help="The registry folder to serve.")],
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for all.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8000,
+) -> None:
+    """Serve a registry folder read-only over HTTP; prints its URL first."""
+    server.serve(root, host, port)
+
+
+@registry_app.command("add")
+def registry_add(
+    name: Annotated[str, typer.Argument(help="A short name for the registry.")],
+    url: Annotated[str, typer.Argument(help="A folder, http(s):// or s3:// URL.")],
+    token_env: Annotated[
+        str | None,
+        typer.Option(help="Variable holding its bearer token (the token is never stored)."),
+    ] = None,
+) -> None:
+    """Add a registry, asked after those already added."""
+    entry = config.add(name, url, token_env)
+    out.print(f"Registry {entry.name} added: {entry.url} (token from ${entry.token_env}).")
+
+
+@registry_app.command("list")
+def registry_list() -> None:
+    """List the registries in the order they are asked."""
+    for entry in registry.registries():
+        typer.echo(f"{entry.name}  {entry.url}" if entry.name != entry.url else entry.url)
+
+
+@registry_app.command("remove")
+def registry_remove(name: Annotated[str, typer.Argument(help="The registry's name.")]) -> None:
+    """Forget a registry added with ``brinelite registry add``."""
+    config.remove(name)
+    out.print(f"Registry {name} removed.")
 
 
 @app.command()

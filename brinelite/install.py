@@ -13,11 +13,11 @@ import hashlib
 import json
 import shutil
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import archive, cache, download, registry
+from . import archive, cache, download, registry, s3
 from . import manifest as manifest_io
 from .build import scan_pairs, stage
 from .errors import AlreadyExistsError, BrineliteError, CacheError, IntegrityError, ManifestError
@@ -46,28 +46,44 @@ class _Plan:
 
     source: str
     location: str
-    kind: str  # "url", "archive" or "folder"
+    kind: str  # "url", "s3", "archive" or "folder"
     ref: DatasetRef | None
     sha256: str | None
+    registry: str | None = None  # the registry a name was resolved in
+    headers: dict[str, str] = field(default_factory=dict)  # its auth header, for its host only
 
 
 def _plan(source: str, name: str | None, sha256: str | None) -> _Plan:
     given = parse_name(name) if name else None
-    if source.startswith(("http://", "https://")):
-        return _Plan(source, source, "url", given, sha256)
+    if source.startswith(("http://", "https://", "s3://")):
+        return _Plan(source, source, _kind(source), given, sha256)
     path = Path(source).expanduser()
     if path.is_dir():
         return _Plan(source, str(path.resolve()), "folder", given, sha256)
     if path.is_file():
         return _Plan(source, str(path.resolve()), "archive", given, sha256)
     if is_name(source):
-        resolved = registry.resolve(parse_name(source))
-        kind = "url" if resolved.location.startswith(("http://", "https://")) else "archive"
-        return _Plan(source, resolved.location, kind, resolved.ref, sha256 or resolved.sha256)
+        found = registry.resolve(parse_name(source))
+        return _Plan(
+            source,
+            found.location,
+            _kind(found.location),
+            found.ref,
+            sha256 or found.sha256,
+            found.registry,
+            found.headers,
+        )
     raise BrineliteError(
         f"{source!r} is not a dataset name (scope/name[@version]), an http(s) URL, "
         "or an existing archive or folder."
     )
+
+
+def _kind(location: str) -> str:
+    """How to get the bytes of an archive location: "url", "s3" or "archive" (a local file)."""
+    if location.startswith("s3://"):
+        return "s3"
+    return "url" if location.startswith(("http://", "https://")) else "archive"
 
 
 def install(
@@ -108,7 +124,7 @@ def _already_installed(plan: _Plan) -> Installed | None:
     if plan.ref is not None and plan.ref.version is not None:
         path = cache.dataset_path(plan.ref)
         return _record(path, plan, already=True) if path.is_dir() else None
-    if plan.kind != "url":
+    if plan.kind not in ("url", "s3"):
         return None
     for ref in cache.installed():
         record = read_install_record(cache.dataset_path(ref))
@@ -145,15 +161,18 @@ def _install_locked(plan: _Plan, force: bool, quiet: bool) -> Installed:
                     f"Archive {plan.location} has sha256 {digest}, expected {plan.sha256}; "
                     "not installed."
                 )
-            root, manifest = _unpack(plan, archive_path, staging, quiet)
-            if plan.kind == "url":
-                archive_path.unlink(missing_ok=True)
+            try:
+                root, manifest = _unpack(plan, archive_path, staging, quiet)
+            finally:  # a downloaded archive is deleted whether it installs or is refused
+                if plan.kind in ("url", "s3"):
+                    archive_path.unlink(missing_ok=True)
         ref = manifest.ref
         if plan.ref is not None and plan.ref.version is not None and plan.ref != ref:
             raise ManifestError(f"{plan.source} was expected to hold {plan.ref} but holds {ref}.")
         record = {
             "source": plan.location,
             "sha256": digest or "",
+            **({"registry": plan.registry} if plan.registry else {}),
             "installed": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         (root / manifest_io.INSTALL_RECORD).write_text(json.dumps(record, indent=2) + "\n")
@@ -184,7 +203,11 @@ def _fetch(plan: _Plan, quiet: bool) -> Path:
     digest = hashlib.sha256(plan.location.encode()).hexdigest()[:16]
     dest = cache.downloads_dir() / f"{digest}-{Path(plan.location.split('?')[0]).name or 'archive'}"
     with bar(f"Downloading {plan.source}", quiet=quiet) as progress:
-        return download.fetch(plan.location, dest, sha256=plan.sha256, progress=progress).path
+        if plan.kind == "s3":
+            return s3.fetch(plan.location, dest, sha256=plan.sha256, progress=progress)
+        return download.fetch(
+            plan.location, dest, sha256=plan.sha256, headers=plan.headers, progress=progress
+        ).path
 
 
 def _unpack(plan: _Plan, archive_path: Path, staging: Path, quiet: bool) -> tuple[Path, Manifest]:

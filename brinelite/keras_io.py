@@ -87,7 +87,10 @@ class SampleLoader:
     def sample(self, position: int) -> Sample:
         """The processed ``(x, y)`` (``y`` None without a y column) of one row of the view."""
         row = self.dataset[position]
-        values = [self.value(row, k) for k in range(len(self.columns))]
+        try:
+            values = [self.value(row, k) for k in range(len(self.columns))]
+        except DataError as exc:
+            raise DataError(f"Cannot load {self.describe(position)}: {exc}") from exc
         sample = (values[0], values[1] if len(values) > 1 else None)
         if self.processing_function is None:
             return sample
@@ -129,9 +132,12 @@ class SampleLoader:
     def stack(self, arrays: list[Any], positions: np.ndarray, part: str) -> np.ndarray:
         shapes = {np.shape(a) for a in arrays}
         if len(shapes) > 1:
+            k = next(k for k, a in enumerate(arrays) if np.shape(a) != np.shape(arrays[0]))
             raise DataError(
                 f"Samples of one batch have different {part} shapes {sorted(shapes)} "
-                f"(first at {self.describe(positions[0])}); pass a processing_function that "
+                f"({np.shape(arrays[0])} at {self.describe(positions[0])}, "
+                f"{np.shape(arrays[k])} at {self.describe(positions[k])}); pass a "
+                "processing_function that "
                 "resizes them, e.g. segtrain.processing.make_processor(size=256)."
             )
         return np.stack([np.asarray(a, dtype=np.float32) for a in arrays])

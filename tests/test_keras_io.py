@@ -160,8 +160,17 @@ def test_category_targets_become_label_indices(tmp_path, pairs_src):
 
     lines = "".join(f"pairs/images/00{i}.png,{'cat' if i % 2 else 'dog'}\n" for i in range(6))
     (tmp_path / "data.csv").write_text("image,label\n" + lines)
-    (tmp_path / "config.json").write_text(json.dumps({"path": "data.csv", "columns": [
-        {"name": "image", "type": "image"}, {"name": "label", "type": "category"}]}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "path": "data.csv",
+                "columns": [
+                    {"name": "image", "type": "image"},
+                    {"name": "label", "type": "category"},
+                ],
+            }
+        )
+    )
     brinelite.build(tmp_path / "config.json", "gen/labels", "1.0.0", out=tmp_path / "l.tar.gz")
     brinelite.install(str(tmp_path / "l.tar.gz"))
     ds = brinelite.load_dataset("gen/labels")

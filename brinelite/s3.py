@@ -1,0 +1,168 @@
+"""S3 and S3-compatible storage (MinIO, Ceph, ...) through boto3, an optional extra.
+
+boto3 is imported only when an ``s3://`` URL is used, so ``pip install brinelite`` works
+without it. Credentials come from the standard AWS chain (environment, profile, instance
+role); the endpoint of an S3-compatible server from ``$BRINELITE_S3_ENDPOINT_URL`` or
+``$AWS_ENDPOINT_URL``. Proxies set in ``HTTPS_PROXY`` are honoured by botocore.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import AuthError, DownloadError, IntegrityError, RegistryError
+from .hashes import CHUNK
+from .progress import Progress, Silent
+
+_MAX_DELAY = 10.0
+_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "401"}
+_MISSING = {"NoSuchKey", "404", "NoSuchBucket"}
+
+
+def client() -> Any:
+    """A boto3 S3 client with timeouts and retries, or a one-line error when boto3 is missing."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise RegistryError(
+            "s3:// registries need boto3; install it with: pip install 'brinelite[s3]'."
+        ) from None
+    endpoint = os.environ.get("BRINELITE_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    config = Config(
+        connect_timeout=10, read_timeout=30, retries={"max_attempts": 5, "mode": "standard"}
+    )
+    return boto3.client("s3", endpoint_url=endpoint or None, config=config)
+
+
+def split(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/key`` -> ``("bucket", "some/key")``."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise RegistryError(f"{url!r} is not an s3://bucket/key URL.")
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def _error(exc: Exception, url: str) -> Exception:
+    """The brinelite error for a boto3 failure on ``url``."""
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return AuthError(
+            f"No AWS credentials to read {url}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+            "or AWS_PROFILE."
+        )
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    if code in _DENIED:
+        return AuthError(
+            f"S3 refused access to {url} ({code}); check AWS_PROFILE or the AWS_* credentials."
+        )
+    return RegistryError(f"S3 request for {url} failed: {exc}.")
+
+
+def read_json(url: str) -> dict[str, Any] | None:
+    """The JSON object stored at ``url``, or None when there is no such key."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split(url)
+    try:
+        body = client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") in _MISSING:
+            return None
+        raise _error(exc, url) from exc
+    except BotoCoreError as exc:
+        raise _error(exc, url) from exc
+    try:
+        return dict(json.loads(body))
+    except (ValueError, TypeError) as exc:
+        raise RegistryError(f"{url} is not a valid JSON index: {exc}.") from exc
+
+
+def put_file(path: Path, url: str) -> None:
+    """Upload a file (multipart for big ones); S3 makes it visible only once complete."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split(url)
+    try:
+        client().upload_file(str(path), bucket, key)
+    except (BotoCoreError, ClientError) as exc:
+        raise _error(exc, url) from exc
+
+
+def put_json(url: str, data: dict[str, Any]) -> None:
+    """Store a JSON object at ``url`` in one atomic PUT."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split(url)
+    body = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+    try:
+        client().put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    except (BotoCoreError, ClientError) as exc:
+        raise _error(exc, url) from exc
+
+
+def fetch(
+    url: str,
+    dest: Path,
+    *,
+    sha256: str | None = None,
+    progress: Progress | None = None,
+    retries: int = 5,
+    backoff: float = 0.5,
+) -> Path:
+    """Download ``url`` to ``dest``, resuming with ``Range`` after a cut, and check its sha256.
+
+    Like :func:`brinelite.download.fetch`: ``dest`` appears only once complete and verified;
+    a failure that adds bytes does not use up a retry; ``If-Match`` on the ETag makes sure
+    the resumed bytes belong to the same object.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+    from urllib3.exceptions import HTTPError
+
+    progress = progress or Silent()
+    bucket, key = split(url)
+    s3 = client()
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except (BotoCoreError, ClientError) as exc:
+        raise _error(exc, url) from exc
+    size, etag = head["ContentLength"], head["ETag"]
+    part = dest.with_name(dest.name + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.unlink(missing_ok=True)
+    hasher, offset, failures = hashlib.sha256(), 0, 0
+    progress.start(size)
+    while offset < size:
+        before = offset
+        try:
+            answer = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={offset}-", IfMatch=etag)
+            with part.open("ab") as out:
+                for chunk in answer["Body"].iter_chunks(CHUNK):
+                    out.write(chunk)
+                    hasher.update(chunk)
+                    offset += len(chunk)
+                    progress.advance(len(chunk))
+            if offset == before:
+                raise OSError("the server sent an empty body")
+        except ClientError as exc:
+            raise _error(exc, url) from exc
+        except (BotoCoreError, HTTPError, OSError) as exc:
+            failures = 1 if offset > before else failures + 1
+            if failures > retries:
+                raise DownloadError(f"Download of {url} failed ({exc}); try again.") from exc
+            time.sleep(min(backoff * 2 ** (failures - 1), _MAX_DELAY))
+    if sha256 is not None and hasher.hexdigest() != sha256.lower():
+        part.unlink()
+        raise IntegrityError(
+            f"Download of {url} has sha256 {hasher.hexdigest()}, expected {sha256}; "
+            "the file was deleted."
+        )
+    os.replace(part, dest)
+    return dest
