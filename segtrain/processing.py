@@ -1,7 +1,8 @@
 """Turn one dataset sample (image, mask) into network input, as the seed workflow does.
 
 The processor keeps the image's first 3 channels (grey images are repeated to 3 so the RGB U-Net
-accepts them), makes the mask one grey channel and thresholds it ("fix mask"), resizes both,
+accepts them), makes the mask one grey channel (the red channel of a red-on-blue colour mask) and
+thresholds it ("fix mask"), resizes both,
 optionally augments them, thresholds the mask again (resampling blurs its edge), and scales both
 to [0, 1]. Images arrive in RGB order, values 0-255, HxW or HxWxC. Pure numpy + OpenCV.
 """
@@ -32,9 +33,24 @@ def to_gray(array: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(array[..., :3]), cv2.COLOR_RGB2GRAY)
 
 
+def mask_to_gray(mask: np.ndarray) -> np.ndarray:
+    """One grey channel, HxW, from a mask: the red channel of a colour mask, else its grey value.
+
+    The seed's masks are two-colour images, red = foreground on blue = background. Plain RGB to
+    grey turns pure red into 76 and pure blue into 29, both under the threshold, and the foreground
+    would vanish; so a mask whose colour channels differ anywhere is read by its red channel. A
+    grey-looking mask (R = G = B, or one channel) gives its grey value. Alpha is ignored.
+    """
+    if mask.ndim == 3 and mask.shape[2] >= 3:
+        red, green, blue = mask[..., 0], mask[..., 1], mask[..., 2]
+        if not (np.array_equal(red, green) and np.array_equal(green, blue)):
+            return red
+    return to_gray(mask)
+
+
 def fix_mask(mask: np.ndarray, threshold: float = 100) -> np.ndarray:
-    """Binarise a mask to HxW of 0 and 255: grey values below ``threshold`` become 0."""
-    gray = to_gray(mask)
+    """Binarise a mask (see ``mask_to_gray``) to HxW of 0 and 255: under ``threshold`` is 0."""
+    gray = mask_to_gray(mask)
     return np.where(gray < threshold, 0, 255).astype(gray.dtype)
 
 

@@ -9,7 +9,6 @@ import pytest
 import brinelite
 from brinelite.errors import DataError
 
-
 RNG = np.random.default_rng(0)
 
 
