@@ -4,7 +4,9 @@
 batches in its worker threads) that is also an endless iterator, as Brine's
 generator was (``next(gen)``, ``gen.steps_per_epoch()``). Each sample is decoded
 and passed through the user's processing function on a thread pool; OpenCV and
-numpy release the GIL, so two cores really work in parallel.
+numpy release the GIL, so two cores really work in parallel. With more than one worker,
+OpenCV's own thread pool is turned off (``cv2.setNumThreads(1)``, process-wide) so the two
+levels of threads do not fight over the cores.
 
 Keras (and with it TensorFlow) is imported the first time a batch object is
 built, never by ``import brinelite``.
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 
 from .errors import BrineliteError, DataError
@@ -63,6 +66,10 @@ class SampleLoader:
             c.name: {label: k for k, label in enumerate(c.categories or ())} for c in self.columns
         }
         self.processing_function = processing_function
+        if workers > 1:
+            # Our threads already parallelise across samples; OpenCV's own pool on top of them
+            # oversubscribes the cores (its workers spin) and made 2 workers no faster than 1.
+            cv2.setNumThreads(1)
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="brinelite")
         self.image_cache: dict[str, np.ndarray] | None = {} if cache_images else None
 

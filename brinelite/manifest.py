@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,7 +58,7 @@ class Manifest:
     version: str
     columns: list[Column]
     rows: int
-    files: dict[str, FileInfo]
+    files: Mapping[str, FileInfo]
     description: str = ""
     license: str = ""
     created: str = ""
@@ -107,10 +108,7 @@ class Manifest:
                 version=str(parse_version(data["version"])),
                 columns=[_column(entry) for entry in data["columns"]],
                 rows=int(data["rows"]),
-                files={
-                    _safe_relpath(path): FileInfo(int(info["size"]), str(info["sha256"]))
-                    for path, info in data["files"].items()
-                },
+                files=FileTable(dict(data["files"])),
                 description=str(data.get("description", "")),
                 license=str(data.get("license", "")),
                 created=str(data.get("created", "")),
@@ -121,6 +119,39 @@ class Manifest:
         if not manifest.columns:
             raise ManifestError("Manifest lists no columns.")
         return manifest
+
+
+class FileTable(Mapping[str, FileInfo]):
+    """A manifest's file list, checked and converted on first use.
+
+    Opening a dataset for training never needs it, and converting 200k entries would
+    triple the load time of a 100k-row dataset; installing and verifying always use it,
+    so a malformed entry is still caught before anything reaches the cache.
+    """
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self._raw = raw
+        self._files: dict[str, FileInfo] | None = None
+
+    def _table(self) -> dict[str, FileInfo]:
+        if self._files is None:
+            try:
+                self._files = {
+                    _safe_relpath(path): FileInfo(int(info["size"]), str(info["sha256"]))
+                    for path, info in self._raw.items()
+                }
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ManifestError(f"Manifest file list is malformed ({exc}).") from exc
+        return self._files
+
+    def __getitem__(self, path: str) -> FileInfo:
+        return self._table()[path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 def _column(entry: dict[str, Any]) -> Column:
@@ -175,7 +206,8 @@ def read_rows(folder: Path, manifest: Manifest) -> list[list[Any]]:
         raise ManifestError(f"{ROWS} does not hold the {manifest.rows} rows the manifest promises.")
     try:
         return [
-            list(map(convert, column)) for convert, column in zip(converters, values, strict=True)
+            list(column) if convert is str else list(map(convert, column))
+            for convert, column in zip(converters, values, strict=True)
         ]
     except ValueError as exc:
         raise ManifestError(f"{ROWS} holds a value of the wrong type: {exc}.") from exc

@@ -1,0 +1,126 @@
+"""4. Compute efficiency and precision of the U-Net-256 train step on this CPU.
+
+Each variant runs in a fresh process (oneDNN and thread settings are read at TensorFlow
+import): the seed's U-Net-256 (RMSprop, bce + dice) trains on fixed random batches of 2 and
+the achieved GFLOP/s counts 3 x 40.6 GFLOP per image. The first process also measures
+TensorFlow's float32 and bfloat16 matmul GFLOP/s (2048x2048), the ceiling the train step is
+compared with; on a CPU without AVX512-BF16/AMX, bfloat16 matmul is emulated and slow, which
+is why ``mixed_bfloat16`` cannot pay off here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+TRAIN_GFLOP_PER_IMAGE = 3 * 40.6
+BATCH = 2
+# name -> (environment, options for the child)
+VARIANTS = {
+    "keras_fp32": ({}, {}),
+    "onednn_off": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
+    "threads_2x1": ({}, {"intra": 2, "inter": 1}),
+    "threads_1x2": ({}, {"intra": 1, "inter": 2}),
+    "xla_jit": ({}, {"jit": True}),
+    "mixed_bfloat16": ({}, {"policy": "mixed_bfloat16"}),
+}
+
+
+def _matmul_gflops(tf, dtype, n: int = 2048, seconds: float = 2.0) -> float:
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
+    tf.matmul(a, b).numpy()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        tf.matmul(a, b).numpy()
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def child(options: dict) -> dict:
+    """Runs inside the variant's process: returns its figures."""
+    import numpy as np
+    import tensorflow as tf
+
+    if "intra" in options:
+        tf.config.threading.set_intra_op_parallelism_threads(options["intra"])
+        tf.config.threading.set_inter_op_parallelism_threads(options["inter"])
+    import keras
+
+    from segtrain.losses import bce_dice_loss, dice_coeff
+    from segtrain.unet import unet
+
+    out = {}
+    if options.get("matmul"):
+        seconds = options.get("matmul_s", 3.0)
+        out["matmul_fp32_gflops"] = _matmul_gflops(tf, tf.float32, seconds=seconds)
+        out["matmul_bf16_gflops"] = _matmul_gflops(tf, tf.bfloat16, seconds=seconds)
+    if "policy" in options:
+        keras.mixed_precision.set_global_policy(options["policy"])
+    size = options.get("size", 256)
+    model = unet(size, 32, 5) if size == 256 else unet(size, 8, 3)
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(1e-4),
+        loss=bce_dice_loss,
+        metrics=[dice_coeff],
+        jit_compile=options.get("jit", False),
+    )
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (BATCH, size, size, 3)).astype(np.float32)
+    y = (rng.uniform(0, 1, (BATCH, size, size, 1)) > 0.5).astype(np.float32)
+    for _ in range(2):  # trace / compile
+        model.train_on_batch(x, y)
+    steps, start = 0, time.perf_counter()
+    while steps < options.get("steps", 3) and time.perf_counter() - start < options["budget"]:
+        model.train_on_batch(x, y)
+        steps += 1
+    seconds = time.perf_counter() - start
+    out["img_s"] = steps * BATCH / seconds
+    out["steps"] = steps
+    out["gflops"] = out["img_s"] * TRAIN_GFLOP_PER_IMAGE * (size / 256) ** 2
+    out["intra_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+    return out
+
+
+def _variant(name: str, options: dict, env: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compute", json.dumps(options)],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cpu_flags() -> dict:
+    with open("/proc/cpuinfo") as f:
+        flags = f.read().split("flags")[1].split("\n")[0].split()
+    return {flag: flag in flags for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
+
+
+def run(smoke: bool = False) -> dict:
+    out = {"cpu": cpu_flags(), "cores": os.cpu_count(), "batch": BATCH, "variants": {}}
+    if smoke:
+        out["note"] = "smoke: a tiny U-Net at 64x64; its GFLOP/s figure is not meaningful"
+    names = ["keras_fp32"] if smoke else list(VARIANTS)
+    for k, name in enumerate(names):
+        env, options = VARIANTS[name]
+        options = dict(options, matmul=k == 0, budget=20 if smoke else 30)
+        if smoke:
+            options.update(size=64, steps=2, matmul_s=0.5)
+        out["variants"][name] = _variant(name, options, env)
+    base = out["variants"]["keras_fp32"]
+    out["matmul_fp32_gflops"] = base.pop("matmul_fp32_gflops")
+    out["matmul_bf16_gflops"] = base.pop("matmul_bf16_gflops")
+    for result in out["variants"].values():
+        result["speedup_vs_keras_fp32"] = result["img_s"] / base["img_s"]
+        result["fraction_of_fp32_matmul"] = result["gflops"] / out["matmul_fp32_gflops"]
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(child(json.loads(sys.argv[1]))))

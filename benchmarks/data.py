@@ -1,0 +1,114 @@
+"""Benchmark data: the real shared datasets (repeated when a larger set is needed) and
+generated smooth images for size.
+
+Everything is cached under ``benchmarks/.data`` (override with ``$BENCH_DATA``), so only the
+first run pays for copying, installing and generating. Datasets are installed with brinelite
+itself into a private cache (``$BRINELITE_HOME`` is pointed at ``.data/home``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def data_dir() -> Path:
+    """The cache folder for benchmark data (created on demand)."""
+    path = Path(os.environ.get("BENCH_DATA", REPO / "benchmarks" / ".data"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def use_private_home() -> Path:
+    """Point brinelite's cache at the benchmark data folder; return it."""
+    home = data_dir() / "home"
+    os.environ["BRINELITE_HOME"] = str(home)
+    os.environ["BRINELITE_CONFIG_DIR"] = str(home / "config")
+    os.environ.pop("BRINELITE_REGISTRY", None)
+    return home
+
+
+def pairs_folder(name: str, repeat: int = 1) -> Path:
+    """An images/ + masks/ folder of shared dataset ``name``, every pair copied ``repeat`` times."""
+    dest = data_dir() / "src" / f"{name}-x{repeat}"
+    if (dest / ".done").exists():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    source = SHARED / name
+    for sub in ("images", "masks"):
+        (dest / sub).mkdir(parents=True)
+    for image in sorted((source / "images").iterdir()):
+        mask = next((source / "masks").glob(image.stem + ".*"))
+        for k in range(repeat):
+            stem = f"{k:03d}_{image.stem}"
+            os.link(image, dest / "images" / (stem + image.suffix))
+            os.link(mask, dest / "masks" / (stem + mask.suffix))
+    (dest / ".done").touch()
+    return dest
+
+
+def dataset(name: str, repeat: int = 1):
+    """The installed brinelite Dataset of shared dataset ``name`` repeated ``repeat`` times."""
+    from brinelite import install, load_dataset
+
+    use_private_home()
+    full = f"bench/{name.replace('_', '-')}-x{repeat}@1.0.0"
+    try:
+        return load_dataset(full)
+    except Exception:
+        install(str(pairs_folder(name, repeat)), name=full, quiet=True)
+        return load_dataset(full)
+
+
+def smooth_image(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A photo-like RGB uint8 image: low-frequency noise upsampled, plus faint grain."""
+    low = rng.uniform(0, 255, (size // 32, size // 32, 3)).astype(np.float32)
+    image = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
+    image = cv2.GaussianBlur(image, (0, 0), 3) + rng.normal(0, 2, (size, size, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def smooth_folder(total_mb: int, size: int = 1024, seed: int = 0) -> tuple[Path, float]:
+    """A folder of generated smooth PNG pairs adding up to about ``total_mb`` MB.
+
+    Returns the folder and the seconds spent generating (0 when cached).
+    """
+    dest = data_dir() / "src" / f"smooth-{total_mb}mb-{size}"
+    if (dest / ".done").exists():
+        return dest, 0.0
+    start = time.perf_counter()
+    shutil.rmtree(dest, ignore_errors=True)
+    (dest / "images").mkdir(parents=True)
+    (dest / "masks").mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    written, k = 0, 0
+    while written < total_mb * 1e6:
+        image = smooth_image(rng, size)
+        mask = np.where(image[..., 0] > 127, 255, 0).astype(np.uint8)
+        for path, array in ((f"images/{k:04d}.png", image), (f"masks/{k:04d}.png", mask)):
+            cv2.imwrite(str(dest / path), array, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            written += (dest / path).stat().st_size
+        k += 1
+    (dest / ".done").touch()
+    return dest, time.perf_counter() - start
+
+
+def archive(folder: Path, name: str) -> Path:
+    """A brinelite archive (``.tar.gz``) built from ``folder``, cached next to it."""
+    import brinelite
+
+    out = data_dir() / "archives" / f"{folder.name}.tar.gz"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".part")
+        brinelite.build(folder, name, "1.0.0", out=tmp)
+        tmp.rename(out)
+    return out

@@ -1,0 +1,103 @@
+"""1. Feeding ratio: does the data pipeline hide behind the model's compute?
+
+The same compiled model trains the same number of steps (a) from numpy arrays already
+processed and held in memory, and (b) from ``to_keras`` with the seed's full processing and
+augmentation (decode, resize, HSV shift, shift/scale/rotate, flip) on ``membrane`` 512x512
+PNGs. A callback timestamps every batch; rates count only batches after a warm-up, so the
+graph tracing and the 4-10 s stall ``fit`` on shuffled numpy arrays shows at epoch start are
+left out of both. The two sources alternate (a, b, a, b, ...) and the medians are compared.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from benchmarks import data
+
+
+def _clock():
+    import keras
+
+    class BatchClock(keras.callbacks.Callback):
+        """Timestamps the end of every training batch."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.times: list[float] = []
+
+        def on_train_batch_end(self, batch, logs=None) -> None:
+            self.times.append(time.perf_counter())
+
+    return BatchClock()
+
+
+def _rate(times: list[float], warmup: int, batch_size: int) -> float:
+    timed = times[warmup:]
+    return (len(timed) - 1) * batch_size / (timed[-1] - timed[0])
+
+
+def in_memory(dataset, size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` samples processed once (no augmentation), stacked as float32 arrays."""
+    from segtrain.processing import make_processor
+
+    process = make_processor(size=size, augment=False)
+    samples = []
+    for k in range(count):
+        row = dataset[k % len(dataset)]
+        samples.append(process((dataset.load_image(row.image), dataset.load_image(row.mask))))
+    xs = np.stack([s[0] for s in samples]).astype(np.float32)
+    return xs, np.stack([s[1] for s in samples]).astype(np.float32)
+
+
+def measure(model_name: str, size: int, batch: int, steps: int, warmup: int, rounds: int):
+    """images/s from numpy and from ``to_keras`` (alternating ``rounds`` times) for one model."""
+    from segtrain.processing import make_processor
+    from segtrain.unet import build_model
+
+    dataset = data.dataset("membrane", repeat=4)
+    total = steps + warmup
+    x, y = in_memory(dataset, size, total * batch)
+    model = build_model(model_name, size)
+    model.fit(x[: 2 * batch], y[: 2 * batch], batch_size=batch, epochs=1, verbose=0)  # trace
+    feed = dataset.to_keras(
+        "image",
+        "mask",
+        batch_size=batch,
+        shuffle=True,
+        processing_function=make_processor(size=size, augment=True),
+        seed=0,
+    )
+    rates: dict[str, list[float]] = {"numpy": [], "to_keras": []}
+    for _ in range(rounds):
+        clock = _clock()
+        model.fit(x, y, batch_size=batch, epochs=1, shuffle=True, verbose=0, callbacks=[clock])
+        rates["numpy"].append(_rate(clock.times, warmup, batch))
+        clock = _clock()
+        model.fit(feed, epochs=1, steps_per_epoch=total, verbose=0, callbacks=[clock])
+        rates["to_keras"].append(_rate(clock.times, warmup, batch))
+    a = statistics.median(rates["numpy"])
+    b = statistics.median(rates["to_keras"])
+    return {
+        "model": model_name,
+        "size": size,
+        "batch": batch,
+        "timed_steps": steps - 1,
+        "rounds": rounds,
+        "numpy_img_s": a,
+        "to_keras_img_s": b,
+        "ratio": b / a,
+        "numpy_runs": rates["numpy"],
+        "to_keras_runs": rates["to_keras"],
+    }
+
+
+def run(smoke: bool = False) -> dict:
+    """Both models; smoke mode uses a tiny model and a handful of steps."""
+    if smoke:
+        cases = [("tiny", 64, 4, 4, 2, 1)]
+    else:
+        cases = [("unet256", 256, 4, 5, 1, 1), ("small", 256, 4, 10, 2, 2)]
+    return {"cases": [measure(*case) for case in cases]}

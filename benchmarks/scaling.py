@@ -1,0 +1,74 @@
+"""5. Scaling: ``load_dataset`` time and memory for generated manifests of 10k and 100k rows.
+
+manifest.json + rows.csv are written directly into a dataset folder; the image files they
+name do not exist (loading never opens them), but the manifest lists every one of them
+with a size and sha256 as an installed manifest does, so these are pure metadata figures. Memory is
+the traced Python allocation (tracemalloc) of the loaded Dataset. ``create_folds`` and one
+epoch of index shuffling (``to_keras`` order) are timed at 100k rows.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+from benchmarks import data
+
+
+def _write(rows: int):
+    from brinelite import manifest as manifest_io
+    from brinelite.hashes import FileInfo
+    from brinelite.manifest import Column
+
+    folder = data.data_dir() / "scaling" / f"rows-{rows}"
+    if not (folder / "manifest.json").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        columns = [Column("image", "image"), Column("mask", "image")]
+        table = [(f"images/{k:06d}.png", f"masks/{k:06d}.png") for k in range(rows)]
+        manifest_io.write_rows(folder, columns, table)
+        fake = FileInfo(100_000, "0" * 64)
+        files = {path: fake for row in table for path in row}
+        manifest = manifest_io.Manifest(
+            name="bench/scaling", version="1.0.0", columns=columns, rows=rows, files=files
+        )
+        manifest_io.write(folder, manifest)
+    return folder
+
+
+def _load(folder):
+    from brinelite import load_dataset
+
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        ds = load_dataset(str(folder))
+        times.append(time.perf_counter() - start)
+    tracemalloc.start()
+    ds = load_dataset(str(folder))
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return ds, min(times), size
+
+
+def run(smoke: bool = False) -> dict:
+    from brinelite.keras_io import KerasBatches
+
+    out = {}
+    for rows in (1_000, 10_000) if smoke else (10_000, 100_000):
+        ds, seconds, size = _load(_write(rows))
+        out[f"rows_{rows}"] = {
+            "load_s": seconds,
+            "memory_mb": size / 1e6,
+            "bytes_per_row": size / rows,
+        }
+    start = time.perf_counter()
+    ds.create_folds((len(ds) // 5,), seed=0)
+    out["create_folds_s"] = time.perf_counter() - start
+    batches = KerasBatches.__new__(KerasBatches)
+    batches.loader = type("L", (), {"dataset": ds})()
+    batches.shuffle, batches.seed, batches.epoch = True, 0, 0
+    start = time.perf_counter()
+    batches.on_epoch_end()
+    out["shuffle_epoch_s"] = time.perf_counter() - start
+    out["rows"] = len(ds)
+    return out

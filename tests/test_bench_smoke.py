@@ -1,0 +1,61 @@
+"""The benchmark scripts keep working: ``benchmarks.run --smoke`` once, into a temp folder.
+
+Benchmarks are not tests: nothing here checks a timing, only that every section ran and
+produced positive figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+SECTIONS = ["feeding", "loader", "install", "compute", "scaling", "quality"]
+
+
+def _numbers(value):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int | float):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _numbers(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _numbers(item)
+
+
+@pytest.mark.slow
+def test_smoke_mode_writes_every_section(tmp_path):
+    env_data = tmp_path / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "BENCH_DATA": str(env_data)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["machine"]["smoke"] is True
+    for section in SECTIONS:
+        assert section in results, section
+        figures = list(_numbers(results[section]))
+        assert figures, section
+        assert all(f >= 0 for f in figures), section
+    assert results["feeding"]["cases"][0]["ratio"] > 0
+    assert results["loader"]["workers2_samples_s"] > 0
+    assert results["install"]["http"]["ours_s"] > 0
+    assert results["compute"]["variants"]["keras_fp32"]["img_s"] > 0
+    assert results["scaling"]["create_folds_s"] > 0
+    assert results["quality"]["configs"][0]["val_dice"] > 0
+    markdown = (tmp_path / "benchmarks.md").read_text()
+    assert "| 1 |" in markdown and "| 6 |" in markdown
