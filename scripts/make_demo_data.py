@@ -3,7 +3,8 @@
 The 30 ISBI-2012 EM image/mask pairs (512x512 grey PNG) are downscaled to 256x256: images with
 area averaging (cv2.INTER_AREA, no aliasing), masks with nearest neighbour (they stay 0/255).
 The result is built with brinelite and published into the demo registry shipped in the package
-(replacing an earlier build), so ``brinelite install demo/membrane`` works offline. Run from anywhere:
+(replacing an earlier build), so ``brinelite install demo/membrane`` works offline. Run it from
+anywhere:
 
     .venv/bin/python scripts/make_demo_data.py
 

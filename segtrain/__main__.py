@@ -1,0 +1,5 @@
+"""``python -m segtrain``: the same as the ``segtrain`` command."""
+
+from segtrain.cli import main
+
+main()

@@ -1,0 +1,164 @@
+"""The segtrain command: train -> evaluate -> predict on a tiny dataset, and its one-line errors."""
+
+import csv
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import make_pairs
+
+import brinelite
+
+TINY = ("--model", "tiny", "--size", "32", "--batch-size", "2", "--val", "2", "--lr", "3e-3")
+RUN_FILES = {
+    "config.json", "split.json", "best.weights.h5", "model.keras", "history.csv",
+    "curves.png", "logs", "backup",
+}  # fmt: skip
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def segtrain_cli(capsys, monkeypatch):
+    """Run ``segtrain ARGS`` in-process exactly as the console script does."""
+    from segtrain.cli import main
+
+    def run(*args: str) -> Result:
+        monkeypatch.setattr(sys, "argv", ["segtrain", *map(str, args)])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main()
+        captured = capsys.readouterr()
+        return Result(exited.value.code or 0, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def discs(tmp_path) -> str:
+    """Eight generated 48x64 disc pairs, installed as gen/discs@1.0.0."""
+    brinelite.install(str(make_pairs(tmp_path / "discs", count=8)), name="gen/discs@1.0.0")
+    return "gen/discs"
+
+
+def png(path: Path) -> np.ndarray:
+    """A PNG file's pixels; fails the test if it does not decode."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert image is not None, f"{path} is not a valid image"
+    return image
+
+
+def test_train_evaluate_predict(discs, tmp_path, segtrain_cli):
+    run = tmp_path / "run"
+    trained = segtrain_cli("train", discs, *TINY, "--epochs", "2", "--out", run)
+    assert trained.code == 0, trained.err
+    assert "Run folder:" in trained.out
+    assert {path.name for path in run.iterdir()} == RUN_FILES
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"]["ref"] == "gen/discs@1.0.0"
+    assert config["dataset"]["fingerprint"] == brinelite.load_dataset(discs).manifest.fingerprint
+    assert (config["model"], config["size"], config["precision"]) == ("tiny", 32, "float32")
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["val"]) == 2 and sorted(split["val"] + split["train"]) == list(range(8))
+    with (run / "history.csv").open() as handle:
+        history = list(csv.DictReader(handle))
+    assert len(history) == 2 and {"loss", "val_loss", "dice_coeff", "val_dice_coeff"} <= set(
+        history[0]
+    )
+    assert png(run / "curves.png").shape[2] in (3, 4)
+    assert any((run / "logs").rglob("events.out.tfevents.*"))
+
+    evaluated = segtrain_cli("evaluate", run)
+    assert evaluated.code == 0, evaluated.err
+    assert "all_foreground" in evaluated.out and "all_background" in evaluated.out
+    summary = json.loads((run / "evaluation-val.json").read_text())
+    assert summary["images"] == 2 and 0 <= summary["model"]["dice"] <= 1
+    assert summary["all_background"]["dice"] == 0  # every disc mask has foreground
+    with (run / "evaluation-val.csv").open() as handle:
+        scores = list(csv.DictReader(handle))
+    assert sorted(int(row["row"]) for row in scores) == sorted(split["val"])
+
+    images = tmp_path / "discs" / "images"
+    predicted = segtrain_cli("predict", run, images, "--out", tmp_path / "predictions")
+    assert predicted.code == 0, predicted.err
+    for stem in (path.stem for path in images.iterdir()):
+        mask = png(tmp_path / "predictions" / f"{stem}.mask.png")
+        assert mask.shape == (48, 64) and set(np.unique(mask)) <= {0, 255}
+        assert png(tmp_path / "predictions" / f"{stem}.overlay.png").shape == (48, 64, 3)
+    assert png(tmp_path / "predictions" / "contact_sheet.png").ndim == 3
+
+    validation_only = segtrain_cli("predict", run)  # default: the run's validation images
+    assert validation_only.code == 0, validation_only.err
+    assert len(list((run / "predictions").glob("*.overlay.png"))) == 2
+
+    again = segtrain_cli("train", discs, *TINY, "--epochs", "2", "--out", run)
+    assert again.code == 1 and "--resume" in again.err
+    changed = segtrain_cli("train", discs, *TINY, "--seed", "7", "--out", run, "--resume")
+    assert changed.code == 1 and "seed 42 -> 7" in changed.err
+    resumed = segtrain_cli("train", discs, *TINY, "--epochs", "3", "--out", run, "--resume")
+    assert resumed.code == 0, resumed.err
+    with (run / "history.csv").open() as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1", "2"]
+
+
+def one_line_error(result: Result, *words: str) -> None:
+    """A failed command printed exactly one line, 'Error: ...', holding every word."""
+    assert result.code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (("--model", "unet99"), ("unknown model 'unet99'", "tiny")),
+        (("--model", "tiny", "--size", "36"), ("36", "divisible", "8")),
+        (("--model", "tiny", "--size", "32", "--val", "0"), ("--val 0", "empty validation")),
+        (("--model", "tiny", "--size", "32", "--val", "8"), ("--val 8", "empty")),
+        (("--strategy", "cluster"), ("cluster",)),
+    ],
+)
+def test_bad_training_options(discs, tmp_path, segtrain_cli, options, words):
+    one_line_error(segtrain_cli("train", discs, *options, "--out", tmp_path / "run"), *words)
+
+
+def test_dataset_without_a_mask_column(pairs_src, tmp_path, segtrain_cli):
+    table = tmp_path / "labels" / "rows.csv"
+    table.parent.mkdir()
+    shutil.copytree(pairs_src / "images", table.parent / "images")
+    rows = [f"images/{path.name},disc\n" for path in sorted(pairs_src.glob("images/*"))]
+    table.write_text("image,label\n" + "".join(rows))
+    config = table.parent / "config.json"
+    columns = [{"name": "image", "type": "image"}, {"name": "label", "type": "category"}]
+    config.write_text(json.dumps({"path": "rows.csv", "columns": columns}))
+    archive = brinelite.build(config, "gen/labels", "1.0.0", out=tmp_path / "labels.tar.gz")
+    brinelite.install(str(archive.archive))
+    result = segtrain_cli("train", "gen/labels", *TINY, "--out", tmp_path / "run")
+    one_line_error(result, "no image column 'mask'", "label (category)", "--mask-column")
+
+
+def test_images_that_fail_to_decode(discs, tmp_path, segtrain_cli):
+    dataset = brinelite.load_dataset(discs)
+    broken = dataset.path / dataset[5].image
+    broken.write_bytes(b"not a png")
+    result = segtrain_cli("train", discs, *TINY, "--epochs", "1", "--out", tmp_path / "run")
+    one_line_error(result, str(broken), "cannot be decoded")
+
+
+def test_run_dir_without_weights(discs, tmp_path, segtrain_cli):
+    one_line_error(segtrain_cli("evaluate", tmp_path), "not a segtrain run folder")
+    (tmp_path / "config.json").write_text("{}")
+    one_line_error(segtrain_cli("evaluate", tmp_path), "no best.weights.h5")
+    one_line_error(segtrain_cli("predict", tmp_path, tmp_path), "no best.weights.h5")
