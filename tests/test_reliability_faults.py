@@ -190,18 +190,6 @@ def test_cache_under_a_regular_file_is_a_clear_error(cells, tmp_path, monkeypatc
     assert blocker.read_text() == "a file where the cache should be\n"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file modes")
-def test_read_only_cache_is_a_clear_error(cells, tmp_path, monkeypatch, cli):
-    home = tmp_path / "ro"
-    home.mkdir(mode=0o500)
-    monkeypatch.setenv("BRINELITE_HOME", str(home))
-    archive_path = tmp_path / "cells.tar.gz"
-    archive_path.write_bytes(cells)
-    result = cli("install", archive_path)
-    assert result.code == 1 and "BRINELITE_HOME" in result.err
-    assert list(home.iterdir()) == []
-
-
 def _enospc_after(monkeypatch, limit: int) -> None:
     """Make archive extraction hit 'No space left on device' after ``limit`` bytes."""
     real = archive._Writer.file
