@@ -29,6 +29,25 @@ app = typer.Typer(
 out = Console()
 
 
+def _load_tensorflow() -> None:
+    """Import TensorFlow and initialise its devices with the process's stderr muted.
+
+    On machines without CUDA, TensorFlow's C++ layer prints driver notices straight to file
+    descriptor 2 (no setting silences them), which would bury our one-line errors. Python
+    exceptions raised by the import still surface normally.
+    """
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 @app.command()
 def train(
     dataset: Annotated[str, typer.Argument(help="A brinelite scope/name[@version] or folder.")],
@@ -62,6 +81,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
 ) -> None:
     """Train a U-Net on DATASET the seed's way and save the run folder."""
+    _load_tensorflow()
     from segtrain.train import train as train_model
 
     result = train_model(
@@ -103,6 +123,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score the run's best weights: per-image dice and IoU, and trivial baselines."""
+    _load_tensorflow()
     from segtrain.evaluate import evaluate as evaluate_run
 
     report = evaluate_run(run_dir, dataset, fold, out_dir)
@@ -134,6 +155,7 @@ def predict(
     ] = 0.5,
 ) -> None:
     """Write a mask and a confidence overlay per image, and a contact sheet of overlays."""
+    _load_tensorflow()
     from segtrain.evaluate import load_fold
     from segtrain.predict import image_files, predict_files
     from segtrain.train import load_model, read_config

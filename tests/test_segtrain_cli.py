@@ -162,3 +162,19 @@ def test_run_dir_without_weights(discs, tmp_path, segtrain_cli):
     (tmp_path / "config.json").write_text("{}")
     one_line_error(segtrain_cli("evaluate", tmp_path), "no best.weights.h5")
     one_line_error(segtrain_cli("predict", tmp_path, tmp_path), "no best.weights.h5")
+
+
+def test_errors_are_one_line_in_a_real_process(tmp_path):
+    """TensorFlow's C++ start-up notices must not bury the one-line error."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "segtrain", "evaluate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"Error: {tmp_path} is not a segtrain run folder: it has no config.json"
+    ]
