@@ -9,13 +9,16 @@ every size is scored on the same full-resolution masks. The trivial predictor sa
 
 from __future__ import annotations
 
+import ctypes
 import time
 
 import numpy as np
 
 from benchmarks import data
 
-CONFIGS = [("tiny", 128, 4), ("small", 128, 4), ("tiny", 256, 4), ("small", 256, 4)]
+# (model, input size, batch size): the demo's choice first, then a larger input.
+CONFIGS = [("small", 128, 1), ("small", 256, 2)]
+LEARNING_RATE = 3e-4  # the demo's; the seed's 1e-4 learns too little in minutes
 
 
 def _scores(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
@@ -44,18 +47,21 @@ def _budget_stop(seconds: float):
 def train_and_score(model_name: str, size: int, batch: int, seconds: float) -> dict:
     import cv2
 
+    from segtrain.losses import compile_model
     from segtrain.processing import fix_mask, make_processor, prepare_image
+    from segtrain.train import MallocThresholds
     from segtrain.unet import build_model
 
     dataset = data.dataset("membrane")
     validation, train = dataset.create_folds((6,), seed=0)
-    model = build_model(model_name, size)
+    model = compile_model(build_model(model_name, size), lr=LEARNING_RATE)
     feed = train.to_keras(
         "image", "mask", batch_size=batch, processing_function=make_processor(size), seed=0
     )
     budget = _budget_stop(seconds)
     start = time.perf_counter()
-    model.fit(feed, epochs=10_000, verbose=0, callbacks=[budget])
+    speed = MallocThresholds(ctypes.CDLL("libc.so.6"))  # as segtrain train uses (Linux)
+    model.fit(feed, epochs=10_000, verbose=0, callbacks=[budget, speed])
     trained = time.perf_counter() - start
     truths, preds = [], []
     for row in validation:
@@ -85,5 +91,5 @@ def train_and_score(model_name: str, size: int, batch: int, seconds: float) -> d
 def run(smoke: bool = False) -> dict:
     if smoke:
         return {"budget_s": 5, "configs": [train_and_score("tiny", 64, 4, 5)]}
-    seconds = 90
+    seconds = 300
     return {"budget_s": seconds, "configs": [train_and_score(*c, seconds) for c in CONFIGS]}

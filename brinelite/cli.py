@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from typer.exceptions import TyperException
 
-from . import __version__, cache, config, preview, registry
+from . import __version__, cache, config, registry
 from . import serve as server
 from .build import build as build_archive
 from .dataset import load_dataset
@@ -266,7 +266,9 @@ def show(
     rows: Annotated[int, typer.Option(help="How many samples to show.", min=1)] = 16,
 ) -> None:
     """Write a contact sheet of samples with their masks laid over them."""
-    path = preview.contact_sheet(load_dataset(name), out_file, rows=rows)
+    from .preview import contact_sheet  # OpenCV: imported only by the command that draws
+
+    path = contact_sheet(load_dataset(name), out_file, rows=rows)
     out.print(f"Wrote {path}")
 
 
@@ -282,12 +284,17 @@ def cache_clean() -> None:
     out.print(f"Freed {_human(cache.clean())}.")
 
 
-def main() -> None:
-    """Run the CLI; turn every expected failure into one line on stderr."""
+def run_app(app: typer.Typer, handled: tuple[type[Exception], ...] = (BrineliteError,)) -> None:
+    """Run a typer ``app`` with brinelite's error convention, then exit.
+
+    An exception of a ``handled`` type prints ``Error: <message>`` on one line of stderr and
+    exits 1; a usage mistake (unknown option, missing argument) exits 2 the same way; no
+    traceback is shown for either. Tools built on brinelite (segtrain) use it too.
+    """
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         code = app(standalone_mode=False)
-    except BrineliteError as exc:
+    except handled as exc:
         errors.print(f"Error: {exc}", markup=False)
         sys.exit(1)
     except TyperException as exc:  # usage mistakes: unknown option, missing argument...
@@ -299,3 +306,8 @@ def main() -> None:
         errors.print("Aborted.")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def main() -> None:
+    """The ``brinelite`` console script."""
+    run_app(app)

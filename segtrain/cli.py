@@ -9,15 +9,14 @@ import, is only imported by the command that needs it.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
-from typer.exceptions import TyperException
 
 from brinelite import BrineliteError
+from brinelite.cli import run_app
 from segtrain.errors import SegtrainError
 
 app = typer.Typer(
@@ -174,20 +173,6 @@ def predict(
 
 
 def main() -> None:
-    """Run the CLI; turn every expected failure into one line on stderr."""
+    """The ``segtrain`` console script; errors are one line on stderr, as brinelite's are."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no C++ log lines from TensorFlow
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
-        code = app(standalone_mode=False)
-    except (SegtrainError, BrineliteError) as exc:
-        errors.print(f"Error: {exc}", markup=False)
-        sys.exit(1)
-    except TyperException as exc:  # usage mistakes: unknown option, missing argument...
-        context = getattr(exc, "ctx", None)
-        hint = f" (see: {context.command_path} --help)" if context else ""
-        errors.print(f"Error: {exc.format_message()}{hint}", markup=False)
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        errors.print("Aborted.")
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    run_app(app, (SegtrainError, BrineliteError))

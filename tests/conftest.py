@@ -26,6 +26,29 @@ def brinelite_home(tmp_path_factory, monkeypatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def hermetic_environment(monkeypatch, tmp_path):
+    """No proxies or .netrc from the machine running the tests."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+
+
+class Recorder:
+    """A Progress that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.done = 0
+
+    def start(self, total: int | None) -> None:
+        self.total = total
+        self.done = 0
+
+    def advance(self, amount: int) -> None:
+        self.done += amount
+
+
 def copy_pairs(name: str, dest: Path, count: int | None = None) -> Path:
     """Copy the first ``count`` image/mask pairs of a shared dataset into ``dest``."""
     source = SHARED_DATA / name
@@ -87,13 +110,11 @@ class CliResult:
     err: str
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run ``brinelite ARGS`` in-process exactly as the console script does."""
-    from brinelite.cli import main
+def cli_runner(main, program: str, capsys, monkeypatch):
+    """A function running ``program ARGS`` in-process exactly as its console script does."""
 
     def run(*args: str) -> CliResult:
-        monkeypatch.setattr(sys, "argv", ["brinelite", *map(str, args)])
+        monkeypatch.setattr(sys, "argv", [program, *map(str, args)])
         capsys.readouterr()
         with pytest.raises(SystemExit) as exited:
             main()
@@ -101,3 +122,11 @@ def cli(capsys, monkeypatch):
         return CliResult(exited.value.code or 0, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``brinelite ARGS`` in-process exactly as the console script does."""
+    from brinelite.cli import main
+
+    return cli_runner(main, "brinelite", capsys, monkeypatch)

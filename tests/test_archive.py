@@ -13,27 +13,13 @@ import zlib
 from pathlib import Path
 
 import pytest
+from conftest import Recorder
 
 from brinelite import archive
 from brinelite.errors import ArchiveError
 from brinelite.hashes import FileInfo, file_info
 
 MIB = 1024**2
-
-
-class Recorder:
-    """A Progress that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.total: int | None = None
-        self.done = 0
-
-    def start(self, total: int | None) -> None:
-        self.total = total
-        self.done = 0
-
-    def advance(self, amount: int) -> None:
-        self.done += amount
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import responses
+from conftest import Recorder
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -24,14 +25,6 @@ DATA = os.urandom(3 * MIB + 5)
 DATA_SHA = hashlib.sha256(DATA).hexdigest()
 
 
-@pytest.fixture(autouse=True)
-def hermetic_environment(monkeypatch, tmp_path):
-    """No proxies or .netrc from the machine running the tests."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-
-
 @pytest.fixture
 def other_host():
     """A second server, on 127.0.0.1 (the `httpserver` fixture listens as `localhost`)."""
@@ -40,21 +33,6 @@ def other_host():
     yield server
     server.clear()
     server.stop()
-
-
-class Recorder:
-    """A Progress that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.total: int | None = None
-        self.done = 0
-
-    def start(self, total: int | None) -> None:
-        self.total = total
-        self.done = 0
-
-    def advance(self, amount: int) -> None:
-        self.done += amount
 
 
 class FileServer:

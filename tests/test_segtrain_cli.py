@@ -4,13 +4,12 @@ import csv
 import json
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import make_pairs
+from conftest import CliResult, cli_runner, make_pairs
 
 import brinelite
 
@@ -21,27 +20,12 @@ RUN_FILES = {
 }  # fmt: skip
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
 def segtrain_cli(capsys, monkeypatch):
     """Run ``segtrain ARGS`` in-process exactly as the console script does."""
     from segtrain.cli import main
 
-    def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["segtrain", *map(str, args)])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main()
-        captured = capsys.readouterr()
-        return Result(exited.value.code or 0, captured.out, captured.err)
-
-    return run
+    return cli_runner(main, "segtrain", capsys, monkeypatch)
 
 
 @pytest.fixture
@@ -111,7 +95,7 @@ def test_train_evaluate_predict(discs, tmp_path, segtrain_cli):
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1", "2"]
 
 
-def one_line_error(result: Result, *words: str) -> None:
+def one_line_error(result: CliResult, *words: str) -> None:
     """A failed command printed exactly one line, 'Error: ...', holding every word."""
     assert result.code != 0
     lines = result.err.strip().splitlines()
@@ -167,7 +151,6 @@ def test_run_dir_without_weights(discs, tmp_path, segtrain_cli):
 def test_errors_are_one_line_in_a_real_process(tmp_path):
     """TensorFlow's C++ start-up notices must not bury the one-line error."""
     import subprocess
-    import sys
 
     result = subprocess.run(
         [sys.executable, "-m", "segtrain", "evaluate", str(tmp_path)],

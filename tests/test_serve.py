@@ -25,14 +25,6 @@ ARCHIVE = "/lab/cells/cells-1.0.0.tar.gz"
 MIB = 1 << 20
 
 
-@pytest.fixture(autouse=True)
-def hermetic_environment(monkeypatch, tmp_path):
-    """No proxies or .netrc from the machine running the tests."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-
-
 @pytest.fixture
 def reg(tmp_path) -> Path:
     """A folder registry holding lab/cells@1.0.0, beside a secret file outside it."""
