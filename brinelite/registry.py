@@ -99,7 +99,7 @@ def resolve(ref: DatasetRef) -> Resolved:
     A registry that cannot be reached is skipped (and named if nothing is found), so the
     demo registry works offline; a registry refusing access raises :class:`AuthError`.
     """
-    asked, failed = [], []
+    asked, failed, versions = [], [], set()
     for entry in registries():
         asked.append(entry.url)
         try:
@@ -110,6 +110,7 @@ def resolve(ref: DatasetRef) -> Resolved:
             continue
         version = _pick(index, ref) if index else None
         if version is None:
+            versions.update(index.get("versions", {}) if index else ())
             continue
         item = index["versions"][str(version)]
         location = _archive_path(store, ref, item["archive"])
@@ -120,6 +121,12 @@ def resolve(ref: DatasetRef) -> Resolved:
             item["size"],
             entry.url,
             store.headers,
+        )
+    if versions:
+        listed = ", ".join(str(v) for v in sorted(parse_version(v) for v in versions))
+        raise DatasetNotFoundError(
+            f"Dataset {ref} was not found in the registries asked ({', '.join(asked)}); "
+            f"published versions of {ref.full_name}: {listed}."
         )
     known = [listing.name for listing in search(quiet=True)]
     raise DatasetNotFoundError(

@@ -392,7 +392,10 @@ def test_unknown_dataset_and_version_suggest_close_names(
     monkeypatch.setenv("BRINELITE_REGISTRY", str(reg))
     with pytest.raises(DatasetNotFoundError, match=r"Did you mean lab/cells\?"):
         brinelite.install("lab/cels", quiet=True)
-    with pytest.raises(DatasetNotFoundError, match=r"lab/cells@9\.9\.9 was not found"):
+    with pytest.raises(
+        DatasetNotFoundError,
+        match=r"lab/cells@9\.9\.9 was not found.*published versions of lab/cells: 1\.0\.0\.",
+    ):
         brinelite.install("lab/cells@9.9.9", quiet=True)
     result = cli("info", "lab/cell")
     assert result.code == 1 and "not installed" in result.err
