@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,21 @@ class Recorder:
 
     def advance(self, amount: int) -> None:
         self.done += amount
+
+
+def write_zip(path: Path, members: list[tuple[zipfile.ZipInfo | str, bytes]]) -> Path:
+    """A zip archive at ``path`` holding ``members`` exactly as given (hostile ones included)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for info, data in members:
+            zf.writestr(info, data)
+    return path
+
+
+def zip_entry(name: str, mode: int) -> zipfile.ZipInfo:
+    """A zip entry carrying Unix mode bits (file type included: links, FIFOs, devices)."""
+    info = zipfile.ZipInfo(name)
+    info.external_attr = mode << 16
+    return info
 
 
 def copy_pairs(name: str, dest: Path, count: int | None = None) -> Path:

@@ -13,7 +13,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import Recorder
+from conftest import Recorder, write_zip, zip_entry
 
 from brinelite import archive
 from brinelite.errors import ArchiveError
@@ -185,19 +185,6 @@ def test_refuses_tar_name_that_is_not_utf8(dest, tmp_path):
 
 
 # --- hostile zip entries ---------------------------------------------------------------
-
-
-def write_zip(path: Path, members: list[tuple[zipfile.ZipInfo | str, bytes]]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for info, data in members:
-            zf.writestr(info, data)
-    return path
-
-
-def zip_entry(name: str, mode: int) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name)
-    info.external_attr = mode << 16
-    return info
 
 
 @pytest.mark.parametrize(

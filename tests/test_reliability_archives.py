@@ -11,13 +11,12 @@ import gzip
 import io
 import stat
 import tarfile
-import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import make_pairs
+from conftest import make_pairs, write_zip, zip_entry
 from reliability_helpers import Serving, Site, snapshot, staging_left
 
 import brinelite
@@ -82,23 +81,10 @@ def _special(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
     return info
 
 
-def _zip(path: Path, entries: list[tuple[str | zipfile.ZipInfo, bytes]]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in entries:
-            zf.writestr(name, data)
-    return path
-
-
-def _zip_mode(name: str, mode: int) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name)
-    info.external_attr = mode << 16
-    return info
-
-
 def _raw_zip_name(path: Path, raw: bytes) -> Path:
     """A zip whose one entry name is ``raw`` bytes (invalid UTF-8), without the UTF-8 flag."""
     placeholder = b"x" * len(raw)
-    _zip(path, [(placeholder.decode(), PNG)])
+    write_zip(path, [(placeholder.decode(), PNG)])
     path.write_bytes(path.read_bytes().replace(placeholder, raw))
     return path
 
@@ -155,25 +141,28 @@ def hostile(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         ),
         "tar-not-utf8": (_raw_tar_name(t / "m.tgz", b"images/\xff\xfe.png"), "not valid UTF-8"),
         "tar-windows-path": (_tar(t / "n.tgz", [("..\\evil.txt", b"x")]), "backslash"),
-        "zip-absolute": (_zip(z / "a.zip", [(str(outside / "evil.txt"), b"x")]), "absolute path"),
-        "zip-dotdot": (_zip(z / "b.zip", [(up, b"x")]), "'..'"),
+        "zip-absolute": (
+            write_zip(z / "a.zip", [(str(outside / "evil.txt"), b"x")]),
+            "absolute path",
+        ),
+        "zip-dotdot": (write_zip(z / "b.zip", [(up, b"x")]), "'..'"),
         "zip-symlink": (
-            _zip(z / "c.zip", [(_zip_mode("images", stat.S_IFLNK | 0o777), b"/etc")]),
+            write_zip(z / "c.zip", [(zip_entry("images", stat.S_IFLNK | 0o777), b"/etc")]),
             "symbolic link",
         ),
         "zip-fifo": (
-            _zip(z / "d.zip", [(_zip_mode("evil", stat.S_IFIFO | 0o644), b"")]),
+            write_zip(z / "d.zip", [(zip_entry("evil", stat.S_IFIFO | 0o644), b"")]),
             "FIFO",
         ),
         "zip-chardev": (
-            _zip(z / "e.zip", [(_zip_mode("evil", stat.S_IFCHR | 0o644), b"")]),
+            write_zip(z / "e.zip", [(zip_entry("evil", stat.S_IFCHR | 0o644), b"")]),
             "device file",
         ),
         "zip-not-utf8": (_raw_zip_name(z / "g.zip", b"images/\xff\xfe.png"), "not valid UTF-8"),
     }
     with pytest.warns(UserWarning, match="Duplicate name"):
         cases["zip-duplicate"] = (
-            _zip(z / "f.zip", [("images/0.png", PNG), ("images/0.png", PNG)]),
+            write_zip(z / "f.zip", [("images/0.png", PNG), ("images/0.png", PNG)]),
             "appears twice",
         )
     return cases
