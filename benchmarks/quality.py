@@ -21,12 +21,6 @@ CONFIGS = [("small", 128, 1), ("small", 256, 2)]
 LEARNING_RATE = 3e-4  # the demo's; the seed's 1e-4 learns too little in minutes
 
 
-def _scores(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
-    inter = float(np.logical_and(truth, pred).sum())
-    total = float(truth.sum() + pred.sum())
-    return 2 * inter / total, inter / (total - inter)
-
-
 def _budget_stop(seconds: float):
     import keras
 
@@ -47,6 +41,8 @@ def _budget_stop(seconds: float):
 def train_and_score(model_name: str, size: int, batch: int, seconds: float) -> dict:
     import cv2
 
+    from segtrain.evaluate import dice as score_dice
+    from segtrain.evaluate import iou as score_iou
     from segtrain.losses import compile_model
     from segtrain.processing import fix_mask, make_processor, prepare_image
     from segtrain.train import MallocThresholds
@@ -72,8 +68,9 @@ def train_and_score(model_name: str, size: int, batch: int, seconds: float) -> d
         truths.append(truth)
         preds.append(full > 0.5)
     truth, pred = np.stack(truths), np.stack(preds)
-    dice, iou = _scores(truth, pred)
-    trivial_dice, trivial_iou = _scores(truth, np.ones_like(truth))
+    dice, iou = score_dice(pred, truth), score_iou(pred, truth)
+    everything = np.ones_like(truth)
+    trivial_dice, trivial_iou = score_dice(everything, truth), score_iou(everything, truth)
     return {
         "model": model_name,
         "size": size,
