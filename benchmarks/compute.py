@@ -2,7 +2,8 @@
 
 Each variant runs in a fresh process (oneDNN and thread settings are read at TensorFlow
 import): the seed's U-Net-256 (RMSprop, bce + dice) trains on fixed random batches of 2 and
-the achieved GFLOP/s counts 3 x 40.6 GFLOP per image. The first process also measures
+the achieved GFLOP/s counts 3 x 40.6 GFLOP per image. Two more variants time XLA on the demo's
+model (small U-Net, 128 px, batch 1), where its effect differs. The first process also measures
 TensorFlow's float32 and bfloat16 matmul GFLOP/s (2048x2048), the ceiling the train step is
 compared with; on a CPU without AVX512-BF16/AMX, bfloat16 matmul is emulated and slow, which
 is why ``mixed_bfloat16`` cannot pay off here.
@@ -18,6 +19,7 @@ import time
 
 TRAIN_GFLOP_PER_IMAGE = 3 * 40.6
 BATCH = 2
+DEMO = {"model": "small", "size": 128, "batch": 1, "steps": 100}
 # name -> (environment, options for the child)
 VARIANTS = {
     "keras_fp32": ({}, {}),
@@ -26,6 +28,8 @@ VARIANTS = {
     "threads_1x2": ({}, {"intra": 1, "inter": 2}),
     "xla_jit": ({}, {"jit": True}),
     "mixed_bfloat16": ({}, {"policy": "mixed_bfloat16"}),
+    "demo_fp32": ({}, DEMO),
+    "demo_xla_jit": ({}, dict(DEMO, jit=True)),
 }
 
 
@@ -51,7 +55,7 @@ def child(options: dict) -> dict:
     import keras
 
     from segtrain.losses import bce_dice_loss, dice_coeff
-    from segtrain.unet import unet
+    from segtrain.unet import build_model, unet
 
     out = {}
     if options.get("matmul"):
@@ -60,8 +64,8 @@ def child(options: dict) -> dict:
         out["matmul_bf16_gflops"] = _matmul_gflops(tf, tf.bfloat16, seconds=seconds)
     if "policy" in options:
         keras.mixed_precision.set_global_policy(options["policy"])
-    size = options.get("size", 256)
-    model = unet(size, 32, 5) if size == 256 else unet(size, 8, 3)
+    size, batch = options.get("size", 256), options.get("batch", BATCH)
+    model = build_model(options["model"], size) if "model" in options else unet(size, 32, 5)
     model.compile(
         optimizer=keras.optimizers.RMSprop(1e-4),
         loss=bce_dice_loss,
@@ -69,18 +73,19 @@ def child(options: dict) -> dict:
         jit_compile=options.get("jit", False),
     )
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (BATCH, size, size, 3)).astype(np.float32)
-    y = (rng.uniform(0, 1, (BATCH, size, size, 1)) > 0.5).astype(np.float32)
+    x = rng.uniform(0, 1, (batch, size, size, 3)).astype(np.float32)
+    y = (rng.uniform(0, 1, (batch, size, size, 1)) > 0.5).astype(np.float32)
     for _ in range(2):  # trace / compile
         model.train_on_batch(x, y)
     steps, start = 0, time.perf_counter()
-    while steps < options.get("steps", 3) and time.perf_counter() - start < options["budget"]:
+    while steps < options.get("steps", 8) and time.perf_counter() - start < options["budget"]:
         model.train_on_batch(x, y)
         steps += 1
     seconds = time.perf_counter() - start
-    out["img_s"] = steps * BATCH / seconds
+    out["img_s"] = steps * batch / seconds
     out["steps"] = steps
-    out["gflops"] = out["img_s"] * TRAIN_GFLOP_PER_IMAGE * (size / 256) ** 2
+    if "model" not in options:  # the FLOP count is the seed's U-Net-256's
+        out["gflops"] = out["img_s"] * TRAIN_GFLOP_PER_IMAGE
     out["intra_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
     return out
 
@@ -105,20 +110,22 @@ def cpu_flags() -> dict:
 def run(smoke: bool = False) -> dict:
     out = {"cpu": cpu_flags(), "cores": os.cpu_count(), "batch": BATCH, "variants": {}}
     if smoke:
-        out["note"] = "smoke: a tiny U-Net at 64x64; its GFLOP/s figure is not meaningful"
+        out["note"] = "smoke: a tiny U-Net at 64x64 only"
     names = ["keras_fp32"] if smoke else list(VARIANTS)
     for k, name in enumerate(names):
         env, options = VARIANTS[name]
-        options = dict(options, matmul=k == 0, budget=20 if smoke else 30)
+        options = dict(options, matmul=k == 0, budget=20 if smoke else 45)
         if smoke:
-            options.update(size=64, steps=2, matmul_s=0.5)
+            options.update(model="tiny", size=64, steps=2, matmul_s=0.5)
         out["variants"][name] = _variant(name, options, env)
-    base = out["variants"]["keras_fp32"]
-    out["matmul_fp32_gflops"] = base.pop("matmul_fp32_gflops")
-    out["matmul_bf16_gflops"] = base.pop("matmul_bf16_gflops")
-    for result in out["variants"].values():
-        result["speedup_vs_keras_fp32"] = result["img_s"] / base["img_s"]
-        result["fraction_of_fp32_matmul"] = result["gflops"] / out["matmul_fp32_gflops"]
+    variants = out["variants"]
+    out["matmul_fp32_gflops"] = variants["keras_fp32"].pop("matmul_fp32_gflops")
+    out["matmul_bf16_gflops"] = variants["keras_fp32"].pop("matmul_bf16_gflops")
+    for name, result in variants.items():
+        base = variants["demo_fp32" if name.startswith("demo_") else "keras_fp32"]
+        result["speedup_vs_fp32"] = result["img_s"] / base["img_s"]
+        if "gflops" in result:
+            result["fraction_of_fp32_matmul"] = result["gflops"] / out["matmul_fp32_gflops"]
     return out
 
 

@@ -89,30 +89,7 @@ def _rows(r: dict[str, Any]) -> list[tuple]:
             )
         )
     if "compute" in r:
-        co = r["compute"]
-        base = co["variants"]["keras_fp32"]
-        rows.append(
-            (
-                "4",
-                "U-Net-256 train step, Keras fp32",
-                f"{base['gflops']:.0f} GFLOP/s ({base['img_s']:.2f} img/s; fp32 matmul "
-                f"{co['matmul_fp32_gflops']:.0f}, bf16 matmul {co['matmul_bf16_gflops']:.0f})",
-                "-",
-                "n/a",
-            )
-        )
-        best = max(co["variants"].items(), key=lambda kv: kv[1]["img_s"])
-        bf16 = co["cpu"]["avx512_bf16"] or co["cpu"]["amx_bf16"]
-        rows.append(
-            (
-                "4",
-                "Best variant vs Keras fp32",
-                f"{best[1]['speedup_vs_keras_fp32']:.2f}x ({best[0]}); mixed_bfloat16 "
-                f"{co['variants'].get('mixed_bfloat16', {}).get('speedup_vs_keras_fp32', 0):.2f}x",
-                ">= 1.6x (bf16 CPUs)",
-                _met(best[1]["speedup_vs_keras_fp32"] >= 1.6) if bf16 else "n/a: no bf16 here",
-            )
-        )
+        rows += _compute_rows(r["compute"])
     if "scaling" in r:
         sc = r["scaling"]
         big = max((k for k in sc if k.startswith("rows_")), key=lambda k: int(k[5:]))
@@ -145,18 +122,60 @@ def _rows(r: dict[str, Any]) -> list[tuple]:
             )
         )
     if "quality" in r:
-        q = r["quality"]
-        for c in q["configs"]:
+        for c in r["quality"]["configs"]:
             rows.append(
                 (
                     "6",
-                    f"{q['budget_s']:.0f} s budget: {c['model']} {c['size']}px batch {c['batch']}",
+                    f"{c['budget_s'] / 60:.0f} min budget: {c['model']} {c['size']}px "
+                    f"batch {c['batch']}",
                     f"dice {c['val_dice']:.3f}, IoU {c['val_iou']:.3f} ({c['epochs']:.1f} epochs); "
                     f"all-foreground dice {c['all_foreground_dice']:.3f}",
                     "dice >= trivial + 0.01",
                     _met(c["val_dice"] >= c["all_foreground_dice"] + 0.01),
                 )
             )
+    return rows
+
+
+def _compute_rows(co: dict[str, Any]) -> list[tuple]:
+    variants = co["variants"]
+    base = variants["keras_fp32"]
+    flops = f"{base['gflops']:.0f} GFLOP/s, " if "gflops" in base else ""
+    rows = [
+        (
+            "4",
+            "U-Net-256 train step, Keras fp32",
+            f"{flops}{base['img_s']:.2f} img/s (fp32 matmul {co['matmul_fp32_gflops']:.0f} "
+            f"GFLOP/s, bf16 matmul {co['matmul_bf16_gflops']:.0f})",
+            "-",
+            "n/a",
+        )
+    ]
+    seed = {k: v for k, v in variants.items() if not k.startswith("demo_")}
+    best = max(seed, key=lambda k: seed[k]["img_s"])
+    bf16 = co["cpu"]["avx512_bf16"] or co["cpu"]["amx_bf16"]
+    others = ", ".join(f"{k} {v['speedup_vs_fp32']:.2f}x" for k, v in seed.items() if k != best)
+    rows.append(
+        (
+            "4",
+            "Best U-Net-256 variant vs Keras fp32",
+            f"{seed[best]['speedup_vs_fp32']:.2f}x ({best}); {others}",
+            ">= 1.6x (bf16 CPUs)",
+            _met(seed[best]["speedup_vs_fp32"] >= 1.6) if bf16 else "n/a: no bf16 here",
+        )
+    )
+    if "demo_xla_jit" in variants:
+        demo = variants["demo_xla_jit"]
+        rows.append(
+            (
+                "4",
+                "XLA on the demo's model (small 128px batch 1) vs fp32",
+                f"{demo['speedup_vs_fp32']:.2f}x ({demo['img_s']:.1f} vs "
+                f"{variants['demo_fp32']['img_s']:.1f} img/s)",
+                "-",
+                "n/a",
+            )
+        )
     return rows
 
 
@@ -169,10 +188,11 @@ EXPLAIN = """
    batches after a warm-up count, so tracing and the epoch-start stall of `fit` on shuffled
    numpy arrays are excluded. Sources alternate; medians are compared. Ratio = b / a.
 2. **Loader throughput** (`--only loader`). Samples/s of a full epoch of `to_keras` batches
-   (batch 8, seed processing with augmentation at 256, membrane 512x512 PNG x4), 1 against 2
-   workers, best of 3 alternating epochs, next to a plain one-thread loop that decodes and
-   processes the same files. The cache rows compare the first epoch of `cache_images=True`
-   with a later one, with the seed processing and without any processing.
+   (batch 8, seed processing with augmentation at 256, membrane 512x512 PNG x8 = 240 rows),
+   1 against 2 workers, best of 5 alternating epochs, next to a plain one-thread loop that
+   decodes and processes the same files (run first, with OpenCV's own threads on). The cache
+   rows compare the first epoch of `cache_images=True` (2 workers) with the best of the next
+   three, with the seed processing and without any processing.
 3. **Install throughput** (`--only install`). A ~200 MB archive of generated smooth 1024x1024
    PNG pairs served by `python -m http.server` on 127.0.0.1, or read from a local file.
    Floor: `curl -s -o` + `sha256sum` + `tar -xzf` (local: `sha256sum` + `tar -xzf`), timed
@@ -183,58 +203,72 @@ EXPLAIN = """
    Peak RSS from `/usr/bin/time -f %M` (whole process tree); a ~6 MB archive shows
    whether it grows with archive size.
 4. **Compute** (`--only compute`). The seed's U-Net-256 (RMSprop, bce + dice), batch 2 of
-   fixed random data, one fresh process per variant: Keras defaults fp32, oneDNN off
-   (`TF_ENABLE_ONEDNN_OPTS=0`), intra/inter-op threads 2/1 and 1/2, XLA `jit_compile=True`,
-   and the `mixed_bfloat16` policy. GFLOP/s = images/s x 3 x 40.6 GFLOP. TensorFlow's
-   2048x2048 float32 and bfloat16 matmul GFLOP/s are the ceiling measured in the same run.
+   fixed random data, 8 steps after 2 warm-up steps, one fresh process per variant: Keras
+   defaults fp32, oneDNN off (`TF_ENABLE_ONEDNN_OPTS=0`), intra/inter-op threads 2/1 and 1/2,
+   XLA `jit_compile=True`, and the `mixed_bfloat16` policy (stopped after 45 s). GFLOP/s =
+   images/s x 3 x 40.6 GFLOP. TensorFlow's 2048x2048 float32 and bfloat16 matmul GFLOP/s are
+   the ceiling measured in the same run. The demo's model (small U-Net, 128 px, batch 1, 100
+   steps) is timed with and without XLA too.
 5. **Scaling** (`--only scaling`). `load_dataset` of generated manifest.json + rows.csv
    (10k, 100k rows, the manifest listing every file with size and sha256 as an installed one
    does; the image files themselves do not exist, which loading never notices). Time is the
    best of 3; memory is tracemalloc's count for one load. `create_folds((n/5,))` and one
    epoch's shuffled order at the larger size.
 6. **Quality per CPU minute** (`--only quality`). Train on 24 membrane pairs with the seed's
-   augmentation for a fixed wall-clock budget per configuration, then score the 6 held-out
-   pairs at full resolution (prediction resized to 512, threshold 0.5): dice and IoU, next
-   to the trivial all-foreground predictor (membrane masks are mostly foreground).
+   augmentation (lr 3e-4, as the demo) for a wall-clock budget; the small U-Net at 128 px
+   batch 1 (the demo's) trains once for 15 minutes and its weights are also scored as they
+   were at 5 minutes; at 256 px batch 2 it trains 5 minutes. The 6 held-out pairs are scored
+   at full resolution (prediction resized to 512, threshold 0.5): dice and IoU, next to the
+   trivial all-foreground predictor (membrane masks are ~78% foreground).
 """
 
 
 NOTES = """
-## Targets missed, and what limits them
+## What limits the figures
 
-Sections were measured on an idle machine (feeding, loader, install, scaling at 16:32 UTC,
-quality and compute after them), one section at a time, each with its own side-by-side
-reference. Earlier runs under outside load (other jobs training on the same 2 cores) gave
-ratios as low as 0.93 for feeding and 1.35x for install: on a shared 2-core machine the
-absolute figures swing with the load, the ratios much less.
+On a shared 2-core machine the absolute rates swing with outside load (an earlier run under
+load gave 0.93 for feeding and 1.35x for install), the ratios much less: read the ratios.
 
-- **Loader, 2 workers vs 1 (2): 1.45x, target 1.7x.** Decoding (OpenCV, GIL released) runs
-  in parallel, but each sample also spends time in Python (row lookup, float conversion,
-  the processing function's numpy glue) under the GIL, and the plain loop shows the ceiling
-  of one core. `to_keras` turns OpenCV's own thread pool off when it runs more than one
-  worker: with it on, 2 workers were no faster than 1 (A/B in one process: 42 -> 59
-  samples/s). Worker processes instead of threads would lift the GIL limit at the price of
-  pickling every batch; not done.
-- **Image cache (2): 1.3x with the seed's processing, 2.1x without, target 5x.** The cache
-  keeps decoded images, so it removes the decode share only. The seed's augmentation runs
-  every epoch by design (a cache of augmented samples would repeat them), and without
-  processing what remains per sample is the float32 copy and the stack of 512x512 arrays,
-  which a cache must still do so that a processing function can never alter cached pixels.
-- **Compute (4): the 1.6x bf16 target cannot be shown here.** This CPU has AVX2 but no
-  AVX512-BF16/AMX: bfloat16 matmul is emulated (slower than fp32 in the same run), so
-  `mixed_bfloat16` only adds casts. segtrain's `--precision auto` therefore picks float32 on
-  this machine and mixed_bfloat16 only where /proc/cpuinfo lists avx512_bf16 or amx_bf16.
-  Among the CPU options, oneDNN off and explicit intra/inter-op thread counts were slower
-  (0.85-0.93x); XLA `jit_compile=True` was 1.24x faster in the idle run but 0.98x in an
-  earlier run under load, each over 3 steps only. segtrain keeps Keras' defaults (no XLA)
-  until a longer measurement confirms the gain. The dice-within-0.005 comparison needs a
-  bf16 machine.
-- **Quality (6).** With the demo's settings (small U-Net, 128 px, batch 1, lr 3e-4) 5 minutes
-  on 2 cores reach dice 0.92 against 0.87 for the all-foreground predictor (membrane masks
-  are ~78% foreground). At 256 px and batch 2 the same 5 minutes give ~4x fewer samples
-  seen and the model still predicts almost everything as foreground: that is why the demo
-  trains at 128 px. A 15-minute budget was not run in this session.
+{missed}
+
+- **Loader (2).** Decoding and the processing's OpenCV calls release the GIL and run on both
+  cores; the rest of each sample (row lookup, numpy glue of the processing function) holds it,
+  which is what keeps two workers under 2x ({workers:.2f}x here). With more than one worker
+  `to_keras` turns OpenCV's own thread pool off: with it on, the two levels of threads
+  oversubscribed the cores and two workers were no faster than one.
+- **Image cache (2).** The cache keeps decoded images (uint8, as decoded), so it removes the
+  decoding share of an epoch: {plain:.1f}x without processing. With the seed's processing the
+  augmentation must run every epoch (a cache of augmented samples would repeat them), so later
+  epochs are {seed:.1f}x faster, not 5x; the processing itself was made ~1.7x cheaper
+  (resizing a grey image before repeating it to RGB, OpenCV's flip).
+- **Compute (4).** This CPU has AVX2 but no AVX512-BF16/AMX: bfloat16 matmul is emulated, so
+  `mixed_bfloat16` only adds casts ({bf16:.2f}x) and `--precision auto` picks float32 here
+  (mixed_bfloat16 only where /proc/cpuinfo lists avx512_bf16 or amx_bf16); the 1.6x bf16
+  target and the dice-within-0.005 comparison need such a CPU. XLA `jit_compile` gave
+  {xla:.2f}x on U-Net-256 but {demo_xla:.2f}x on the demo's small model, so segtrain keeps
+  Keras' default (XLA off on CPU) and offers `segtrain train --xla` for big models.
+- **Quality (6).** These are the figures behind the demo's defaults (small U-Net at 128 px,
+  batch 1, lr 3e-4): at 256 px batch 2 each epoch takes several times longer, so the same
+  minutes train far fewer epochs (see the table) and the model stays nearer the trivial one.
 """
+
+
+def _notes(results: dict[str, Any], rows: list[tuple]) -> str:
+    missed = [f"**{row[1]}**: {row[2]}, target {row[3]}" for row in rows if row[4] == "**no**"]
+    listed = "\n".join(f"- Missed: {m}." for m in missed) or "Every target measured here was met."
+    lo, co = results.get("loader"), results.get("compute")
+    if lo is None or co is None or "demo_xla_jit" not in co["variants"]:
+        return "\n" + listed + "\n"
+    variants = co["variants"]
+    return NOTES.format(
+        missed=listed,
+        workers=lo["speedup_2_vs_1"],
+        plain=lo["cache_no_processing_speedup"],
+        seed=lo["cache_speedup"],
+        bf16=variants["mixed_bfloat16"]["speedup_vs_fp32"],
+        xla=variants["xla_jit"]["speedup_vs_fp32"],
+        demo_xla=variants["demo_xla_jit"]["speedup_vs_fp32"],
+    )
 
 
 def render(results: dict[str, Any]) -> str:
@@ -246,8 +280,9 @@ def render(results: dict[str, Any]) -> str:
         date=m["date"],
         smoke=" — SMOKE MODE (toy sizes, figures not meaningful)" if m.get("smoke") else "",
     )
-    table = "".join("| " + " | ".join(str(c) for c in row) + " |\n" for row in _rows(results))
+    rows = _rows(results)
+    table = "".join("| " + " | ".join(str(c) for c in row) + " |\n" for row in rows)
     seconds = results.get("seconds", {})
     total = f"\nWall time per section (s): {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}"
     total += f"; total {sum(seconds.values()) / 60:.1f} min.\n"
-    return head + table + total + EXPLAIN + NOTES
+    return head + table + total + EXPLAIN + _notes(results, rows)

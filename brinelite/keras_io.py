@@ -78,7 +78,10 @@ class SampleLoader:
         column = self.columns[position]
         cell = row[self.positions[position]]
         if column.isimage():
-            return self.image(cell).astype(np.float32)
+            image = self.image(cell)
+            # Processing functions get float32 0-255 copies, as Brine's img_to_array gave them
+            # (and a copy keeps cached pixels safe from in-place edits); batches convert anyway.
+            return image if self.processing_function is None else image.astype(np.float32)
         if column.type == "category":
             return self.category_index[column.name][cell]
         return cell
@@ -147,7 +150,10 @@ class SampleLoader:
                 "processing_function that "
                 "resizes them, e.g. segtrain.processing.make_processor(size=256)."
             )
-        return np.stack([np.asarray(a, dtype=np.float32) for a in arrays])
+        stacked = np.empty((len(arrays), *shapes.pop()), np.float32)
+        for k, array in enumerate(arrays):
+            stacked[k] = array  # converts to float32 in the same pass as the copy
+        return stacked
 
 
 class KerasBatches:

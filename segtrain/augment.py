@@ -26,7 +26,7 @@ def _restore(result: np.ndarray, like: np.ndarray) -> np.ndarray:
     """Return ``result`` in the shape and dtype of ``like``, rounding and clipping for uint8."""
     if like.dtype == np.uint8:
         result = np.clip(np.rint(result), 0, 255)
-    return result.reshape(like.shape).astype(like.dtype)
+    return result.reshape(like.shape).astype(like.dtype, copy=False)
 
 
 def random_hue_saturation_value(
@@ -51,7 +51,9 @@ def random_hue_saturation_value(
     val_shift = rng.uniform(*val_shift_limit)
 
     # Float HSV: hue in degrees [0, 360), saturation and value in [0, 1].
-    hue, sat, val = cv2.split(cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2HSV))
+    hue, sat, val = cv2.split(
+        cv2.cvtColor(np.asarray(image, np.float32) * (1 / 255), cv2.COLOR_RGB2HSV)
+    )
     hue = (hue + 2 * hue_shift) % 360
     sat = np.clip(sat + sat_shift / 255, 0, 1)
     val = np.clip(val + val_shift / 255, 0, 1)
@@ -111,4 +113,4 @@ def random_horizontal_flip(
     """Mirror image and mask left to right together."""
     if _generator(rng).random() >= u:
         return image, mask
-    return np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
+    return cv2.flip(image, 1).reshape(image.shape), cv2.flip(mask, 1).reshape(mask.shape)

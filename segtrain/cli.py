@@ -74,6 +74,9 @@ def train(
         Literal["auto", "float32", "mixed_bfloat16"],
         typer.Option(help="auto: mixed_bfloat16 only on CPUs with bf16 units."),
     ] = "auto",
+    xla: Annotated[
+        bool, typer.Option("--xla", help="Compile the train step with XLA (big models on CPU).")
+    ] = False,
     run_dir: Annotated[Path, typer.Option("--out", help="The run folder to write.")] = Path(
         "runs/unet"
     ),
@@ -98,6 +101,7 @@ def train(
         mask_column=mask_column,
         strategy=strategy,
         precision=precision,
+        xla=xla,
         resume=resume,
     )
     losses = result.history.get("val_loss", [])

@@ -51,17 +51,23 @@ def mask_to_gray(mask: np.ndarray) -> np.ndarray:
 def fix_mask(mask: np.ndarray, threshold: float = 100) -> np.ndarray:
     """Binarise a mask (see ``mask_to_gray``) to HxW of 0 and 255: under ``threshold`` is 0."""
     gray = mask_to_gray(mask)
-    return np.where(gray < threshold, 0, 255).astype(gray.dtype)
+    zero, full = gray.dtype.type(0), gray.dtype.type(255)
+    return np.where(gray < threshold, zero, full)
 
 
-def _to_rgb(image: np.ndarray) -> np.ndarray:
-    """The first 3 channels of ``image`` as float32; a grey image's one channel repeated 3 times."""
+def _resized_rgb(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` resized bilinearly to (size, size, 3) float32 (see ``make_processor``).
+
+    Its first 3 channels, or its first (grey) channel repeated 3 times; repeating after the
+    resize interpolates one channel instead of three.
+    """
     image = np.asarray(image, np.float32)
-    if image.ndim == 2:
-        image = image[..., np.newaxis]
-    if image.shape[2] < 3:
-        return np.repeat(image[..., :1], 3, axis=2)
-    return image[..., :3]
+    if image.ndim == 3:
+        image = np.ascontiguousarray(image[..., : 3 if image.shape[2] >= 3 else 1])
+    resized = _resize(image, size)
+    if resized.ndim == 2:
+        return np.repeat(resized[..., np.newaxis], 3, axis=2)
+    return resized
 
 
 def _resize(array: np.ndarray, size: int) -> np.ndarray:
@@ -71,7 +77,7 @@ def _resize(array: np.ndarray, size: int) -> np.ndarray:
 
 def prepare_image(image: np.ndarray, size: int = 256) -> np.ndarray:
     """The processor's image path without augmentation: (size, size, 3) float32 in [0, 1]."""
-    return _resize(_to_rgb(image), size) / 255
+    return _resized_rgb(image, size) / 255
 
 
 def make_processor(
@@ -97,7 +103,7 @@ def make_processor(
 
     def process(sample: Sample) -> Sample:
         image, mask = sample
-        image = _resize(_to_rgb(image), size)
+        image = _resized_rgb(image, size)
         mask = _resize(fix_mask(np.asarray(mask, np.float32)), size)
         if augment:
             image = random_hue_saturation_value(image, hue, sat, val, rng=rng)

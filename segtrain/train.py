@@ -340,7 +340,7 @@ def _check_resumable(config: dict[str, Any], run_dir: Path, resume: bool) -> Non
     if changed:
         raise SegtrainError(
             f"cannot resume {run_dir} with other options ({'; '.join(changed)}); "
-            "only --epochs and --strategy may change"
+            "only --epochs, --strategy and --xla may change"
         )
 
 
@@ -372,6 +372,7 @@ def train(
     mask_column: str = "mask",
     strategy: str = "default",
     precision: str = "auto",
+    xla: bool = False,
     resume: bool = False,
     verbose: int | str = "auto",
 ) -> TrainResult:
@@ -379,7 +380,8 @@ def train(
 
     The defaults are the seed's: Carvana's 256 U-Net, batches of 1, 20 validation rows, up to
     100 epochs at learning rate 1e-4. ``size`` defaults to the model's own. ``seed`` fixes the
-    split, the weights' initialisation, the batch order and the augmentations. With ``resume``,
+    split, the weights' initialisation, the batch order and the augmentations. ``xla`` compiles
+    the train step with XLA (see ``compile_model``). With ``resume``,
     training continues from the last finished epoch of the run in ``out`` (the other options must
     be the run's own; ``epochs`` may be raised). Returns the run folder, the model after the last
     epoch, the history of every epoch and the config written.
@@ -389,7 +391,7 @@ def train(
     keras.utils.set_random_seed(seed)
     precision_used = resolve_precision(precision)
     with distribution.scope():
-        network = compile_model(build(model, size, precision_used), lr)
+        network = compile_model(build(model, size, precision_used), lr, xla)
     data = brinelite.load_dataset(dataset)
     check_columns(data, image_column, mask_column)
     config = {
@@ -408,6 +410,7 @@ def train(
         "replicas": distribution.num_replicas_in_sync,
         "precision": precision_used,
         "precision_requested": precision,
+        "xla": xla,
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
     }
     _check_resumable(config, run_dir, resume)

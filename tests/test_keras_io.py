@@ -154,6 +154,34 @@ def test_image_cache_returns_identical_batches(membrane):
     assert len(cached.loader.image_cache) == 10
 
 
+def test_unprocessed_batches_are_float32_pixels(membrane):
+    x, y = membrane.to_keras("image", "mask", batch_size=3, shuffle=False)[1]
+    assert x.dtype == np.float32 and y.dtype == np.float32 and x.shape == (3, 512, 512, 1)
+    row = membrane[4]
+    np.testing.assert_array_equal(x[1], membrane.load_image(row.image))
+    np.testing.assert_array_equal(y[1], membrane.load_image(row.mask))
+
+
+def test_processing_cannot_alter_cached_pixels(membrane):
+    def scribble(sample):
+        image, mask = sample
+        image[:] = -1  # edits the array it was given, in place
+        return image, mask
+
+    cached = membrane.to_keras(
+        "image",
+        "mask",
+        batch_size=2,
+        shuffle=False,
+        processing_function=scribble,
+        cache_images=True,
+    )
+    assert (cached[0][0] == -1).all()
+    cached[0]
+    pixels = cached.loader.image_cache[membrane[0].image]
+    np.testing.assert_array_equal(pixels, membrane.load_image(membrane[0].image))
+
+
 def test_category_targets_become_label_indices(tmp_path, pairs_src):
     import json
 

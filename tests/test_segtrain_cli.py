@@ -52,6 +52,7 @@ def test_train_evaluate_predict(discs, tmp_path, segtrain_cli):
     assert config["dataset"]["ref"] == "gen/discs@1.0.0"
     assert config["dataset"]["fingerprint"] == brinelite.load_dataset(discs).manifest.fingerprint
     assert (config["model"], config["size"], config["precision"]) == ("tiny", 32, "float32")
+    assert config["xla"] is False
     split = json.loads((run / "split.json").read_text())
     assert len(split["val"]) == 2 and sorted(split["val"] + split["train"]) == list(range(8))
     with (run / "history.csv").open() as handle:
@@ -89,8 +90,11 @@ def test_train_evaluate_predict(discs, tmp_path, segtrain_cli):
     assert again.code == 1 and "--resume" in again.err
     changed = segtrain_cli("train", discs, *TINY, "--seed", "7", "--out", run, "--resume")
     assert changed.code == 1 and "seed 42 -> 7" in changed.err
-    resumed = segtrain_cli("train", discs, *TINY, "--epochs", "3", "--out", run, "--resume")
+    resumed = segtrain_cli(
+        "train", discs, *TINY, "--epochs", "3", "--out", run, "--resume", "--xla"
+    )  # a speed option: it may change on resume
     assert resumed.code == 0, resumed.err
+    assert json.loads((run / "config.json").read_text())["xla"] is True
     with (run / "history.csv").open() as handle:
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1", "2"]
 
