@@ -78,7 +78,7 @@ def child(options: dict) -> dict:
     for _ in range(2):  # trace / compile
         model.train_on_batch(x, y)
     steps, start = 0, time.perf_counter()
-    while steps < options.get("steps", 8) and time.perf_counter() - start < options["budget"]:
+    while steps < options.get("steps", 6) and time.perf_counter() - start < options["budget"]:
         model.train_on_batch(x, y)
         steps += 1
     seconds = time.perf_counter() - start

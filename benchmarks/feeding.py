@@ -99,5 +99,5 @@ def run(smoke: bool = False) -> dict:
     if smoke:
         cases = [("tiny", 64, 4, 4, 2, 1)]
     else:
-        cases = [("unet256", 256, 4, 5, 1, 1), ("small", 256, 4, 10, 2, 2)]
+        cases = [("unet256", 256, 4, 6, 1, 2), ("small", 256, 4, 10, 2, 2)]
     return {"cases": [measure(*case) for case in cases]}

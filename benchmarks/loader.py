@@ -22,8 +22,11 @@ def _epoch(batches) -> float:
 
 
 def run(smoke: bool = False) -> dict:
+    import cv2
+
     from segtrain.processing import make_processor
 
+    cv2.setNumThreads(1)  # as to_keras sets it for 2 workers: one setting for every figure
     dataset = data.dataset("membrane", repeat=1 if smoke else 8)
     rows = len(dataset)
     process = make_processor(size=256, augment=True)

@@ -11,7 +11,6 @@ masks. The trivial predictor says
 
 from __future__ import annotations
 
-import ctypes
 import time
 
 import numpy as np
@@ -71,7 +70,6 @@ def train_and_score(model_name: str, size: int, batch: int, budgets: tuple[float
     """One training run of a configuration, scored at each budget."""
     from segtrain.losses import compile_model
     from segtrain.processing import make_processor
-    from segtrain.train import MallocThresholds
     from segtrain.unet import build_model
 
     dataset = data.dataset("membrane")
@@ -81,8 +79,7 @@ def train_and_score(model_name: str, size: int, batch: int, budgets: tuple[float
         "image", "mask", batch_size=batch, processing_function=make_processor(size), seed=0
     )
     marks = _budget_marks(budgets)
-    speed = MallocThresholds(ctypes.CDLL("libc.so.6"))  # as segtrain train uses (Linux)
-    model.fit(feed, epochs=10_000, verbose=0, callbacks=[marks, speed])
+    model.fit(feed, epochs=10_000, verbose=0, callbacks=[marks])
     results = []
     for budget, (elapsed, steps, weights) in zip(budgets, marks.snapshots, strict=True):
         model.set_weights(weights)

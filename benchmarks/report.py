@@ -186,13 +186,15 @@ EXPLAIN = """
    steps from (a) numpy arrays already processed in memory and (b) `to_keras` with the seed's
    full processing and augmentation (2 workers). A callback timestamps every batch and only
    batches after a warm-up count, so tracing and the epoch-start stall of `fit` on shuffled
-   numpy arrays are excluded. Sources alternate; medians are compared. Ratio = b / a.
+   numpy arrays are excluded. Sources alternate (a, b, a, b: 5 timed steps each for
+   U-Net-256, 9 for the small model); medians are compared. Ratio = b / a.
 2. **Loader throughput** (`--only loader`). Samples/s of a full epoch of `to_keras` batches
    (batch 8, seed processing with augmentation at 256, membrane 512x512 PNG x8 = 240 rows),
    1 against 2 workers, best of 5 alternating epochs, next to a plain one-thread loop that
-   decodes and processes the same files (run first, with OpenCV's own threads on). The cache
-   rows compare the first epoch of `cache_images=True` (2 workers) with the best of the next
-   three, with the seed processing and without any processing.
+   decodes and processes the same files; OpenCV's own thread pool is off throughout (as
+   `to_keras` turns it off for 2 workers). The cache rows compare the first epoch of
+   `cache_images=True` (2 workers) with the best of the next three, with the seed processing
+   and without any processing.
 3. **Install throughput** (`--only install`). A ~200 MB archive of generated smooth 1024x1024
    PNG pairs served by `python -m http.server` on 127.0.0.1, or read from a local file.
    Floor: `curl -s -o` + `sha256sum` + `tar -xzf` (local: `sha256sum` + `tar -xzf`), timed
@@ -203,7 +205,7 @@ EXPLAIN = """
    Peak RSS from `/usr/bin/time -f %M` (whole process tree); a ~6 MB archive shows
    whether it grows with archive size.
 4. **Compute** (`--only compute`). The seed's U-Net-256 (RMSprop, bce + dice), batch 2 of
-   fixed random data, 8 steps after 2 warm-up steps, one fresh process per variant: Keras
+   fixed random data, 6 steps after 2 warm-up steps, one fresh process per variant: Keras
    defaults fp32, oneDNN off (`TF_ENABLE_ONEDNN_OPTS=0`), intra/inter-op threads 2/1 and 1/2,
    XLA `jit_compile=True`, and the `mixed_bfloat16` policy (stopped after 45 s). GFLOP/s =
    images/s x 3 x 40.6 GFLOP. TensorFlow's 2048x2048 float32 and bfloat16 matmul GFLOP/s are
@@ -231,6 +233,12 @@ load gave 0.93 for feeding and 1.35x for install), the ratios much less: read th
 
 {missed}
 
+- **TensorFlow's malloc setting (1, 2).** Keras feeds a PyDataset through a `tf.data`
+  generator, and starting one makes TensorFlow pin glibc's mmap threshold at 128 KB (its
+  mitigation for memory growth under Python 3.11): every array over 128 KB, the model's
+  activations included, is then mmapped and unmapped at each use. brinelite's batches restore
+  generous thresholds (`brinelite/malloc.py`, glibc only): on the demo's model an epoch took
+  5.0 s instead of 9.4 s, for ~200 MB more resident memory, which stayed flat over 25 epochs.
 - **Loader (2).** Decoding and the processing's OpenCV calls release the GIL and run on both
   cores; the rest of each sample (row lookup, numpy glue of the processing function) holds it,
   which is what keeps two workers under 2x ({workers:.2f}x here). With more than one worker

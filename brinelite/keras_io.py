@@ -6,7 +6,9 @@ generator was (``next(gen)``, ``gen.steps_per_epoch()``). Each sample is decoded
 and passed through the user's processing function on a thread pool; OpenCV and
 numpy release the GIL, so two cores really work in parallel. With more than one worker,
 OpenCV's own thread pool is turned off (``cv2.setNumThreads(1)``, process-wide) so the two
-levels of threads do not fight over the cores.
+levels of threads do not fight over the cores. Each batch also restores glibc's malloc
+thresholds, which TensorFlow lowers when Keras starts feeding a ``PyDataset`` (see
+:mod:`brinelite.malloc`).
 
 Keras (and with it TensorFlow) is imported the first time a batch object is
 built, never by ``import brinelite``.
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from . import malloc
 from .errors import BrineliteError, DataError
 from .manifest import Column, Manifest
 
@@ -194,6 +197,7 @@ class KerasBatches:
     def __getitem__(self, index: int) -> Any:
         if not 0 <= index < len(self):
             raise IndexError(f"Batch {index} is out of range ({len(self)} batches per epoch).")
+        malloc.restore()  # Keras started a tf.data generator on us: undo its malloc settings
         start = index * self.batch_size
         return self.loader.batch(self._order[start : start + self.batch_size])
 

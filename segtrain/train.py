@@ -20,7 +20,6 @@ TensorBoard logs. The run folder then holds everything needed to evaluate, predi
 
 import contextlib
 import csv
-import ctypes
 import importlib.util
 import json
 import re
@@ -179,44 +178,8 @@ def draw_curves(history: dict[str, list[float]], out: str | Path) -> Path:
     return Path(out)
 
 
-class MallocThresholds(keras.callbacks.Callback):
-    """Undo TensorFlow's malloc patch for generator datasets, which halves CPU training speed.
-
-    When a ``tf.data`` generator starts (Keras feeds every PyDataset through one), TensorFlow
-    sets glibc's M_TRIM_THRESHOLD to 128 KB, which also pins the mmap threshold at 128 KB: every
-    activation tensor of a U-Net is then mmapped and unmapped at each step. Measured on 2 cores
-    (small U-Net, 128 px, batch 1): 0.42 s per step, 16 s of system time per 48 steps, against
-    0.21 s and 1 s once this callback restores generous thresholds at each epoch's start.
-    """
-
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-
-    def __init__(self, libc: ctypes.CDLL) -> None:
-        super().__init__()
-        self.libc = libc
-
-    def _restore(self, batch: int) -> None:
-        if batch == 0:
-            self.libc.mallopt(self.M_MMAP_THRESHOLD, 32 << 20)
-            self.libc.mallopt(self.M_TRIM_THRESHOLD, 128 << 20)
-
-    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        self._restore(batch)
-
-    def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        self._restore(batch)
-
-
-def _glibc() -> ctypes.CDLL | None:
-    """The C library if it is glibc (Linux), whose mallopt MallocThresholds calls."""
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-
-
 def make_callbacks(run_dir: str | Path, resume: bool = False) -> list[keras.callbacks.Callback]:
-    """The seed's callbacks, plus CSV/TensorBoard logs, a resume backup and MallocThresholds.
+    """The seed's callbacks, plus CSV/TensorBoard logs and a resume backup.
 
     On resume, the CSV log is appended to and the checkpoint only replaces the best weights
     with better ones than history.csv already records. TensorBoard logs need the tensorboard
@@ -240,9 +203,6 @@ def make_callbacks(run_dir: str | Path, resume: bool = False) -> list[keras.call
         ),
         keras.callbacks.CSVLogger(run_dir / HISTORY, append=resume),
     ]
-    libc = _glibc()
-    if libc is not None:
-        callbacks.append(MallocThresholds(libc))
     if importlib.util.find_spec("tensorboard") is None:
         warnings.warn("no TensorBoard logs: the tensorboard package is not installed", stacklevel=2)
     else:

@@ -1,7 +1,7 @@
 """The benchmark scripts keep working: ``benchmarks.run --smoke`` once, into a temp folder.
 
 Benchmarks are not tests: nothing here checks a timing, only that every section ran and
-produced positive figures.
+produced positive figures, and that the published page is the published results rendered.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from benchmarks import report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,3 +61,11 @@ def test_smoke_mode_writes_every_section(tmp_path):
     assert results["quality"]["configs"][0]["val_dice"] > 0
     markdown = (tmp_path / "benchmarks.md").read_text()
     assert "| 1 |" in markdown and "| 6 |" in markdown
+
+
+def test_published_page_is_rendered_from_the_published_results():
+    """docs/benchmarks.md says exactly what benchmarks/results.json holds (a full run)."""
+    results = json.loads((REPO / "benchmarks" / "results.json").read_text())
+    assert results["machine"]["smoke"] is False
+    assert set(SECTIONS) <= set(results["seconds"])
+    assert (REPO / "docs" / "benchmarks.md").read_text() == report.render(results)

@@ -204,3 +204,50 @@ def test_category_targets_become_label_indices(tmp_path, pairs_src):
     x, y = ds.to_keras("image", "label", batch_size=6, shuffle=False)[0]
     assert x.shape == (6, 48, 64, 3)
     assert y.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+
+
+MALLOC_PROBE = """
+import ctypes, sys
+import numpy as np
+import tensorflow as tf
+import brinelite
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Mallinfo2
+
+def placement(count=16, nbytes=8 << 20):
+    # Where glibc puts 16 new 8 MB arrays: in the arena, or each in a block mmapped for it
+    # (hblks counts those blocks; other threads may move it by one or two meanwhile).
+    before = libc.mallinfo2().hblks
+    arrays = [np.ones(nbytes, np.uint8) for _ in range(count)]
+    mmapped = libc.mallinfo2().hblks - before
+    return "mmap" if mmapped >= 3 * count // 4 else "heap" if mmapped <= count // 4 else "mixed"
+
+generator = tf.data.Dataset.from_generator(
+    lambda: iter([1]), output_signature=tf.TensorSpec((), tf.int32))
+list(generator)  # TensorFlow pins the mmap threshold at 128 KB here
+print(placement())
+brinelite.load_dataset(sys.argv[1]).to_keras("image", "mask", batch_size=2)[0]
+print(placement())
+"""
+
+
+def test_batches_undo_tensorflows_malloc_thresholds(membrane):
+    """Starting a tf.data generator (as fit does with a PyDataset) makes glibc mmap every array
+    over 128 KB; the next brinelite batch puts large arrays back on the heap."""
+    import subprocess
+    import sys
+
+    probe = subprocess.run(
+        [sys.executable, "-c", MALLOC_PROBE, str(membrane.path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert probe.stdout.split() == ["mmap", "heap"]
