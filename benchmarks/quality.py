@@ -5,8 +5,8 @@ seed's augmentation for a list of wall-clock budgets: the weights are copied whe
 runs out (checked after every batch) and training stops at the last, so one 15-minute run also
 gives the 5-minute figure. Each copy predicts the 6 held-out pairs; predictions are resized
 back to 512x512 and thresholded at 0.5, so every size is scored on the same full-resolution
-masks. The trivial predictor says
-"foreground" everywhere; membrane masks are mostly foreground, so it scores high.
+masks. The trivial predictor says "foreground" everywhere; membrane masks are mostly
+foreground, so it scores high.
 """
 
 from __future__ import annotations
@@ -41,21 +41,15 @@ def _budget_marks(seconds: tuple[float, ...]):
     return Budgets()
 
 
-def _score(model, dataset, validation, size: int) -> dict:
+def _score(model, dataset, validation) -> dict:
     """Dice and IoU of ``model`` on the validation rows at full resolution, and the trivial's."""
-    import cv2
-
     from segtrain.evaluate import dice, iou
-    from segtrain.processing import fix_mask, prepare_image
+    from segtrain.predict import predict
+    from segtrain.processing import fix_mask
 
-    truths, preds = [], []
-    for row in validation:
-        image = dataset.load_image(row.image)
-        truth = fix_mask(dataset.load_image(row.mask).astype(np.float32)) > 0
-        prob = model.predict(prepare_image(image, size)[np.newaxis], verbose=0)[0, ..., 0]
-        full = cv2.resize(prob, truth.shape[::-1], interpolation=cv2.INTER_LINEAR)
-        truths.append(truth)
-        preds.append(full > 0.5)
+    images = [dataset.load_image(row.image) for row in validation]
+    truths = [fix_mask(dataset.load_image(row.mask).astype(np.float32)) > 0 for row in validation]
+    preds = [probability > 0.5 for probability in predict(model, images)]
     truth, pred = np.stack(truths), np.stack(preds)
     everything = np.ones_like(truth)
     return {
@@ -85,7 +79,7 @@ def train_and_score(model_name: str, size: int, batch: int, budgets: tuple[float
         model.set_weights(weights)
         config = {"model": model_name, "size": size, "batch": batch, "budget_s": budget}
         run = {"train_s": elapsed, "steps": steps, "epochs": steps / len(feed)}
-        results.append(config | run | _score(model, dataset, validation, size))
+        results.append(config | run | _score(model, dataset, validation))
     return results
 
 

@@ -1,8 +1,9 @@
 """glibc's malloc thresholds, which TensorFlow lowers when a generator dataset starts.
 
 Keras feeds every ``PyDataset`` (so every :func:`brinelite.to_keras` feed) to TensorFlow
-through a ``tf.data`` generator, and starting one sets glibc's M_TRIM_THRESHOLD to 128 KB,
-which also pins the mmap threshold at 128 KB. From then on every array over 128 KB (decoded
+through a ``tf.data`` generator, and creating the first one sets glibc's M_MMAP_THRESHOLD to
+128 KB (TensorFlow's guard against memory growth under Python 3.11), which also stops glibc
+from raising it as it otherwise would. From then on every array over 128 KB (decoded
 images, batches, and the model's own activation tensors) is mmapped, page-faulted in and
 unmapped again at each use: training a small U-Net on 2 cores took twice as long per step.
 :func:`restore` puts generous thresholds back; batching calls it before each batch, so
