@@ -12,7 +12,19 @@ batches for them are requested (``Dataset.to_keras``).
 from .build import build
 from .dataset import Dataset, list_datasets, load_dataset
 from .errors import BrineliteError
+from .images import IMAGE_SUFFIXES, read_image
 from .install import install
+from .keras_io import original_errors
 
 __version__ = "0.1.0"
-__all__ = ["BrineliteError", "Dataset", "build", "install", "list_datasets", "load_dataset"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "BrineliteError",
+    "Dataset",
+    "build",
+    "install",
+    "list_datasets",
+    "load_dataset",
+    "original_errors",
+    "read_image",
+]

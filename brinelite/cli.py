@@ -7,20 +7,19 @@ and exits 1 (2 for usage), never a traceback.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from textwrap import shorten
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from typer.exceptions import TyperException
 
 from . import __version__, cache, config, registry
 from . import serve as server
 from .build import build as build_archive
+from .commandline import run_app
 from .dataset import load_dataset
-from .errors import BrineliteError, NotInstalledError
+from .errors import NotInstalledError
 from .install import install as install_dataset
 from .install import read_install_record
 from .names import parse_name
@@ -282,30 +281,6 @@ def cache_dir() -> None:
 def cache_clean() -> None:
     """Delete partial downloads and leftovers of interrupted installs."""
     out.print(f"Freed {_human(cache.clean())}.")
-
-
-def run_app(app: typer.Typer, handled: tuple[type[Exception], ...] = (BrineliteError,)) -> None:
-    """Run a typer ``app`` with brinelite's error convention, then exit.
-
-    An exception of a ``handled`` type prints ``Error: <message>`` on one line of stderr and
-    exits 1; a usage mistake (unknown option, missing argument) exits 2 the same way; no
-    traceback is shown for either. Tools built on brinelite (segtrain) use it too.
-    """
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
-        code = app(standalone_mode=False)
-    except handled as exc:
-        errors.print(f"Error: {exc}", markup=False)
-        sys.exit(1)
-    except TyperException as exc:  # usage mistakes: unknown option, missing argument...
-        context = getattr(exc, "ctx", None)
-        hint = f" (see: {context.command_path} --help)" if context else ""
-        errors.print(f"Error: {exc.format_message()}{hint}", markup=False)
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        errors.print("Aborted.")
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ views too (no data is copied), so splitting 100k rows costs milliseconds.
 from __future__ import annotations
 
 import gc
+import json
 import math
 from collections import namedtuple
 from collections.abc import Iterator, Sequence
@@ -61,6 +62,19 @@ class Dataset:
     def version(self) -> str:
         """The installed version, e.g. ``1.0.0``."""
         return self.manifest.version
+
+    @property
+    def sha256(self) -> str:
+        """The sha256 of the archive this version was installed from ("" if none was recorded).
+
+        With :attr:`name`, :attr:`version` and ``manifest.fingerprint`` it pins exactly this
+        dataset (what ``brinelite lock`` and segtrain run folders record).
+        """
+        try:
+            record = json.loads((self.path / manifest_io.INSTALL_RECORD).read_text("utf-8"))
+        except (OSError, ValueError):
+            return ""
+        return str(record.get("sha256", "")) if isinstance(record, dict) else ""
 
     @property
     def indices(self) -> np.ndarray:

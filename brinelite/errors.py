@@ -60,3 +60,7 @@ class CacheError(BrineliteError):
 
 class DataError(BrineliteError):
     """A row's files cannot be decoded, or processing a sample failed; names the row and file."""
+
+
+class OfflineError(BrineliteError):
+    """The network is needed, but ``BRINELITE_OFFLINE`` forbids it."""

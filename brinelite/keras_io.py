@@ -17,11 +17,12 @@ built, never by ``import brinelite``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
 from . import malloc
@@ -30,6 +31,53 @@ from .manifest import Column, Manifest
 
 Sample = tuple[Any, Any]
 ProcessingFunction = Callable[[Sample], Sample]
+
+
+class _Failures:
+    """The brinelite errors raised while making batches, kept as objects for the caller.
+
+    Keras feeds a PyDataset through ``tf.data`` under TensorFlow, which turns an exception
+    raised in a batch into a TensorFlow error carrying only its text. Keeping the original
+    object lets :func:`original_errors` hand it back unchanged.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.last: BrineliteError | None = None
+
+    def record(self, error: BrineliteError) -> None:
+        with self._lock:
+            self.count += 1
+            self.last = error
+
+
+_FAILURES = _Failures()
+
+
+@contextmanager
+def original_errors() -> Iterator[None]:
+    """Re-raise a brinelite error from a batch as itself, not as the framework's wrapper.
+
+    Wrap ``model.fit`` (or ``evaluate``/``predict``) fed by :func:`to_keras` batches: if
+    reading a batch failed with a :class:`BrineliteError` (an image that does not decode, a
+    failing processing function) and the framework reported it as its own error type, that
+    error is replaced by the original object, message and type intact.
+
+    Example::
+
+        with brinelite.original_errors():
+            model.fit(train.to_keras("image", "mask"), epochs=5)
+    """
+    seen = _FAILURES.count
+    try:
+        yield
+    except BrineliteError:
+        raise
+    except Exception as exc:
+        if _FAILURES.count == seen or _FAILURES.last is None:
+            raise
+        raise _FAILURES.last from exc
 
 
 class Rows(Protocol):
@@ -72,6 +120,8 @@ class SampleLoader:
         if workers > 1:
             # Our threads already parallelise across samples; OpenCV's own pool on top of them
             # oversubscribes the cores (its workers spin) and made 2 workers no faster than 1.
+            import cv2  # on first use, as in images.py
+
             cv2.setNumThreads(1)
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="brinelite")
         self.image_cache: dict[str, np.ndarray] | None = {} if cache_images else None
@@ -199,7 +249,11 @@ class KerasBatches:
             raise IndexError(f"Batch {index} is out of range ({len(self)} batches per epoch).")
         malloc.restore()  # Keras started a tf.data generator on us: undo its malloc settings
         start = index * self.batch_size
-        return self.loader.batch(self._order[start : start + self.batch_size])
+        try:
+            return self.loader.batch(self._order[start : start + self.batch_size])
+        except BrineliteError as exc:
+            _FAILURES.record(exc)
+            raise
 
     def on_epoch_end(self) -> None:
         """Draw the next epoch's order (Keras calls this after each epoch)."""

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from brinelite import BrineliteError
-from brinelite.cli import run_app
+from brinelite.commandline import run_app
 from segtrain.errors import SegtrainError
 
 app = typer.Typer(

@@ -18,7 +18,6 @@ TensorBoard logs. The run folder then holds everything needed to evaluate, predi
     backup/           the last finished epoch's training state, read by ``resume=True``
 """
 
-import contextlib
 import csv
 import importlib.util
 import json
@@ -26,7 +25,6 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,6 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 import brinelite
-import brinelite.errors
 from segtrain.errors import SegtrainError
 from segtrain.losses import compile_model
 from segtrain.processing import make_processor
@@ -243,24 +240,6 @@ def saved_split(
     return dataset.subset(rows["val"]), dataset.subset(rows["train"])
 
 
-@contextlib.contextmanager
-def brinelite_errors_unwrapped() -> Iterator[None]:
-    """Re-raise a brinelite error that tf.data wrapped while ``fit`` read batches.
-
-    Keras turns a PyDataset into a ``tf.data`` generator, which reports any exception raised
-    while reading a batch (an image that does not decode, a failing processing function) as a
-    TensorFlow error whose message embeds the original one.
-    """
-    try:
-        yield
-    except tf.errors.OpError as exc:
-        found = re.findall(r"brinelite\.errors\.(\w+): (.+)", exc.message)
-        if not found:
-            raise
-        name, message = found[-1]
-        raise getattr(brinelite.errors, name, brinelite.errors.DataError)(message) from None
-
-
 def make_batches(
     training: brinelite.Dataset, validation: brinelite.Dataset, config: dict[str, Any]
 ) -> tuple[Any, Any]:
@@ -385,7 +364,7 @@ def train(
     (write_dir / SPLIT).write_text(json.dumps(rows) + "\n")
 
     train_batches, validation_batches = make_batches(training, validation, config)
-    with brinelite_errors_unwrapped():
+    with brinelite.original_errors():
         network.fit(
             train_batches,
             steps_per_epoch=train_batches.steps_per_epoch(),

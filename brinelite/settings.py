@@ -1,0 +1,55 @@
+"""Every environment variable brinelite reads, declared in one place.
+
+Each setting is read when it is needed (not at import), so a test or a notebook can change
+the environment between calls. The table in the README lists them for users.
+
+=================================  ==========================================================
+``BRINELITE_HOME``                 the cache folder (default: the platform's user cache dir)
+``BRINELITE_CONFIG_DIR``           where ``registries.json`` lives (default: user config dir)
+``BRINELITE_REGISTRY``             registries asked first, comma separated
+``BRINELITE_TOKEN``                bearer token for a single registry (see docs/registry.md)
+``BRINELITE_OFFLINE``              ``1``: never touch the network (like ``HF_HUB_OFFLINE``)
+``BRINELITE_MAX_IMAGE_PIXELS``     largest image (width x height) decoded; ``0`` = no limit
+``BRINELITE_DISABLE_PROGRESS_BARS`` ``1``: no progress bars anywhere
+=================================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+
+# PIL's MAX_IMAGE_PIXELS: about a 9459 x 9459 image, 256 MB as 8-bit RGB, 1 GB as float32 grey.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def offline() -> bool:
+    """True when ``BRINELITE_OFFLINE`` is set: installed data only, no network at all."""
+    return _flag("BRINELITE_OFFLINE")
+
+
+def progress_bars_disabled() -> bool:
+    """True when ``BRINELITE_DISABLE_PROGRESS_BARS`` is set."""
+    return _flag("BRINELITE_DISABLE_PROGRESS_BARS")
+
+
+def max_image_pixels() -> int | None:
+    """The pixel ceiling for decoding images (``None`` when set to 0: no limit).
+
+    A malformed value is refused rather than silently replaced by the default.
+    """
+    raw = os.environ.get("BRINELITE_MAX_IMAGE_PIXELS", "").strip()
+    if not raw:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    if not raw.isdigit():
+        from .errors import BrineliteError
+
+        raise BrineliteError(
+            f"BRINELITE_MAX_IMAGE_PIXELS={raw!r} is not a whole number of pixels; "
+            "set it to e.g. 200000000, or 0 for no limit."
+        )
+    return int(raw) or None
