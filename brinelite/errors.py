@@ -54,6 +54,10 @@ class RegistryError(BrineliteError):
     """A registry is misconfigured, unreachable or holds an invalid index."""
 
 
+class UnreachableError(RegistryError):
+    """No registry that was asked could be reached (network down, server off, timeouts)."""
+
+
 class CacheError(BrineliteError):
     """The cache folder cannot be used (unwritable, disk full, locked too long)."""
 
