@@ -5,7 +5,7 @@ Layout under :func:`home` (``$BRINELITE_HOME``, else the platform's user cache d
     datasets/<scope>/<name>/<version>/   one installed version (manifest.json, rows.csv, files)
     tmp/                                 staging folders of installs in progress
     downloads/                           archives being downloaded (partial ones are resumed)
-    locks/                               one lock file per dataset name
+    locks/                               one lock file per dataset name and per download
 
 A version appears in ``datasets/`` only by a single ``rename`` of a complete,
 verified staging folder, so a reader never sees half a dataset and a failed or
@@ -19,13 +19,16 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 from filelock import FileLock, Timeout
 
 from .errors import AlreadyExistsError, CacheError, NotInstalledError
 from .names import DatasetRef, Version, parse_version, suggest
+from .redact import url_key
 
 LOCK_TIMEOUT = 3600.0
 
@@ -60,6 +63,26 @@ def datasets_root() -> Path:
 def downloads_dir() -> Path:
     """Where archives are downloaded (kept partial between attempts so they can resume)."""
     return _area("downloads")
+
+
+def download_key(location: str) -> str:
+    """What a download is known by: 16 hex digits of the sha256 of its full location.
+
+    Every process fetching the same archive shares it (the lock, the part file), whatever
+    name it installs the archive under.
+    """
+    return url_key(location)[:16]
+
+
+def download_path(location: str) -> Path:
+    """Where the archive at ``location`` is downloaded: ``downloads/<key>-<file name>``."""
+    name = Path(urlsplit(location).path if "://" in location else location).name
+    return downloads_dir() / f"{download_key(location)}-{name or 'archive'}"
+
+
+def download_lock(location: str, timeout: float = LOCK_TIMEOUT):
+    """The lock a process holds while it fetches (and unpacks) the archive at ``location``."""
+    return lock(f"download-{download_key(location)}", timeout)
 
 
 def dataset_path(ref: DatasetRef) -> Path:
@@ -130,9 +153,15 @@ def _remove_abandoned() -> None:
     """Delete staging folders left by killed processes (their pid no longer runs)."""
     tmp = home() / "tmp"
     for child in tmp.iterdir() if tmp.is_dir() else ():
-        pid = child.name.split("-")[1] if child.name.count("-") >= 2 else ""
-        if pid.isdigit() and not _running(int(pid)):
+        pid = _owner(child)
+        if pid is not None and not _running(pid):
             shutil.rmtree(child, ignore_errors=True)
+
+
+def _owner(staged: Path) -> int | None:
+    """The pid in a staging folder's name (``install-<pid>-…``), if it has one."""
+    pid = staged.name.split("-")[1] if staged.name.count("-") >= 2 else ""
+    return int(pid) if pid.isdigit() else None
 
 
 def _running(pid: int) -> bool:
@@ -215,13 +244,45 @@ def _make_readable(folder: Path) -> None:
             os.chmod(os.path.join(root, name), 0o644)
 
 
-def clean() -> int:
-    """Remove partial downloads and abandoned staging folders; return the bytes freed."""
-    freed = 0
-    for area in ("downloads", "tmp"):
-        folder = home() / area
-        for path in folder.rglob("*") if folder.is_dir() else ():
-            if path.is_file():
-                freed += path.stat().st_size
-        shutil.rmtree(folder, ignore_errors=True)
-    return freed
+@dataclass
+class Cleaned:
+    """What :func:`clean` did: bytes freed, and what it left because a live process holds it."""
+
+    freed: int = 0
+    skipped: list[Path] = field(default_factory=list)
+
+
+def clean() -> Cleaned:
+    """Remove partial downloads and abandoned staging folders, sparing those in use.
+
+    A staging folder whose process still runs, and a download whose lock another process
+    holds, are skipped (and listed), so cleaning never breaks a running install.
+    """
+    done = Cleaned()
+    tmp = home() / "tmp"
+    for child in sorted(tmp.iterdir()) if tmp.is_dir() else ():
+        pid = _owner(child)
+        if pid is not None and _running(pid):
+            done.skipped.append(child)
+        else:
+            done.freed += _delete(child)
+    downloads = home() / "downloads"
+    for child in sorted(downloads.iterdir()) if downloads.is_dir() else ():
+        key = child.name.split("-", 1)[0]
+        try:
+            with lock(f"download-{key}", timeout=0):
+                done.freed += _delete(child)
+        except CacheError:  # another process holds it: a download in progress
+            done.skipped.append(child)
+    return done
+
+
+def _delete(path: Path) -> int:
+    """Delete a file or folder; return the bytes its files held."""
+    if path.is_dir() and not path.is_symlink():
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+        shutil.rmtree(path, ignore_errors=True)
+        return size
+    size = path.lstat().st_size
+    path.unlink(missing_ok=True)
+    return size

@@ -13,8 +13,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer._click.exceptions import MissingParameter
 
-from . import __version__, cache, config, registry
+from . import __version__, cache, config, lockfile, registry
 from . import serve as server
 from .build import build as build_archive
 from .commandline import run_app
@@ -24,6 +25,7 @@ from .install import install as install_dataset
 from .install import read_install_record
 from .names import parse_name
 from .progress import bar
+from .redact import redact_url
 
 app = typer.Typer(
     help="Install, inspect, build and share image/mask datasets.",
@@ -67,23 +69,55 @@ def _main(
 @app.command()
 def install(
     source: Annotated[
-        str, typer.Argument(help="scope/name[@version], an archive URL or path, or a folder.")
-    ],
+        str | None,
+        typer.Argument(
+            help="scope/name[@version], an archive URL or path, or a folder.", show_default=False
+        ),
+    ] = None,
     name: Annotated[
         str | None, typer.Option(help="Name a source without manifest: scope/name[@version].")
     ] = None,
     sha256: Annotated[str | None, typer.Option(help="The archive's expected sha256 (hex).")] = None,
+    requirement: Annotated[
+        Path | None,
+        typer.Option("-r", "--requirement", help="Install exactly what a brinelite.lock pins."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Reinstall even if installed.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Install a dataset into the local cache (verified, atomic)."""
-    result = install_dataset(source, name=name, sha256=sha256, force=force, quiet=quiet)
-    if result.already:
-        out.print(f"Dataset {result.ref} is already installed (use --force to reinstall).")
+    """Install a dataset into the local cache (verified, atomic); prints its sha256 to pin."""
+    if source is None and requirement is None:
+        raise MissingParameter(param_type="argument", param_hint="'SOURCE' (or -r FILE)")
+    if requirement is not None:
+        if source or name or sha256:
+            raise typer.BadParameter(
+                "-r installs what the lock file pins: no SOURCE, --name or --sha256."
+            )
+        results = lockfile.install_all(requirement, force=force, quiet=quiet)
     else:
-        out.print(f"Dataset {result.ref} was installed.")
-    if result.sha256:
-        out.print(f"sha256 {result.sha256}")
+        results = [install_dataset(source, name=name, sha256=sha256, force=force, quiet=quiet)]
+    for result in results:
+        if result.note:
+            typer.echo(result.note)
+        if result.already:
+            typer.echo(f"Dataset {result.ref} is already installed (use --force to reinstall).")
+        else:
+            typer.echo(f"Dataset {result.ref} was installed.")
+        if result.sha256:
+            typer.echo(f"sha256 {result.sha256}")
+
+
+@app.command()
+def lock(
+    names: Annotated[list[str], typer.Argument(help="Installed scope/name[@version]s to pin.")],
+    out_file: Annotated[Path, typer.Option("--out", help="The lock file to write.")] = Path(
+        lockfile.LOCK_FILE
+    ),
+) -> None:
+    """Write name@version, archive sha256 and fingerprint of installed datasets to a lock file."""
+    entries = lockfile.lock_installed(names)
+    lockfile.write(entries, out_file)
+    typer.echo(f"Locked {len(entries)} dataset{'s' if len(entries) != 1 else ''} in {out_file}.")
 
 
 @app.command()
@@ -128,7 +162,7 @@ def info(
         ("rows", str(manifest.rows)),
         ("columns", ", ".join(f"{c.name} ({c.type})" for c in manifest.columns)),
         ("size", f"{_human(manifest.total_bytes)} in {len(manifest.files)} files"),
-        ("source", record.get("source", "")),
+        ("source", redact_url(record.get("source", ""))),
         ("archive sha256", record.get("sha256", "")),
         ("fingerprint", manifest.fingerprint),
         ("path", str(dataset.path)),
@@ -279,8 +313,12 @@ def cache_dir() -> None:
 
 @cache_app.command("clean")
 def cache_clean() -> None:
-    """Delete partial downloads and leftovers of interrupted installs."""
-    out.print(f"Freed {_human(cache.clean())}.")
+    """Delete partial downloads and leftovers of interrupted installs (not running ones)."""
+    cleaned = cache.clean()
+    typer.echo(f"Freed {_human(cleaned.freed)}.")
+    if cleaned.skipped:
+        held = ", ".join(str(path.relative_to(cache.home())) for path in cleaned.skipped)
+        typer.echo(f"Skipped {len(cleaned.skipped)} in use by a running install: {held}.")
 
 
 def main() -> None:

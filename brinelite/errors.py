@@ -68,3 +68,7 @@ class DataError(BrineliteError):
 
 class OfflineError(BrineliteError):
     """The network is needed, but ``BRINELITE_OFFLINE`` forbids it."""
+
+
+class LockFileError(BrineliteError):
+    """A lock file (``brinelite.lock``) is unreadable or malformed, or cannot be written."""

@@ -1,89 +1,98 @@
 """Installing a dataset: the one path from a source to a verified folder in the cache.
 
-source → (resolve a name in the registries) → download or open the archive
-→ safe extraction into a staging folder inside the cache → verify every file
-against the manifest (or write a manifest for a plain images/ + masks/ tree)
-→ one rename into ``datasets/``. Each step raises a typed error and cleans up
-after itself; nothing under ``datasets/`` changes until the final rename.
+source → (resolve a name in the registries) → fetch the archive (``download.fetch``, for
+URLs and local files alike) → safe extraction into a staging folder inside the cache →
+verify every file against the manifest (or write a manifest for a plain images/ + masks/
+tree) → one rename into ``datasets/``. Each step raises a typed error and cleans up after
+itself; nothing under ``datasets/`` changes until the final rename.
+
+Processes installing the same source share one lock (``cache.download_lock``), so an archive
+is fetched once however many names it is installed under; the dataset's own lock guards the
+final rename. An installed pinned version never needs a registry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import re
 import shutil
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import archive, cache, download, registry, s3
+from . import archive, cache, download, registry, settings
 from . import manifest as manifest_io
 from .build import scan_pairs, stage
-from .errors import AlreadyExistsError, BrineliteError, CacheError, IntegrityError, ManifestError
-from .hashes import file_info
+from .errors import (
+    AlreadyExistsError,
+    BrineliteError,
+    CacheError,
+    IntegrityError,
+    ManifestError,
+    OfflineError,
+    UnreachableError,
+)
 from .manifest import Manifest
 from .names import DatasetRef, is_name, parse_name
 from .progress import bar
+from .redact import redact_url, url_key
 
 DEFAULT_VERSION = "1.0.0"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
 class Installed:
-    """The outcome of :func:`install`."""
+    """The outcome of :func:`install`; ``note`` says when installed data stood in for a lookup."""
 
     ref: DatasetRef
     path: Path
     sha256: str
     source: str
     already: bool = False
+    note: str = ""
 
 
 @dataclass(frozen=True)
 class _Plan:
     """A source, once classified: where the bytes are and what is known in advance."""
 
-    source: str
+    shown: str  # the source as it may be printed (credentials redacted)
     location: str
-    kind: str  # "url", "s3", "archive" or "folder"
+    kind: str  # "url" (http(s)/s3), "archive" (a local file) or "folder"
     ref: DatasetRef | None
-    sha256: str | None
+    sha256: str | None  # the archive's expected sha256: the user's pin or the registry's
+    pins: _Pins
+    named: bool = False  # ref came from --name (else from a registry)
     registry: str | None = None  # the registry a name was resolved in
     headers: dict[str, str] = field(default_factory=dict)  # its auth header, for its host only
 
 
-def _plan(source: str, name: str | None, sha256: str | None) -> _Plan:
-    given = parse_name(name) if name else None
-    if source.startswith(("http://", "https://", "s3://")):
-        return _Plan(source, source, _kind(source), given, sha256)
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return _Plan(source, str(path.resolve()), "folder", given, sha256)
-    if path.is_file():
-        return _Plan(source, str(path.resolve()), "archive", given, sha256)
-    if is_name(source):
-        found = registry.resolve(parse_name(source))
-        return _Plan(
-            source,
-            found.location,
-            _kind(found.location),
-            found.ref,
-            sha256 or found.sha256,
-            found.registry,
-            found.headers,
-        )
-    raise BrineliteError(
-        f"{source!r} is not a dataset name (scope/name[@version]), an http(s) URL, "
-        "or an existing archive or folder."
-    )
+@dataclass(frozen=True)
+class _Pins:
+    """What the user pinned: the archive's sha256 and the dataset's fingerprint."""
+
+    sha256: str | None = None
+    fingerprint: str | None = None
 
 
-def _kind(location: str) -> str:
-    """How to get the bytes of an archive location: "url", "s3" or "archive" (a local file)."""
-    if location.startswith("s3://"):
-        return "s3"
-    return "url" if location.startswith(("http://", "https://")) else "archive"
+def sha256_hex(value: str | None, what: str = "--sha256") -> str | None:
+    """``value`` as a lower-case sha256, or a one-line error if it is not 64 hex digits.
+
+    >>> sha256_hex("AB" * 32) == "ab" * 32
+    True
+    """
+    if value is None:
+        return None
+    digest = value.strip().lower()
+    if not is_sha256(digest):
+        raise BrineliteError(f"{what} {value[:80]!r} is not a sha256 (64 hex digits).")
+    return digest
+
+
+def is_sha256(value: object) -> bool:
+    """Whether ``value`` is a sha256 as brinelite stores it: 64 lower-case hex digits."""
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
 
 
 def install(
@@ -91,97 +100,189 @@ def install(
     *,
     name: str | None = None,
     sha256: str | None = None,
+    fingerprint: str | None = None,
     force: bool = False,
     quiet: bool = False,
 ) -> Installed:
     """Install ``source`` into the cache and return where it landed.
 
-    ``source`` is ``scope/name[@version]`` (looked up in the registries), an
-    http(s) URL or path of an archive (.tar.gz, .tgz, .tar, .zip), or a dataset
-    folder. ``name`` names a source that has no manifest (a plain ``images/`` +
-    ``masks/`` tree); ``sha256`` pins the archive's hash; ``force`` reinstalls.
-    Installing what is already installed does nothing and says so.
+    Args:
+        source: ``scope/name[@version]`` (looked up in the registries), an http(s)/s3 URL
+            or path of an archive (.tar.gz, .tgz, .tar, .zip), or a dataset folder.
+        name: names a source that has no manifest (a plain ``images/`` + ``masks/`` tree);
+            for a source with one, it must agree with the manifest's name.
+        sha256: pins the archive's hash (any case); checked against an installed copy too.
+        fingerprint: pins the dataset's manifest fingerprint (as ``brinelite.lock`` does).
+        force: reinstall even if installed.
+        quiet: no progress bars.
+
+    Returns:
+        :class:`Installed`, with the archive's sha256 (empty for a folder). Installing what
+        is already installed does nothing and says so. An installed pinned version is
+        found without any registry; unpinned, with ``BRINELITE_OFFLINE`` set or no registry
+        reachable, the newest installed version is used (``Installed.note`` says so).
+
+    Example: ``install("demo/membrane@1.0.0").path``.
     """
-    plan = _plan(source, name, sha256)
-    key = (
-        plan.ref.full_name
-        if plan.ref
-        else "source-" + hashlib.sha256(plan.location.encode()).hexdigest()[:16]
-    )
+    pins = _Pins(sha256_hex(sha256), sha256_hex(fingerprint, "fingerprint"))
     try:
-        with cache.lock(key):
+        plan = _plan(source, name, pins, force)
+        if isinstance(plan, Installed):
+            return plan
+        with cache.download_lock(plan.location):
             done = None if force else _already_installed(plan)
             return done or _install_locked(plan, force, quiet)
     except OSError as exc:
         raise CacheError(
-            f"Installing {source} failed while writing to {cache.home()} ({exc.strerror}); "
-            "nothing was installed. Free some space or set BRINELITE_HOME to a writable folder."
+            f"Installing {redact_url(source)} failed while writing to {cache.home()} "
+            f"({exc.strerror}); nothing was installed. "
+            "Free some space or set BRINELITE_HOME to a writable folder."
         ) from exc
+
+
+def _plan(source: str, name: str | None, pins: _Pins, force: bool) -> _Plan | Installed:
+    """Classify ``source``; a name installed already (or all one can use) is returned as is."""
+    given = parse_name(name) if name else None
+    shown = redact_url(source)
+    if source.startswith(("http://", "https://", "s3://")):
+        return _Plan(shown, source, "url", given, pins.sha256, pins, named=given is not None)
+    path = Path(source).expanduser()
+    if path.is_dir() or path.is_file():
+        kind = "folder" if path.is_dir() else "archive"
+        return _Plan(shown, str(path.resolve()), kind, given, pins.sha256, pins, given is not None)
+    if is_name(source):
+        return _from_registry(parse_name(source), pins, force)
+    raise BrineliteError(
+        f"{shown!r} is not a dataset name (scope/name[@version]), an http(s) URL, "
+        "or an existing archive or folder."
+    )
+
+
+def _from_registry(ref: DatasetRef, pins: _Pins, force: bool) -> _Plan | Installed:
+    """Resolve ``ref`` in the registries, unless what is installed answers without them."""
+    if ref.version is not None and not force and cache.dataset_path(ref).is_dir():
+        return _checked(cache.dataset_path(ref), pins)
+    versions = cache.installed_versions(ref) if ref.version is None and not force else []
+    newest = ref.with_version(versions[-1]) if versions else None
+    if settings.offline():
+        if newest:
+            note = f"BRINELITE_OFFLINE is set: using the installed {newest}."
+            return replace(_checked(cache.dataset_path(newest), pins), note=note)
+        raise OfflineError(
+            f"BRINELITE_OFFLINE is set: cannot look up {ref} in the registries "
+            "(no installed version to use); unset it to use the network."
+        )
+    try:
+        found = registry.resolve(ref)
+    except (UnreachableError, OfflineError):
+        if not newest:
+            raise
+        note = f"No registry could be reached: using the installed {newest} (newest installed)."
+        return replace(_checked(cache.dataset_path(newest), pins), note=note)
+    return _Plan(
+        ref.full_name if ref.version is None else str(ref),
+        found.location,
+        "url" if "://" in found.location else "archive",
+        found.ref,
+        pins.sha256 or found.sha256,
+        pins,
+        registry=redact_url(found.registry),
+        headers=found.headers,
+    )
+
+
+def _checked(path: Path, pins: _Pins, shown: str = "") -> Installed:
+    """The installed dataset at ``path``, once it matches the user's pins (else an error)."""
+    record = read_install_record(path)
+    manifest = manifest_io.read(path)
+    recorded = record.get("sha256") or "unknown (installed from a folder)"
+    if pins.sha256 is not None and pins.sha256 != record.get("sha256"):
+        raise IntegrityError(
+            f"{manifest.ref} is installed from an archive with sha256 {recorded}, "
+            f"not the {pins.sha256} asked for; pass --force to replace it."
+        )
+    if pins.fingerprint is not None and pins.fingerprint != manifest.fingerprint:
+        raise IntegrityError(
+            f"{manifest.ref} is installed with fingerprint {manifest.fingerprint}, "
+            f"not the {pins.fingerprint} asked for; pass --force to replace it."
+        )
+    source = redact_url(record.get("source", shown))
+    return Installed(manifest.ref, path, record.get("sha256", ""), source, already=True)
 
 
 def _already_installed(plan: _Plan) -> Installed | None:
     """The installed copy of ``plan``'s dataset, if the same thing is installed already."""
     if plan.ref is not None and plan.ref.version is not None:
         path = cache.dataset_path(plan.ref)
-        return _record(path, plan, already=True) if path.is_dir() else None
-    if plan.kind not in ("url", "s3"):
+        return _checked(path, plan.pins, plan.shown) if path.is_dir() else None
+    if plan.kind != "url":
         return None
+    key = url_key(plan.location)
     for ref in cache.installed():
+        if plan.ref is not None and ref.full_name != plan.ref.full_name:
+            continue
         record = read_install_record(cache.dataset_path(ref))
-        if record.get("source") == plan.location and plan.sha256 in (None, record.get("sha256")):
-            return _record(cache.dataset_path(ref), plan, already=True)
+        same = key == record.get("source_sha256") or plan.location == record.get("source")
+        if same and plan.sha256 in (None, record.get("sha256")):
+            return _checked(cache.dataset_path(ref), plan.pins, plan.shown)
     return None
-
-
-def _record(path: Path, plan: _Plan, already: bool) -> Installed:
-    record = read_install_record(path)
-    ref = manifest_io.read(path).ref
-    return Installed(
-        ref, path, record.get("sha256", ""), record.get("source", plan.source), already
-    )
 
 
 def read_install_record(path: Path) -> dict:
     """What ``install.json`` of an installed dataset says (source, archive sha256, time)."""
     try:
-        return json.loads((path / manifest_io.INSTALL_RECORD).read_text(encoding="utf-8"))
+        record = json.loads((path / manifest_io.INSTALL_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _install_locked(plan: _Plan, force: bool, quiet: bool) -> Installed:
     with cache.staging() as staging:
         if plan.kind == "folder":
-            root, manifest, digest = _stage_folder(plan, staging / "dataset", quiet)
+            root, manifest = _stage_folder(plan, staging / "dataset", quiet)
+            digest = ""
         else:
-            archive_path = _fetch(plan, quiet)
-            digest = file_info(archive_path).sha256 if plan.kind == "archive" else plan.sha256
-            if plan.sha256 and digest != plan.sha256:
-                raise IntegrityError(
-                    f"Archive {plan.location} has sha256 {digest}, expected {plan.sha256}; "
-                    "not installed."
-                )
+            fetched = _fetch(plan, quiet)
+            digest = fetched.sha256
             try:
-                root, manifest = _unpack(plan, archive_path, staging, quiet)
-            finally:  # a downloaded archive is deleted whether it installs or is refused
-                if plan.kind in ("url", "s3"):
-                    archive_path.unlink(missing_ok=True)
-        ref = manifest.ref
-        if plan.ref is not None and plan.ref.version is not None and plan.ref != ref:
-            raise ManifestError(f"{plan.source} was expected to hold {plan.ref} but holds {ref}.")
+                root, manifest = _unpack(plan, fetched.path, staging, quiet)
+            finally:  # the fetched archive is deleted whether it installs or is refused
+                fetched.path.unlink(missing_ok=True)
+        _check_identity(plan, manifest)
         record = {
-            "source": plan.location,
-            "sha256": digest or "",
+            "source": redact_url(plan.location),
+            "source_sha256": url_key(plan.location),
+            "sha256": digest,
             **({"registry": plan.registry} if plan.registry else {}),
             "installed": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         (root / manifest_io.INSTALL_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        # The dataset's own lock is already held when its name was known up front.
-        with cache.lock(ref.full_name) if plan.ref is None else nullcontext():
+        with cache.lock(manifest.ref.full_name):
             if not force and _same_installed(manifest):
-                return _record(cache.dataset_path(ref), plan, already=True)
-            path = cache.commit(root, ref, force=force)
-    return Installed(ref, path, digest or "", plan.location)
+                return _checked(cache.dataset_path(manifest.ref), plan.pins, plan.shown)
+            path = cache.commit(root, manifest.ref, force=force)
+    return Installed(manifest.ref, path, digest, redact_url(plan.location))
+
+
+def _check_identity(plan: _Plan, manifest: Manifest) -> None:
+    """Refuse a dataset other than the one named (by --name or the registry) or pinned."""
+    ref, wanted = manifest.ref, plan.ref
+    if wanted is not None and (
+        wanted.full_name != ref.full_name or wanted.version not in (None, ref.version)
+    ):
+        if plan.named:
+            raise ManifestError(
+                f"{plan.shown} holds {ref}, but --name says {wanted}; drop --name to install "
+                f"it as {ref.full_name} (--name only names sources without a manifest)."
+            )
+        raise ManifestError(f"{plan.shown} was expected to hold {wanted} but holds {ref}.")
+    pinned = plan.pins.fingerprint
+    if pinned is not None and pinned != manifest.fingerprint:
+        raise IntegrityError(
+            f"{ref} from {plan.shown} has fingerprint {manifest.fingerprint}, expected {pinned}; "
+            "not installed."
+        )
 
 
 def _same_installed(manifest: Manifest) -> bool:
@@ -196,18 +297,17 @@ def _same_installed(manifest: Manifest) -> bool:
     )
 
 
-def _fetch(plan: _Plan, quiet: bool) -> Path:
-    """A local path to the archive: the file itself, or a download into the cache."""
-    if plan.kind == "archive":
-        return Path(plan.location)
-    digest = hashlib.sha256(plan.location.encode()).hexdigest()[:16]
-    dest = cache.downloads_dir() / f"{digest}-{Path(plan.location.split('?')[0]).name or 'archive'}"
-    with bar(f"Downloading {plan.source}", quiet=quiet) as progress:
-        if plan.kind == "s3":
-            return s3.fetch(plan.location, dest, sha256=plan.sha256, progress=progress)
+def _fetch(plan: _Plan, quiet: bool) -> download.FetchResult:
+    """The archive, fetched into ``downloads/`` and hashed, whatever its location."""
+    verb = "Downloading" if plan.kind == "url" else "Reading"
+    with bar(f"{verb} {plan.shown}", quiet=quiet) as progress:
         return download.fetch(
-            plan.location, dest, sha256=plan.sha256, headers=plan.headers, progress=progress
-        ).path
+            plan.location,
+            cache.download_path(plan.location),
+            sha256=plan.sha256,
+            headers=plan.headers,
+            progress=progress,
+        )
 
 
 def _unpack(plan: _Plan, archive_path: Path, staging: Path, quiet: bool) -> tuple[Path, Manifest]:
@@ -215,7 +315,7 @@ def _unpack(plan: _Plan, archive_path: Path, staging: Path, quiet: bool) -> tupl
     extracted = staging / "extracted"
     extracted.mkdir()
     size = archive_path.stat().st_size
-    with bar(f"Extracting {plan.source}", quiet=quiet) as progress:
+    with bar(f"Extracting {plan.shown}", quiet=quiet) as progress:
         infos = archive.extract(
             archive_path, extracted, max_bytes=archive.default_limit(size), progress=progress
         )
@@ -240,7 +340,7 @@ def _adopt(plan: _Plan, root: Path, dest: Path, quiet: bool) -> tuple[Path, Mani
     """Turn a tree without manifest (images/ + masks/) into a dataset, named by ``--name``."""
     if plan.ref is None:
         raise ManifestError(
-            f"{plan.source} holds no manifest.json; to install a plain images/ + masks/ tree, "
+            f"{plan.shown} holds no manifest.json; to install a plain images/ + masks/ tree, "
             "name it: brinelite install SOURCE --name scope/name[@version]."
         )
     version = str(plan.ref.version) if plan.ref.version else DEFAULT_VERSION
@@ -250,13 +350,25 @@ def _adopt(plan: _Plan, root: Path, dest: Path, quiet: bool) -> tuple[Path, Mani
     return dest, manifest
 
 
-def _stage_folder(plan: _Plan, dest: Path, quiet: bool) -> tuple[Path, Manifest, str]:
-    """Copy a dataset folder (verifying it) or adopt a plain images/ + masks/ folder."""
+def _stage_folder(plan: _Plan, dest: Path, quiet: bool) -> tuple[Path, Manifest]:
+    """Copy a dataset folder (verifying it) or adopt a plain images/ + masks/ folder.
+
+    A folder with a manifest is walked as :func:`brinelite.archive.create` walks what it
+    archives: a symbolic link anywhere (to a file outside, or a loop) or a special file is
+    refused, so an install never copies what the folder only points to.
+    """
     folder = Path(plan.location)
     if not (folder / manifest_io.MANIFEST).is_file():
-        root, manifest = _adopt(plan, folder, dest, quiet)
-        return root, manifest, ""
+        return _adopt(plan, folder, dest, quiet)
     manifest = manifest_io.read(folder)
-    shutil.copytree(folder, dest, ignore=shutil.ignore_patterns(manifest_io.INSTALL_RECORD))
+    members = archive._tree(folder)  # the archive's link rules; raises ArchiveError
+    dest.mkdir()
+    for relative, path in members:
+        if relative == manifest_io.INSTALL_RECORD:
+            continue
+        if path.is_dir():
+            (dest / relative).mkdir(exist_ok=True)
+        else:
+            shutil.copyfile(path, dest / relative, follow_symlinks=False)
     manifest_io.verify(dest, manifest)
-    return dest, manifest, ""
+    return dest, manifest

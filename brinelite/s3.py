@@ -8,19 +8,20 @@ role); the endpoint of an S3-compatible server from ``$BRINELITE_S3_ENDPOINT_URL
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import time
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import AuthError, DownloadError, IntegrityError, RegistryError
+from .errors import AuthError, DownloadError, RegistryError
 from .hashes import CHUNK
-from .progress import Progress, Silent
+from .transports import Opened, Transient
 
-_MAX_DELAY = 10.0
+_CONTENT_RANGE = re.compile(r"bytes \d+-\d+/(\d+)")
+_CHANGED = {"PreconditionFailed", "412", "InvalidRange", "416"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "401"}
 _MISSING = {"NoSuchKey", "404", "NoSuchBucket"}
 
@@ -108,61 +109,58 @@ def put_json(url: str, data: dict[str, Any]) -> None:
         raise _error(exc, url) from exc
 
 
-def fetch(
-    url: str,
-    dest: Path,
-    *,
-    sha256: str | None = None,
-    progress: Progress | None = None,
-    retries: int = 5,
-    backoff: float = 0.5,
-) -> Path:
-    """Download ``url`` to ``dest``, resuming with ``Range`` after a cut, and check its sha256.
+class S3Transport:
+    """Moves the bytes of one S3 object: ``Range`` from an offset, ``If-Match`` on its ETag.
 
-    Like :func:`brinelite.download.fetch`: ``dest`` appears only once complete and verified;
-    a failure that adds bytes does not use up a retry; ``If-Match`` on the ETag makes sure
-    the resumed bytes belong to the same object.
+    Used by :func:`brinelite.download.fetch`, which owns the part file, resume and retries.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
-    from urllib3.exceptions import HTTPError
 
-    progress = progress or Silent()
-    bucket, key = split(url)
-    s3 = client()
-    try:
-        head = s3.head_object(Bucket=bucket, Key=key)
-    except (BotoCoreError, ClientError) as exc:
-        raise _error(exc, url) from exc
-    size, etag = head["ContentLength"], head["ETag"]
-    part = dest.with_name(dest.name + ".part")
-    part.parent.mkdir(parents=True, exist_ok=True)
-    part.unlink(missing_ok=True)
-    hasher, offset, failures = hashlib.sha256(), 0, 0
-    progress.start(size)
-    while offset < size:
-        before = offset
+    network = True
+
+    def __init__(self) -> None:
+        self.s3 = client()
+
+    def open(self, url: str, offset: int, validator: str | None) -> Opened:
+        """GET the object from ``offset``; an object changed since ``validator`` restarts."""
+        from botocore.exceptions import BotoCoreError, ClientError
+        from urllib3.exceptions import HTTPError
+
+        bucket, key = split(url)
+        condition = {"IfMatch": validator} if offset and validator else {}
         try:
-            answer = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={offset}-", IfMatch=etag)
-            with part.open("ab") as out:
-                for chunk in answer["Body"].iter_chunks(CHUNK):
-                    out.write(chunk)
-                    hasher.update(chunk)
-                    offset += len(chunk)
-                    progress.advance(len(chunk))
-            if offset == before:
-                raise OSError("the server sent an empty body")
+            answer = self.s3.get_object(
+                Bucket=bucket, Key=key, Range=f"bytes={offset}-", **condition
+            )
         except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _CHANGED:
+                raise Transient(f"{url} changed ({code})", restart=True) from exc
+            if code in _MISSING:
+                raise DownloadError(f"{url} was not found ({code}); check the URL.") from exc
             raise _error(exc, url) from exc
         except (BotoCoreError, HTTPError, OSError) as exc:
-            failures = 1 if offset > before else failures + 1
-            if failures > retries:
-                raise DownloadError(f"Download of {url} failed ({exc}); try again.") from exc
-            time.sleep(min(backoff * 2 ** (failures - 1), _MAX_DELAY))
-    if sha256 is not None and hasher.hexdigest() != sha256.lower():
-        part.unlink()
-        raise IntegrityError(
-            f"Download of {url} has sha256 {hasher.hexdigest()}, expected {sha256}; "
-            "the file was deleted."
+            raise Transient(str(exc)) from exc
+        body = answer["Body"]
+        match = _CONTENT_RANGE.fullmatch(answer.get("ContentRange", ""))
+        total = int(match[1]) if match else offset + int(answer["ContentLength"])
+        return Opened(
+            offset, total, answer.get("ETag"), _chunks(body), getattr(body, "close", _nothing)
         )
-    os.replace(part, dest)
-    return dest
+
+    def close(self) -> None:
+        """boto3 clients need no closing."""
+
+
+def _chunks(body: Any) -> Iterator[bytes]:
+    """An object body in 1 MiB chunks; a cut connection is :class:`Transient`."""
+    from botocore.exceptions import BotoCoreError
+    from urllib3.exceptions import HTTPError
+
+    try:
+        yield from body.iter_chunks(CHUNK)
+    except (BotoCoreError, HTTPError, OSError) as exc:
+        raise Transient(f"connection lost: {exc}") from exc
+
+
+def _nothing() -> None:
+    """A body without close()."""

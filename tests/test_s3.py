@@ -11,8 +11,8 @@ from moto.server import ThreadedMotoServer
 from test_registry import build
 from test_sharing import publish_two_versions, teammate_b_installs
 
-from brinelite import registry, s3
-from brinelite.errors import AlreadyExistsError, IntegrityError, RegistryError
+from brinelite import download, registry, s3
+from brinelite.errors import AlreadyExistsError, IntegrityError, OfflineError, RegistryError
 
 BUCKET = "team-datasets"
 
@@ -70,7 +70,7 @@ def test_the_index_sha256_is_checked_before_extraction(bucket, tmp_path):
     location = f"s3://{bucket}/reg/lab/cells/cells-1.0.0.tar.gz"
     dest = tmp_path / "download.tar.gz"
     with pytest.raises(IntegrityError, match="expected 00"):
-        s3.fetch(location, dest, sha256="00" * 32)
+        download.fetch(location, dest, sha256="00" * 32)
     assert not dest.exists() and not list(tmp_path.glob("download*"))
     assert s3.read_json(f"s3://{bucket}/reg/lab/cells/index.json")["name"] == "lab/cells"
     assert s3.read_json(f"s3://{bucket}/reg/no/such/index.json") is None
@@ -116,6 +116,15 @@ def test_s3_download_resumes_with_range_after_a_cut(bucket, tmp_path, monkeypatc
     wrapped = CutFirstBody(s3.client())
     monkeypatch.setattr(s3, "client", lambda: wrapped)
     dest = tmp_path / "resumed.tar.gz"
-    s3.fetch(published.location, dest, sha256=published.sha256, backoff=0.01)
+    result = download.fetch(published.location, dest, sha256=published.sha256, backoff=0.01)
     assert wrapped.ranges == ["bytes=0-", "bytes=1000-"]
-    assert dest.stat().st_size == published.size
+    assert dest.stat().st_size == published.size == result.size
+    assert result.sha256 == published.sha256
+
+
+def test_s3_download_refuses_offline(bucket, tmp_path, monkeypatch):
+    published = registry.publish(build(tmp_path, "lab/cells", "1.0.0"), f"s3://{bucket}/reg")
+    monkeypatch.setenv("BRINELITE_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="BRINELITE_OFFLINE"):
+        download.fetch(published.location, tmp_path / "x.tar.gz")
+    assert list(tmp_path.glob("x.tar.gz*")) == []
