@@ -18,7 +18,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from brinelite import download
-from brinelite.errors import AuthError, DownloadError, IntegrityError
+from brinelite.errors import AuthError, DownloadError, IntegrityError, OfflineError
 
 MIB = 1024**2
 DATA = os.urandom(3 * MIB + 5)
@@ -337,3 +337,24 @@ def test_backoff_is_capped_and_bounded_by_default(mocked, sleeps, tmp_path):
     with pytest.raises(DownloadError):
         download.fetch(URL, tmp_path / "x", backoff=3, retries=3)
     assert sleeps == [3, 6, 10]
+
+
+def test_retry_after_is_honoured_and_capped(mocked, sleeps, tmp_path):
+    mocked.get(URL, status=429, headers={"Retry-After": "7"})
+    mocked.get(URL, status=503, headers={"Retry-After": "3600"})
+    mocked.get(URL, body=b"archive bytes")
+    download.fetch(URL, tmp_path / "x", backoff=0.25)
+    assert sleeps == [7, 60]  # as asked, but never more than a minute
+
+
+def test_local_files_are_fetched_offline_and_the_network_is_not(monkeypatch, tmp_path):
+    source = tmp_path / "cells.tar.gz"
+    source.write_bytes(DATA)
+    monkeypatch.setenv("BRINELITE_OFFLINE", "1")
+    for location in (str(source), source.as_uri()):
+        result = download.fetch(location, tmp_path / "copy.tar.gz", sha256=DATA_SHA)
+        assert result == download.FetchResult(tmp_path / "copy.tar.gz", len(DATA), DATA_SHA)
+    with pytest.raises(OfflineError, match="BRINELITE_OFFLINE is set: not downloading"):
+        download.fetch("http://127.0.0.1:9/x.tar.gz?sig=secret", tmp_path / "x")
+    with pytest.raises(DownloadError, match="unknown scheme 'ftp'"):
+        download.fetch("ftp://host/x.tar.gz", tmp_path / "x")
