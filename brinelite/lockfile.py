@@ -3,7 +3,7 @@
 As DVC's ``dvc.lock`` or pip's requirements with ``--hash``: :func:`write` records, for each
 installed dataset, its exact version, the sha256 of the archive it was installed from and
 the fingerprint of its manifest; :func:`install_all` installs exactly those and refuses any
-archive or dataset that does not match. The format (JSON, ``docs/format.md``)::
+archive or dataset that does not match. The format (JSON; the README shows it too)::
 
     {
       "lock_version": 1,
