@@ -16,7 +16,6 @@ from brinelite.errors import (
     AlreadyExistsError,
     DatasetNotFoundError,
     InvalidNameError,
-    RegistryError,
 )
 from brinelite.names import parse_name
 
