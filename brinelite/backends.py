@@ -3,6 +3,7 @@
 Each store reads and writes files by their path relative to the registry root, so the
 registry logic (``registry.py``) is written once. Only folders and S3 can be published to;
 an HTTP registry is a folder (or bucket) served by someone, e.g. with ``brinelite serve``.
+Every index a store reads is capped and parsed by :mod:`brinelite.indexes`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
@@ -22,9 +24,22 @@ from filelock import FileLock
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from . import s3
-from .config import RegistryEntry
-from .errors import AuthError, RegistryError
+from . import indexes, s3
+from .errors import AuthError, InvalidIndexError, RegistryError, UnreachableError
+from .hashes import CHUNK, file_info
+
+GLOBAL_TOKEN_ENV = "BRINELITE_TOKEN"
+_SCHEMES = {"http": "http", "https": "http", "s3": "s3", "file": "folder"}
+_MAX_RETRY_AFTER = 30.0  # seconds: a server asking for more is not waited for that long
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """A registry to ask: its name, URL or path, and the variable holding its token (if any)."""
+
+    name: str
+    url: str
+    token_env: str | None = None
 
 
 class Store(Protocol):
@@ -39,13 +54,59 @@ class Store(Protocol):
 
 
 class WritableStore(Store, Protocol):
-    """A store that can be published to."""
+    """A store that can be published to.
+
+    ``read_tagged`` returns a file with a tag that ``put_json`` can require: on S3 the write
+    then succeeds only if the file is still the one read (``None``: still absent); a folder
+    needs no tag, its lock keeps other publishers out.
+    """
 
     def lock(self) -> AbstractContextManager[object]: ...
 
-    def put_file(self, path: Path, relative: str) -> None: ...
+    def read_tagged(self, relative: str) -> tuple[dict[str, Any] | None, str | None]: ...
 
-    def put_json(self, relative: str, data: dict[str, Any]) -> None: ...
+    def put_archive(self, path: Path, relative: str, sha256: str) -> None: ...
+
+    def put_json(self, relative: str, data: dict[str, Any], tag: str | None) -> None: ...
+
+
+def _kind(url: str) -> str:
+    """ "http", "s3" or "folder"; a URL of another scheme (``htp://``, ``ftp://``) is refused."""
+    if "://" not in url:
+        return "folder"
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in _SCHEMES:
+        raise RegistryError(
+            f"Registry {url!r} has an unknown scheme {scheme + '://'!r}; use a folder, "
+            "file://, http(s):// or s3:// URL."
+        )
+    return _SCHEMES[scheme]
+
+
+def _folder(url: str) -> Path:
+    path = unquote(urlsplit(url).path) if url.startswith("file://") else url
+    return Path(path).expanduser().absolute()
+
+
+def check_location(url: str) -> str:
+    """``url`` as a registry to add: a known scheme with a host, or an existing folder.
+
+    Returns it normalised (a folder as an absolute path), so that a registry added from one
+    directory means the same from any other. Example: ``check_location("../reg")``.
+    """
+    if not url.strip():
+        raise RegistryError("A registry needs a folder or a URL.")
+    kind = _kind(url)
+    if kind == "http" and not urlsplit(url).hostname:
+        raise RegistryError(f"Registry URL {url!r} names no host.")
+    if kind == "s3":
+        S3Store(url)
+    if kind == "folder":
+        folder = _folder(url)
+        if not folder.is_dir():
+            raise RegistryError(f"Registry folder {folder} does not exist.")
+        return url if url.startswith("file://") else str(folder)
+    return url
 
 
 class FolderStore:
@@ -58,15 +119,20 @@ class FolderStore:
         self.url = str(self.root)
 
     def read_json(self, relative: str) -> dict[str, Any] | None:
-        path = self.root / relative
+        where = f"{self.url}/{relative}"
+        if not self.root.is_dir():
+            raise UnreachableError(f"Registry folder {self.url} does not exist (not mounted?).")
         try:
-            return dict(json.loads(path.read_text(encoding="utf-8")))
+            with (self.root / relative).open("rb") as handle:
+                body = indexes.read_capped(iter(lambda: handle.read(CHUNK), b""), where)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, TypeError) as exc:
-            raise RegistryError(
-                f"Registry {self.url} has an unreadable {relative}: {exc}."
-            ) from exc
+        except OSError as exc:
+            raise InvalidIndexError(f"{where} is unreadable ({exc}).") from exc
+        return indexes.parse(body, where)
+
+    def read_tagged(self, relative: str) -> tuple[dict[str, Any] | None, str | None]:
+        return self.read_json(relative), None
 
     def location(self, relative: str) -> str:
         return str(self.root / relative)
@@ -75,11 +141,19 @@ class FolderStore:
         self.root.mkdir(parents=True, exist_ok=True)
         return FileLock(self.root / ".registry.lock")
 
-    def put_file(self, path: Path, relative: str) -> None:
-        with _replacing(self.root / relative) as tmp:
+    def put_archive(self, path: Path, relative: str, sha256: str) -> None:
+        """Copy the archive in, unless an identical one is there (left by a failed publish).
+
+        A different file not named by the index is replaced: the lock keeps other
+        publishers out, and no reader can have found it.
+        """
+        target = self.root / relative
+        if target.is_file() and file_info(target).sha256 == sha256:
+            return
+        with _replacing(target) as tmp:
             shutil.copyfile(path, tmp)
 
-    def put_json(self, relative: str, data: dict[str, Any]) -> None:
+    def put_json(self, relative: str, data: dict[str, Any], tag: str | None) -> None:
         with _replacing(self.root / relative) as tmp:
             tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -106,12 +180,15 @@ def _replacing(target: Path) -> Iterator[Path]:
 
 
 class HttpStore:
-    """A registry served over http(s); sends its bearer token, if set, to its own host only."""
+    """A registry served over http(s); sends its bearer token, if any, to its own host only.
 
-    def __init__(self, url: str, token_env: str) -> None:
+    ``token_env`` names the variable holding this registry's token (``None``: no token).
+    """
+
+    def __init__(self, url: str, token_env: str | None) -> None:
         self.url = url.rstrip("/")
         self.token_env = token_env
-        token = os.environ.get(token_env)
+        token = os.environ.get(token_env) if token_env else None
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def location(self, relative: str) -> str:
@@ -119,43 +196,71 @@ class HttpStore:
 
     def read_json(self, relative: str) -> dict[str, Any] | None:
         url = self.location(relative)
+        body = self._get(url)
+        return None if body is None else indexes.parse(body, url)
+
+    def _get(self, url: str) -> bytes | None:
+        """The body at ``url`` (None on 404), streamed within the index size cap."""
         try:
-            with _session() as session:
-                response = session.get(url, headers=self.headers, timeout=30)
+            with (
+                _session() as session,
+                session.get(url, headers=self.headers, timeout=30, stream=True) as response,
+            ):
+                if response.status_code == 404:
+                    return None
+                if response.status_code in (401, 403):
+                    raise AuthError(self._refused(url, response.status_code))
+                if not response.ok:
+                    raise UnreachableError(
+                        f"Registry {self.url} answered HTTP {response.status_code} for {url}."
+                    )
+                length = response.headers.get("Content-Length", "")
+                if length.isdigit() and int(length) > indexes.MAX_INDEX_BYTES:
+                    raise indexes.oversized(url)
+                return indexes.read_capped(response.iter_content(CHUNK), url)
         except requests.RequestException as exc:
-            raise RegistryError(f"Registry {self.url} is unreachable ({exc}).") from exc
-        if response.status_code == 404:
-            return None
-        if response.status_code in (401, 403):
-            host = urlsplit(url).hostname
-            raise AuthError(
-                f"Registry {self.url} refused access (HTTP {response.status_code}); set "
-                f"{self.token_env} to a valid token or add a .netrc entry for {host}."
-            )
-        if not response.ok:
-            raise RegistryError(
-                f"Registry {self.url} answered HTTP {response.status_code} for {url}."
-            )
-        try:
-            return dict(response.json())
-        except (ValueError, TypeError) as exc:
-            raise RegistryError(
-                f"Registry {self.url} has an unreadable {relative}: {exc}."
-            ) from exc
+            raise UnreachableError(f"Registry {self.url} is unreachable ({exc}).") from exc
+
+    def _refused(self, url: str, status: int) -> str:
+        host = urlsplit(url).hostname
+        fix = (
+            f"set {self.token_env} to a valid token"
+            if self.token_env
+            else f"add it with `brinelite registry add NAME {self.url} --token-env VAR`, set "
+            f"{GLOBAL_TOKEN_ENV} (and BRINELITE_TOKEN_HOST={urlsplit(url).netloc} when "
+            "several registries are configured)"
+        )
+        return (
+            f"Registry {self.url} refused access (HTTP {status}); {fix}, or add a .netrc "
+            f"entry for {host}."
+        )
+
+
+class _Retry(Retry):
+    """urllib3's Retry, waiting what a 429/503's Retry-After asks but never over 30 s."""
+
+    def get_retry_after(self, response: Any) -> float | None:
+        after = super().get_retry_after(response)
+        return None if after is None else min(after, _MAX_RETRY_AFTER)
 
 
 def _session() -> requests.Session:
-    """Retries connection errors and 5xx with exponential backoff; proxies/.netrc from the env."""
+    """Retries connection errors, 429 and 5xx with backoff and Retry-After; proxies/.netrc."""
     session = requests.Session()
     session.headers["User-Agent"] = "brinelite"
-    retry = Retry(total=3, backoff_factor=0.25, status_forcelist=(500, 502, 503, 504))
+    retry = _Retry(
+        total=3,
+        backoff_factor=0.25,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("GET",),
+    )
     session.mount("http://", HTTPAdapter(max_retries=retry))
     session.mount("https://", HTTPAdapter(max_retries=retry))
     return session
 
 
 class S3Store:
-    """A registry in an S3 bucket. S3 has no lock: index writes are atomic, last one wins."""
+    """A registry in an S3 bucket: no lock, but every write is conditional (see s3.py)."""
 
     headers: dict[str, str] = {}
 
@@ -169,26 +274,27 @@ class S3Store:
     def read_json(self, relative: str) -> dict[str, Any] | None:
         return s3.read_json(self.location(relative))
 
+    def read_tagged(self, relative: str) -> tuple[dict[str, Any] | None, str | None]:
+        return s3.read_tagged(self.location(relative))
+
     def lock(self) -> AbstractContextManager[object]:
         return nullcontext()
 
-    def put_file(self, path: Path, relative: str) -> None:
-        s3.put_file(path, self.location(relative))
+    def put_archive(self, path: Path, relative: str, sha256: str) -> None:
+        s3.put_file(path, self.location(relative), sha256)
 
-    def put_json(self, relative: str, data: dict[str, Any]) -> None:
-        s3.put_json(self.location(relative), data)
+    def put_json(self, relative: str, data: dict[str, Any], tag: str | None) -> None:
+        s3.put_json(self.location(relative), data, tag)
 
 
 def open_store(entry: RegistryEntry) -> Store:
     """The store behind a configured registry URL or path."""
-    url = entry.url
-    if url.startswith(("http://", "https://")):
-        return HttpStore(url, entry.token_env)
-    if url.startswith("s3://"):
-        return S3Store(url)
-    if url.startswith("file://"):
-        return FolderStore(Path(unquote(urlsplit(url).path)))
-    return FolderStore(Path(url))
+    kind = _kind(entry.url)
+    if kind == "http":
+        return HttpStore(entry.url, entry.token_env)
+    if kind == "s3":
+        return S3Store(entry.url)
+    return FolderStore(_folder(entry.url))
 
 
 def open_writable(dest: str) -> WritableStore:

@@ -97,6 +97,8 @@ def install(
     else:
         results = [install_dataset(source, name=name, sha256=sha256, force=force, quiet=quiet)]
     for result in results:
+        for skipped in result.skipped:
+            typer.echo(f"Warning: {skipped}", err=True)
         if result.note:
             typer.echo(result.note)
         if result.already:
@@ -243,9 +245,11 @@ def search(
 ) -> None:
     """List the datasets of every registry, with versions, rows and sizes."""
     found = registry.search(text)
-    if not found:
-        out.print(f"No dataset matches {text!r} in the registries.")
-    for item in found:
+    for skipped in found.skipped:
+        typer.echo(f"Warning: {skipped}", err=True)
+    if not found.listings:
+        typer.echo(f"No dataset matches {text!r} in the registries.")
+    for item in found.listings:
         typer.echo(
             f"{item.name}  versions {', '.join(item.versions)}  {item.rows} rows  "
             f"{_human(item.size)}  ({item.registry})  {shorten(item.description, 60)}".rstrip()
@@ -273,7 +277,8 @@ def registry_add(
 ) -> None:
     """Add a registry, asked after those already added."""
     entry = config.add(name, url, token_env)
-    out.print(f"Registry {entry.name} added: {entry.url} (token from ${entry.token_env}).")
+    token = f"token from ${entry.token_env}" if entry.token_env else "no token of its own"
+    typer.echo(f"Registry {entry.name} added: {entry.url} ({token}).")
 
 
 @registry_app.command("list")

@@ -9,24 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict
 from pathlib import Path
 
 import platformdirs
 
+from .backends import GLOBAL_TOKEN_ENV, RegistryEntry, check_location
 from .errors import RegistryError
 
 CONFIG_FILE = "registries.json"
-DEFAULT_TOKEN_ENV = "BRINELITE_TOKEN"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-
-@dataclass(frozen=True)
-class RegistryEntry:
-    """A registry to ask: its name, URL or path, and the variable holding its token."""
-
-    name: str
-    url: str
-    token_env: str = DEFAULT_TOKEN_ENV
+__all__ = ["CONFIG_FILE", "RegistryEntry", "add", "config_dir", "load", "remove"]
 
 
 def config_dir() -> Path:
@@ -36,17 +32,28 @@ def config_dir() -> Path:
 
 
 def load() -> list[RegistryEntry]:
-    """The registries added with ``brinelite registry add``, in the order added."""
+    """The registries added with ``brinelite registry add``, in the order added.
+
+    An entry naming ``BRINELITE_TOKEN`` (what older versions stored by default) gets the
+    global token only under the rules of ``registry.registries``.
+    """
     path = config_dir() / CONFIG_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return [RegistryEntry(**entry) for entry in data["registries"]]
+        entries = [RegistryEntry(**entry) for entry in data["registries"]]
     except FileNotFoundError:
         return []
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RegistryError(
             f"The registry list {path} is unreadable ({exc}); fix or delete it."
         ) from exc
+    return [_own_token(entry) for entry in entries]
+
+
+def _own_token(entry: RegistryEntry) -> RegistryEntry:
+    if entry.token_env == GLOBAL_TOKEN_ENV:
+        return RegistryEntry(entry.name, entry.url)
+    return entry
 
 
 def _save(entries: list[RegistryEntry]) -> None:
@@ -59,10 +66,23 @@ def _save(entries: list[RegistryEntry]) -> None:
 
 
 def add(name: str, url: str, token_env: str | None = None) -> RegistryEntry:
-    """Add (or replace) the registry called ``name``; it is asked after those already added."""
-    if not name or not url:
-        raise RegistryError("A registry needs a name and a URL or path.")
-    entry = RegistryEntry(name, url, token_env or DEFAULT_TOKEN_ENV)
+    """Add (or replace) the registry called ``name``; it is asked after those already added.
+
+    Args:
+        name: a short name (letters, digits, ``.``, ``_``, ``-``).
+        url: an existing folder, ``file://``, ``http(s)://`` or ``s3://bucket/prefix``; a
+            folder is stored as an absolute path. A bad scheme or a missing folder is refused.
+        token_env: the variable holding this registry's bearer token (sent to it only).
+
+    Example: ``add("team", "https://data.lab.org/reg", token_env="TEAM_TOKEN")``.
+    """
+    if not _NAME.fullmatch(name or ""):
+        raise RegistryError(
+            f"Registry name {name!r} is not valid: use letters, digits, '.', '_' or '-'."
+        )
+    if token_env is not None and not _VARIABLE.fullmatch(token_env):
+        raise RegistryError(f"--token-env {token_env!r} is not an environment variable name.")
+    entry = _own_token(RegistryEntry(name, check_location(url or ""), token_env))
     entries = [old for old in load() if old.name != name]
     _save([*entries, entry])
     return entry

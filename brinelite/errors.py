@@ -58,6 +58,10 @@ class UnreachableError(RegistryError):
     """No registry that was asked could be reached (network down, server off, timeouts)."""
 
 
+class InvalidIndexError(RegistryError):
+    """A registry's index file breaks its documented schema (or its size cap)."""
+
+
 class CacheError(BrineliteError):
     """The cache folder cannot be used (unwritable, disk full, locked too long)."""
 

@@ -51,6 +51,7 @@ class Installed:
     source: str
     already: bool = False
     note: str = ""
+    skipped: tuple[str, ...] = ()  # registries passed over on the way (unreachable, malformed)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class _Plan:
     named: bool = False  # ref came from --name (else from a registry)
     registry: str | None = None  # the registry a name was resolved in
     headers: dict[str, str] = field(default_factory=dict)  # its auth header, for its host only
+    skipped: tuple[str, ...] = ()  # registries passed over while resolving
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,7 @@ def _from_registry(ref: DatasetRef, pins: _Pins, force: bool) -> _Plan | Install
         pins,
         registry=redact_url(found.registry),
         headers=found.headers,
+        skipped=tuple(str(item) for item in found.skipped),
     )
 
 
@@ -262,7 +265,7 @@ def _install_locked(plan: _Plan, force: bool, quiet: bool) -> Installed:
             if not force and _same_installed(manifest):
                 return _checked(cache.dataset_path(manifest.ref), plan.pins, plan.shown)
             path = cache.commit(root, manifest.ref, force=force)
-    return Installed(manifest.ref, path, digest, redact_url(plan.location))
+    return Installed(manifest.ref, path, digest, redact_url(plan.location), skipped=plan.skipped)
 
 
 def _check_identity(plan: _Plan, manifest: Manifest) -> None:

@@ -9,6 +9,8 @@ The layout (``docs/registry.md``, format version 1)::
 A registry is a folder, an http(s) URL or an ``s3://bucket/prefix`` (see ``backends.py``).
 They are asked in order: ``$BRINELITE_REGISTRY`` (comma separated), those added with
 ``brinelite registry add``, then the demo registry shipped inside the package (offline).
+A registry that cannot be reached or whose index breaks its schema (``indexes.py``) is
+skipped and reported in the result (:class:`Skipped`); the next one is asked.
 """
 
 from __future__ import annotations
@@ -16,27 +18,58 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
-from . import archive, cache, config
+from . import archive, cache, config, indexes, settings
 from . import manifest as manifest_io
-from .backends import FolderStore, Store, WritableStore, open_store, open_writable
-from .config import RegistryEntry
-from .errors import AlreadyExistsError, DatasetNotFoundError, RegistryError
+from .backends import (
+    GLOBAL_TOKEN_ENV,
+    FolderStore,
+    RegistryEntry,
+    Store,
+    WritableStore,
+    open_store,
+    open_writable,
+)
+from .errors import (
+    AlreadyExistsError,
+    BrineliteError,
+    DatasetNotFoundError,
+    InvalidIndexError,
+    OfflineError,
+    RegistryError,
+    UnreachableError,
+)
 from .hashes import file_info
+from .indexes import INDEX
 from .manifest import Manifest
 from .names import DatasetRef, Version, is_name, newest, parse_name, parse_version, suggest
 
-INDEX = "index.json"
-INDEX_FORMAT_VERSION = 1
+INDEX_FORMAT_VERSION = indexes.FORMAT_VERSION
 DEMO_REGISTRY = Path(__file__).parent / "demo" / "registry"
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A registry passed over: unreachable, or holding an index that breaks its schema."""
+
+    registry: str
+    reason: str
+    unreachable: bool = False
+
+    def __str__(self) -> str:
+        return f"registry {self.registry} skipped: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Resolved:
-    """Where one pinned version's archive is, what it must hash to, and how to ask for it."""
+    """Where one pinned version's archive is, what it must hash to, and how to ask for it.
+
+    ``skipped`` lists the registries passed over before this one was found (for a warning).
+    """
 
     ref: DatasetRef
     location: str
@@ -44,6 +77,7 @@ class Resolved:
     size: int
     registry: str
     headers: dict[str, str] = field(default_factory=dict)
+    skipped: tuple[Skipped, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,27 +93,63 @@ class Listing:
     description: str
 
 
+@dataclass(frozen=True)
+class SearchResult:
+    """What :func:`search` found, and the registries it had to skip."""
+
+    listings: list[Listing]
+    skipped: list[Skipped]
+
+
 def registries() -> list[RegistryEntry]:
-    """The registries to ask, in order."""
-    configured = [u.strip() for u in os.environ.get("BRINELITE_REGISTRY", "").split(",")]
+    """The registries to ask, in order, each with the variable of its own token (if any).
+
+    ``BRINELITE_TOKEN`` goes to one registry only: the single one configured, or the one
+    whose host (``host`` or ``host:port``) is ``BRINELITE_TOKEN_HOST``. A registry added
+    with ``--token-env VAR`` gets ``$VAR`` and nothing else.
+    """
+    listed = [u.strip() for u in os.environ.get("BRINELITE_REGISTRY", "").split(",")]
+    configured = [RegistryEntry(url, url) for url in listed if url] + config.load()
     demo = RegistryEntry("demo", str(DEMO_REGISTRY))
-    return [RegistryEntry(url, url) for url in configured if url] + config.load() + [demo]
+    return [_with_token(entry, len(configured)) for entry in configured] + [demo]
 
 
-def _dataset_index(store: Store, ref: DatasetRef) -> dict[str, Any] | None:
-    """The dataset's index, None if absent; an index of an unknown format is refused."""
-    index = store.read_json(f"{ref.scope}/{ref.name}/{INDEX}")
-    if index is not None and index.get("format_version") != INDEX_FORMAT_VERSION:
-        raise RegistryError(
-            f"Registry {store.url} holds {ref.full_name} in index format "
-            f"{index.get('format_version')!r}; this brinelite reads format "
-            f"{INDEX_FORMAT_VERSION}. Upgrade brinelite."
+def _with_token(entry: RegistryEntry, configured: int) -> RegistryEntry:
+    if entry.token_env:
+        return entry
+    host = settings.token_host()
+    parts = urlsplit(entry.url)
+    names = {parts.hostname, f"{parts.hostname}:{parts.port}" if parts.port else None}
+    owner = host in names if host else configured == 1
+    return replace(entry, token_env=GLOBAL_TOKEN_ENV) if owner else entry
+
+
+def _online(what: str) -> None:
+    if settings.offline():
+        raise OfflineError(
+            f"BRINELITE_OFFLINE is set: {what} needs the registries; unset BRINELITE_OFFLINE, "
+            "or use an installed dataset."
         )
+
+
+def _checked_index(
+    store: Store, ref: DatasetRef, index: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A dataset index read from ``store``, checked against its schema (None if absent)."""
+    if index is None:
+        return None
+    where = store.location(f"{ref.scope}/{ref.name}/{INDEX}")
+    indexes.check_dataset(index, where, ref.full_name)
+    for item in index["versions"].values():
+        try:
+            _archive_path(store, ref, item["archive"])
+        except BrineliteError as exc:
+            raise InvalidIndexError(str(exc)) from exc
     return index
 
 
 def _pick(index: dict[str, Any], ref: DatasetRef) -> Version | None:
-    versions = [parse_version(v) for v in index.get("versions", {})]
+    versions = [parse_version(v) for v in index["versions"]]
     if ref.version is None:
         return newest(versions)
     return ref.version if ref.version in versions else None
@@ -96,24 +166,30 @@ def _archive_path(store: Store, ref: DatasetRef, relative: str) -> str:
 def resolve(ref: DatasetRef) -> Resolved:
     """The archive of ``ref`` (newest version unless pinned) in the first registry holding it.
 
-    A registry that cannot be reached is skipped (and named if nothing is found), so the
-    demo registry works offline; a registry refusing access raises :class:`AuthError`.
+    A registry that cannot be reached, or whose index is malformed, is skipped and listed in
+    ``Resolved.skipped``; the next one is asked, so the demo registry works offline. Raises
+    :class:`OfflineError` under ``BRINELITE_OFFLINE`` (nothing is read), :class:`AuthError`
+    when a registry refuses access, :class:`UnreachableError` when the name was found nowhere
+    but some registry could not be reached, else :class:`DatasetNotFoundError`.
+
+    Example: ``resolve(parse_name("lab/cells@1.2.0")).location``.
     """
-    asked, failed, versions = [], [], set()
+    _online(f"finding {ref}")
+    asked, skipped, versions = [], [], set()
     for entry in registries():
         asked.append(entry.url)
         try:
             store = open_store(entry)
-            index = _dataset_index(store, ref)
+            index = _checked_index(store, ref, store.read_json(f"{ref.scope}/{ref.name}/{INDEX}"))
+            version = _pick(index, ref) if index else None
+            if version is None:
+                versions.update(index["versions"] if index else ())
+                continue
+            item = index["versions"][str(version)]
+            location = _archive_path(store, ref, item["archive"])
         except RegistryError as exc:
-            failed.append(str(exc))
+            skipped.append(Skipped(entry.url, str(exc), isinstance(exc, UnreachableError)))
             continue
-        version = _pick(index, ref) if index else None
-        if version is None:
-            versions.update(index.get("versions", {}) if index else ())
-            continue
-        item = index["versions"][str(version)]
-        location = _archive_path(store, ref, item["archive"])
         return Resolved(
             ref.with_version(version),
             location,
@@ -121,35 +197,50 @@ def resolve(ref: DatasetRef) -> Resolved:
             item["size"],
             entry.url,
             store.headers,
+            tuple(skipped),
         )
+    raise _not_found(ref, asked, versions, skipped)
+
+
+def _not_found(
+    ref: DatasetRef, asked: list[str], versions: set[str], skipped: list[Skipped]
+) -> RegistryError | DatasetNotFoundError:
+    """The error for a name found nowhere: unreachable registries first, then suggestions."""
+    where = f"Dataset {ref} was not found in the registries asked ({', '.join(asked)})"
+    notes = "".join(f" Skipped {s.registry}: {s.reason}" for s in skipped)
+    unreachable = [s.registry for s in skipped if s.unreachable]
+    if unreachable:
+        return UnreachableError(f"{where}; unreachable: {', '.join(unreachable)}.{notes}")
     if versions:
         listed = ", ".join(str(v) for v in sorted(parse_version(v) for v in versions))
-        raise DatasetNotFoundError(
-            f"Dataset {ref} was not found in the registries asked ({', '.join(asked)}); "
-            f"published versions of {ref.full_name}: {listed}."
+        return DatasetNotFoundError(
+            f"{where}; published versions of {ref.full_name}: {listed}.{notes}"
         )
-    known = [listing.name for listing in search(quiet=True)]
-    raise DatasetNotFoundError(
-        f"Dataset {ref} was not found in the registries asked ({', '.join(asked)})."
-        + suggest(ref.full_name, known)
-        + (f" Skipped: {' '.join(failed)}" if failed else "")
-    )
+    try:
+        known = [listing.name for listing in search().listings]
+    except RegistryError:
+        known = []
+    return DatasetNotFoundError(f"{where}." + suggest(ref.full_name, known) + notes)
 
 
-def search(text: str = "", *, quiet: bool = False) -> list[Listing]:
+def search(text: str = "") -> SearchResult:
     """Datasets of every registry whose name or description contains ``text``.
 
-    A registry without top-level ``index.json`` is scanned if it is a folder. ``quiet``
-    skips registries that fail instead of raising.
+    A registry without top-level ``index.json`` is scanned if it is a folder. A registry
+    that cannot be reached or holds a malformed index is skipped and listed in
+    ``SearchResult.skipped``; the others are still searched. Raises :class:`OfflineError`
+    under ``BRINELITE_OFFLINE``.
+
+    Example: ``[item.name for item in search("cells").listings]``.
     """
-    found = []
+    _online("search")
+    found, skipped = [], []
     for entry in registries():
         try:
             datasets = _datasets(open_store(entry))
-        except RegistryError:
-            if quiet:
-                continue
-            raise
+        except (UnreachableError, InvalidIndexError) as exc:
+            skipped.append(Skipped(entry.url, str(exc), isinstance(exc, UnreachableError)))
+            continue
         for name, summary in sorted(datasets.items()):
             if text.lower() in f"{name} {summary.get('description', '')}".lower():
                 found.append(
@@ -163,24 +254,27 @@ def search(text: str = "", *, quiet: bool = False) -> list[Listing]:
                         summary.get("description", ""),
                     )
                 )
-    return found
+    return SearchResult(found, skipped)
 
 
 def _datasets(store: Store) -> dict[str, dict[str, Any]]:
     """The top-level listing of a registry (rebuilt by scanning a folder that has none)."""
     top = store.read_json(INDEX)
     if top is not None:
-        return dict(top.get("datasets", {}))
+        return dict(indexes.check_top(top, store.location(INDEX)))
     if not isinstance(store, FolderStore):
         return {}
-    return {
-        name: _summary(store.read_json(f"{name}/{INDEX}") or {}) for name in store.dataset_names()
-    }
+    found = {}
+    for name in filter(is_name, store.dataset_names()):
+        ref = parse_name(name)
+        index = _checked_index(store, ref, store.read_json(f"{name}/{INDEX}"))
+        found[name] = _summary(index or {"versions": {}})
+    return found
 
 
 def _summary(index: dict[str, Any]) -> dict[str, Any]:
     """A dataset's entry in the top-level listing: its versions and its latest one's details."""
-    versions = sorted(index.get("versions", {}), key=parse_version)
+    versions = sorted(index["versions"], key=parse_version)
     latest = index["versions"][versions[-1]] if versions else {}
     return {
         "versions": versions,
@@ -234,33 +328,61 @@ def _publish_archive(archive_path: Path, dest: str) -> Resolved:
 def _add_version(
     store: WritableStore, archive_path: Path, manifest: Manifest, sha256: str, size: int
 ) -> str:
-    """Upload the archive, then add it to the dataset's index and to the top-level listing."""
+    """Upload the archive, then add it to the dataset's index, then to the top-level listing.
+
+    Both indexes are read and checked before anything is written, so a malformed one leaves
+    the registry untouched. Each step is an atomic replace (conditional on S3), so a failure
+    between them leaves the registry readable, and rerunning the same publish completes it:
+    an identical archive already uploaded, or already in the dataset index, is not
+    "already published"; only a version listed with another sha256 is.
+    """
     ref = manifest.ref
     folder = f"{ref.scope}/{ref.name}"
-    filename = f"{ref.name}-{ref.version}.tar.gz"
     with store.lock():
-        index = _dataset_index(store, ref) or {
-            "format_version": INDEX_FORMAT_VERSION,
-            "name": ref.full_name,
-            "versions": {},
-        }
-        if str(ref.version) in index["versions"]:
+        index, index_tag, top, top_tag = _read_for_update(store, ref)
+        published = index["versions"].get(str(ref.version))
+        if published is not None and published["sha256"] != sha256:
             raise AlreadyExistsError(
                 f"{ref} is already published in {store.url}; versions are immutable, "
                 "build a new version instead."
             )
-        store.put_file(archive_path, f"{folder}/{filename}")
-        index["versions"][str(ref.version)] = {
-            "archive": filename,
-            "size": size,
-            "sha256": sha256,
-            "rows": manifest.rows,
-            "columns": [column.to_json() for column in manifest.columns],
-            "description": manifest.description,
-            "created": manifest.created,
+        if published is None:
+            published = {
+                "archive": f"{ref.name}-{ref.version}.tar.gz",
+                "size": size,
+                "sha256": sha256,
+                "rows": manifest.rows,
+                "columns": [column.to_json() for column in manifest.columns],
+                "description": manifest.description,
+                "created": manifest.created,
+            }
+            store.put_archive(archive_path, f"{folder}/{published['archive']}", sha256)
+            index["versions"][str(ref.version)] = published
+            store.put_json(f"{folder}/{INDEX}", index, index_tag)
+        if top["datasets"].get(ref.full_name) != _summary(index):
+            top["datasets"][ref.full_name] = _summary(index)
+            store.put_json(INDEX, top, top_tag)
+    return str(published["archive"])
+
+
+def _read_for_update(
+    store: WritableStore, ref: DatasetRef
+) -> tuple[dict[str, Any], str | None, dict[str, Any], str | None]:
+    """The dataset index and the top-level one (or new empty ones), with their tags."""
+    try:
+        raw, index_tag = store.read_tagged(f"{ref.scope}/{ref.name}/{INDEX}")
+        index = _checked_index(store, ref, raw) or {
+            "format_version": INDEX_FORMAT_VERSION,
+            "name": ref.full_name,
+            "versions": {},
         }
-        store.put_json(f"{folder}/{INDEX}", index)
-        top = store.read_json(INDEX) or {"format_version": INDEX_FORMAT_VERSION, "datasets": {}}
-        top.setdefault("datasets", {})[ref.full_name] = _summary(index)
-        store.put_json(INDEX, top)
-    return filename
+        top, top_tag = store.read_tagged(INDEX)
+        if top is None:
+            top = {"format_version": INDEX_FORMAT_VERSION, "datasets": {}}
+        indexes.check_top(top, store.location(INDEX))
+    except InvalidIndexError as exc:
+        raise InvalidIndexError(
+            f"Cannot publish {ref} to {store.url}: {exc} Nothing was written; fix that file, "
+            "then publish again."
+        ) from exc
+    return index, index_tag, top, top_tag

@@ -16,14 +16,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import AuthError, DownloadError, RegistryError
+from . import indexes
+from .errors import (
+    AlreadyExistsError,
+    AuthError,
+    DownloadError,
+    RegistryError,
+    UnreachableError,
+)
 from .hashes import CHUNK
 from .transports import Opened, Transient
 
 _CONTENT_RANGE = re.compile(r"bytes \d+-\d+/(\d+)")
-_CHANGED = {"PreconditionFailed", "412", "InvalidRange", "416"}
+_RESTART = {"PreconditionFailed", "412", "InvalidRange", "416"}  # resumed bytes would not fit
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "401"}
 _MISSING = {"NoSuchKey", "404", "NoSuchBucket"}
+_CHANGED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}  # lost a race
+MAX_SINGLE_PUT = 5 << 30  # S3's limit for one PUT; larger archives are uploaded multipart
 
 
 def client() -> Any:
@@ -52,14 +61,22 @@ def split(url: str) -> tuple[str, str]:
 
 def _error(exc: Exception, url: str) -> Exception:
     """The brinelite error for a boto3 failure on ``url``."""
-    from botocore.exceptions import ClientError, NoCredentialsError
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
 
     if isinstance(exc, NoCredentialsError):
         return AuthError(
             f"No AWS credentials to read {url}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
             "or AWS_PROFILE."
         )
-    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    if isinstance(exc, ConnectionError | ConnectionClosedError | ReadTimeoutError):
+        return UnreachableError(f"S3 endpoint for {url} is unreachable ({exc}).")
+    code = _code(exc) if isinstance(exc, ClientError) else ""
     if code in _DENIED:
         return AuthError(
             f"S3 refused access to {url} ({code}); check AWS_PROFILE or the AWS_* credentials."
@@ -67,45 +84,107 @@ def _error(exc: Exception, url: str) -> Exception:
     return RegistryError(f"S3 request for {url} failed: {exc}.")
 
 
+def _code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
 def read_json(url: str) -> dict[str, Any] | None:
-    """The JSON object stored at ``url``, or None when there is no such key."""
+    """The JSON object stored at ``url`` (capped and parsed as an index), None if absent."""
+    return read_tagged(url)[0]
+
+
+def read_tagged(url: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The JSON object at ``url`` and its ETag, for a :func:`put_json` that must not race."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = split(url)
     try:
-        body = client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        answer = client().get_object(Bucket=bucket, Key=key)
+        if answer.get("ContentLength", 0) > indexes.MAX_INDEX_BYTES:
+            raise indexes.oversized(url)
+        body = indexes.read_capped(answer["Body"].iter_chunks(CHUNK), url)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code", "") in _MISSING:
-            return None
+        if _code(exc) in _MISSING:
+            return None, None
         raise _error(exc, url) from exc
     except BotoCoreError as exc:
         raise _error(exc, url) from exc
-    try:
-        return dict(json.loads(body))
-    except (ValueError, TypeError) as exc:
-        raise RegistryError(f"{url} is not a valid JSON index: {exc}.") from exc
+    return indexes.parse(body, url), answer["ETag"]
 
 
-def put_file(path: Path, url: str) -> None:
-    """Upload a file (multipart for big ones); S3 makes it visible only once complete."""
+def put_file(path: Path, url: str, sha256: str) -> None:
+    """Upload an archive unless ``url`` holds one already; an identical one is kept.
+
+    The PUT carries ``If-None-Match: *`` (S3 conditional writes), so a concurrent publisher
+    of the same version never overwrites, and the archive's sha256 as metadata, so that
+    rerunning a publish that failed later recognises its own upload. Archives over 5 GiB
+    (the single-PUT limit) go multipart after a check that the key is free.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = split(url)
+    s3 = client()
     try:
-        client().upload_file(str(path), bucket, key)
-    except (BotoCoreError, ClientError) as exc:
+        if path.stat().st_size <= MAX_SINGLE_PUT:
+            with path.open("rb") as body:
+                s3.put_object(
+                    Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", Metadata={"sha256": sha256}
+                )
+        elif _present_sha256(s3, bucket, key) is None:
+            s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {"sha256": sha256}})
+        else:
+            raise _taken(url)
+    except ClientError as exc:
+        if _code(exc) not in _CHANGED:
+            raise _error(exc, url) from exc
+        if _present_sha256(s3, bucket, key) != sha256:
+            raise _taken(url) from exc
+    except BotoCoreError as exc:
         raise _error(exc, url) from exc
 
 
-def put_json(url: str, data: dict[str, Any]) -> None:
-    """Store a JSON object at ``url`` in one atomic PUT."""
+def _present_sha256(s3: Any, bucket: str, key: str) -> str | None:
+    """The sha256 recorded on an object ("" if it has none), None when there is no object."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return str(s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256", ""))
+    except ClientError as exc:
+        if _code(exc) in _MISSING:
+            return None
+        raise
+
+
+def _taken(url: str) -> AlreadyExistsError:
+    return AlreadyExistsError(
+        f"{url} already holds another archive that no index names (left by a failed publish?); "
+        "delete it, then publish again."
+    )
+
+
+def put_json(url: str, data: dict[str, Any], etag: str | None) -> None:
+    """Store a JSON object at ``url`` in one atomic PUT, only if it is still as read.
+
+    ``etag`` is what :func:`read_tagged` returned: the PUT carries ``If-Match`` on it, or
+    ``If-None-Match: *`` when the object did not exist, so a concurrent change is never lost.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = split(url)
     body = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+    condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
     try:
-        client().put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
-    except (BotoCoreError, ClientError) as exc:
+        client().put_object(
+            Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition
+        )
+    except ClientError as exc:
+        if _code(exc) in _CHANGED | _MISSING:  # changed, created or deleted since it was read
+            raise RegistryError(
+                f"{url} changed while publishing (another publisher at the same moment?); "
+                "nothing was overwritten: run the same command again."
+            ) from exc
+        raise _error(exc, url) from exc
+    except BotoCoreError as exc:
         raise _error(exc, url) from exc
 
 
@@ -133,7 +212,7 @@ class S3Transport:
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in _CHANGED:
+            if code in _RESTART:
                 raise Transient(f"{url} changed ({code})", restart=True) from exc
             if code in _MISSING:
                 raise DownloadError(f"{url} was not found ({code}); check the URL.") from exc

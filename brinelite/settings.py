@@ -11,6 +11,7 @@ the environment between calls. The table in the README lists them for users.
 ``BRINELITE_OFFLINE``              ``1``: never touch the network (like ``HF_HUB_OFFLINE``)
 ``BRINELITE_MAX_IMAGE_PIXELS``     largest image (width x height) decoded; ``0`` = no limit
 ``BRINELITE_DISABLE_PROGRESS_BARS`` ``1``: no progress bars anywhere
+``BRINELITE_TOKEN_HOST``           the registry host that gets ``BRINELITE_TOKEN`` among several
 =================================  ==========================================================
 """
 
@@ -53,3 +54,10 @@ def max_image_pixels() -> int | None:
             "set it to e.g. 200000000, or 0 for no limit."
         )
     return int(raw) or None
+
+
+def token_host() -> str | None:
+    """``BRINELITE_TOKEN_HOST``: the one registry host (``host`` or ``host:port``) that gets
+    ``BRINELITE_TOKEN`` when several registries are configured (docs/registry.md, Access)."""
+    host = os.environ.get("BRINELITE_TOKEN_HOST", "").strip().lower()
+    return host or None
