@@ -11,6 +11,7 @@ the environment between calls. The table in the README lists them for users.
 ``BRINELITE_OFFLINE``              ``1``: never touch the network (like ``HF_HUB_OFFLINE``)
 ``BRINELITE_MAX_IMAGE_PIXELS``     largest image (width x height) decoded; ``0`` = no limit
 ``BRINELITE_DISABLE_PROGRESS_BARS`` ``1``: no progress bars anywhere
+``BRINELITE_NO_MALLOC_FIX``        ``1``: ``to_keras`` leaves glibc's malloc thresholds alone
 =================================  ==========================================================
 """
 
@@ -53,3 +54,8 @@ def max_image_pixels() -> int | None:
             "set it to e.g. 200000000, or 0 for no limit."
         )
     return int(raw) or None
+
+
+def malloc_fix_disabled() -> bool:
+    """True when ``BRINELITE_NO_MALLOC_FIX`` is set: ``to_keras`` leaves malloc as it finds it."""
+    return _flag("BRINELITE_NO_MALLOC_FIX")
