@@ -270,9 +270,11 @@ def tiny_model(size):
 def _break_row(membrane, how):
     """A feed of 1-row batches whose row 4 fails (Keras reads batches 0 and 1 itself first,
     outside tf.data, so the failure must come later to cross TensorFlow's boundary)."""
-    cursed = membrane.load_image(membrane[4].image).astype(np.float32)
+    cursed = None
     if how == "undecodable":
         (membrane.path / membrane[4].image).write_bytes(b"not a png at all")
+    else:
+        cursed = membrane.load_image(membrane[4].image).astype(np.float32)
 
     def process(sample):
         if how == "processing" and np.array_equal(sample[0], cursed):
@@ -332,13 +334,12 @@ def test_original_errors_matches_each_wrapper_to_its_own_error():
         "a": (DataError, "batch of a failed"),
         "b": (DataError, "batch of b failed"),
     }
-    with pytest.raises(RuntimeError, match="unrelated"):  # quotes no kept error: unchanged
-        with brinelite.original_errors():
-            _FAILURES.record(DataError("a batch failed"))
-            raise RuntimeError("something unrelated")
-    with pytest.raises(RuntimeError):  # nothing is kept once no block is open
-        with brinelite.original_errors():
-            raise RuntimeError("DataError: recorded while nobody listens")
+    # A framework error quoting no kept error passes unchanged; nothing is kept between blocks.
+    with pytest.raises(RuntimeError, match="unrelated"), brinelite.original_errors():
+        _FAILURES.record(DataError("a batch failed"))
+        raise RuntimeError("something unrelated")
+    with pytest.raises(RuntimeError), brinelite.original_errors():
+        raise RuntimeError("DataError: recorded while nobody listens")
 
 
 def test_missing_keras_is_one_line(membrane, monkeypatch):
