@@ -167,42 +167,94 @@ class Dataset:
         return math.ceil(len(self) / batch_size)
 
     def to_keras(
-        self,
-        x_column: str,
-        y_column: str | None = None,
-        batch_size: int = 32,
-        shuffle: bool = True,
-        processing_function: Any = None,
-        seed: int | None = None,
-        workers: int = 2,
-        cache_images: bool = False,
+        self, x_column: str, y_column: str | None = None, *args: Any, **kwargs: Any
     ) -> KerasBatches:
         """Batches for Keras: a ``keras.utils.PyDataset`` that is also an endless iterator.
 
         ``model.fit(ds.to_keras("image", "mask"), epochs=...)`` trains directly;
         ``next(gen)`` gives one ``(x_batch, y_batch)``; ``gen.steps_per_epoch()`` counts
-        batches. ``processing_function((x, y)) -> (x, y)`` runs per sample in worker
-        threads. Importing Keras happens here, not at ``import brinelite``.
+        batches. Importing Keras happens here, not at ``import brinelite``; without Keras
+        installed it is a one-line :class:`BrineliteError` naming the ``pip install``.
+
+        Args:
+            x_column, y_column: the input column and the (optional) target column.
+            batch_size: samples per batch; the last batch of an epoch may be shorter.
+            shuffle: a new order every epoch (drawn from ``seed`` and the epoch number).
+            processing_function: ``fn((x, y)) -> (x, y)``, run on every sample every epoch in
+                the worker threads. Images arrive as float32 copies, values 0-255.
+            seed: makes the shuffle reproducible (required with ``shard`` and ``shuffle``).
+            workers: threads decoding and processing samples (Keras prefetches with as many).
+                With more than one, OpenCV's own thread pool is set to 1 while batches are
+                being made and put back afterwards (``cv2.setNumThreads`` is process-wide).
+            cache_images: keep decoded images in memory so later epochs skip decoding.
+            prepare: the deterministic part of processing, ``fn((x, y)) -> (x, y)``, computed
+                once per row and cached (see :mod:`brinelite.prepared`); every row must give
+                the same shapes. Exclusive with ``processing_function``.
+            augment: the random part, run every epoch on copies of the prepared sample (it
+                can edit them in place: the cache never changes).
+            prepare_key: the preparation's identity and parameters, e.g.
+                ``"myproject.prepare:size=256"`` (default: ``prepare.cache_key``). Required:
+                brinelite never guesses one. Change it whenever ``prepare``'s output would.
+            cache: where prepared samples live: ``"memory"``, ``"disk"`` (memory-mapped
+                ``.npy`` under ``$BRINELITE_HOME/prepared``, shared by processes and runs),
+                or ``"auto"``: memory if the estimate fits in ``cache_bytes``, else disk.
+            cache_bytes: the largest prepared cache kept in memory (default 2 GiB);
+                ``cache="memory"`` over it is refused with the estimate.
+            shard: ``(index, count)``: this process reads every ``count``-th row of each
+                epoch's order from ``index`` on (see :mod:`brinelite.shards`). The shards of
+                an epoch are disjoint and cover it; all have the same length, so every process
+                runs the same number of steps.
+            shard_remainder: ``"pad"`` (default: the ``len % count`` missing rows are the
+                epoch's first rows read again) or ``"drop"`` (the epoch's last rows skipped).
+            malloc_fix: under the TensorFlow backend, restore glibc's malloc thresholds before
+                each batch (TensorFlow pins them low when Keras starts a ``tf.data``
+                generator, which halved training speed on 2 cores; :mod:`brinelite.malloc`).
+                Default on; ``False`` or ``BRINELITE_NO_MALLOC_FIX=1`` leaves malloc alone.
+                Other backends never touch it.
+
+        Errors: a failing batch raises a :class:`~brinelite.errors.DataError` naming the row
+        and its files. Under TensorFlow, ``fit`` reports it as a TensorFlow error holding its
+        text (``tf.data`` converts exceptions in C++); wrap ``fit`` in
+        ``with brinelite.original_errors():`` to get the original object back.
+
+        Example::
+
+            def prepare(sample):  # deterministic: computed once per row
+                image, mask = sample
+                return cv2.resize(image, (256, 256)) / 255, cv2.resize(mask, (256, 256)) / 255
+
+            prepare.cache_key = "example.prepare:size=256"
+            train = fold.to_keras("image", "mask", batch_size=8, seed=0,
+                                  prepare=prepare, augment=random_flip)
+            with brinelite.original_errors():
+                model.fit(train, epochs=50)
         """
         from .keras_io import to_keras
 
-        return to_keras(
-            self,
-            x_column,
-            y_column,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            processing_function=processing_function,
-            seed=seed,
-            workers=workers,
-            cache_images=cache_images,
-        )
+        return to_keras(self, x_column, y_column, *args, **kwargs)
 
     def to_tf_dataset(self, x_column: str, y_column: str | None = None, **kwargs: Any) -> Any:
         """The batches of :meth:`to_keras` as a prefetching ``tf.data.Dataset`` (one epoch)."""
         from .keras_io import to_tf_dataset
 
         return to_tf_dataset(self, x_column, y_column, **kwargs)
+
+    def shard(self, index: int, count: int, remainder: str = "pad") -> Dataset:
+        """Shard ``index`` of ``count``: a fixed view of every ``count``-th row from ``index``.
+
+        The ``count`` shards are disjoint, cover every row, and have the same length (with
+        ``remainder="pad"`` the first rows are repeated to fill the last ones; ``"drop"``
+        leaves the last ``len % count`` rows out), e.g. to evaluate or predict on one share
+        per process. For training, prefer ``to_keras(..., shard=(index, count), seed=s)``:
+        it shards each epoch's shuffled order of the whole view, so every process sees every
+        row over the epochs and the global batches match one process's.
+
+        Example: ``part = ds.shard(process_id, num_processes)``.
+        """
+        from .shards import check_shard, shard_positions
+
+        index, count = check_shard((index, count), len(self), remainder)
+        return self.subset(shard_positions(np.arange(len(self)), index, count, remainder))
 
 
 def load_dataset(name: str, version: str | None = None) -> Dataset:

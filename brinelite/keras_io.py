@@ -3,12 +3,16 @@
 :func:`to_keras` returns a ``keras.utils.PyDataset`` (so ``fit`` can prefetch
 batches in its worker threads) that is also an endless iterator, as Brine's
 generator was (``next(gen)``, ``gen.steps_per_epoch()``). Each sample is decoded
-and passed through the user's processing function on a thread pool; OpenCV and
-numpy release the GIL, so two cores really work in parallel. With more than one worker,
-OpenCV's own thread pool is turned off (``cv2.setNumThreads(1)``, process-wide) so the two
-levels of threads do not fight over the cores. Each batch also restores glibc's malloc
-thresholds, which TensorFlow lowers when Keras starts feeding a ``PyDataset`` (see
-:mod:`brinelite.malloc`).
+and passed through the user's processing (one ``processing_function``, or a cached
+``prepare`` then ``augment``: :mod:`brinelite.prepared`) on a thread pool; OpenCV and
+numpy release the GIL, so two cores really work in parallel. Which rows an epoch reads,
+and which share of them one process of a data-parallel run reads: :mod:`brinelite.shards`.
+
+Two process-wide settings are made here and only here, for the batches' sake:
+OpenCV's thread pool is held at 1 while batches are made with more than one worker
+(:mod:`brinelite.threads`), and under the TensorFlow backend each batch restores glibc's
+malloc thresholds, which TensorFlow lowers when Keras starts feeding a ``PyDataset``
+(:mod:`brinelite.malloc`; opt out with ``malloc_fix=False`` or ``BRINELITE_NO_MALLOC_FIX=1``).
 
 Keras (and with it TensorFlow) is imported the first time a batch object is
 built, never by ``import brinelite``.
@@ -16,8 +20,10 @@ built, never by ``import brinelite``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,31 +31,58 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import malloc
+from . import malloc, settings
 from .errors import BrineliteError, DataError
 from .manifest import Column, Manifest
+from .prepared import DEFAULT_CACHE_BYTES, PreparedStore, cache_key, identity
+from .shards import EpochOrder
+from .threads import opencv_single_threaded
 
 Sample = tuple[Any, Any]
 ProcessingFunction = Callable[[Sample], Sample]
+KERAS_MISSING = "to_keras needs Keras: pip install 'brinelite[keras]'"
 
 
 class _Failures:
     """The brinelite errors raised while making batches, kept as objects for the caller.
 
     Keras feeds a PyDataset through ``tf.data`` under TensorFlow, which turns an exception
-    raised in a batch into a TensorFlow error carrying only its text. Keeping the original
-    object lets :func:`original_errors` hand it back unchanged.
+    raised in a batch into a TensorFlow error carrying only its text (TensorFlow converts it
+    in C++; no reference to the object survives). While at least one :func:`original_errors`
+    block is open, the last few errors are kept, and a framework error is matched to the one
+    whose message it quotes, so two threads (or two fits) never get each other's error.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 32) -> None:
         self._lock = threading.Lock()
-        self.count = 0
-        self.last: BrineliteError | None = None
+        self._listeners = 0
+        self._recent: deque[BrineliteError] = deque(maxlen=keep)
 
     def record(self, error: BrineliteError) -> None:
         with self._lock:
-            self.count += 1
-            self.last = error
+            if self._listeners:
+                self._recent.append(error)
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        with self._lock:
+            self._listeners += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._listeners -= 1
+                if not self._listeners:
+                    self._recent.clear()  # their tracebacks hold whole batches
+
+    def quoted_by(self, wrapper: BaseException) -> BrineliteError | None:
+        """The newest kept error whose ``Type: message`` the framework's error quotes."""
+        text = str(wrapper)
+        with self._lock:
+            for error in reversed(self._recent):
+                if f"{type(error).__name__}: {error}" in text:
+                    return error
+        return None
 
 
 _FAILURES = _Failures()
@@ -61,23 +94,27 @@ def original_errors() -> Iterator[None]:
 
     Wrap ``model.fit`` (or ``evaluate``/``predict``) fed by :func:`to_keras` batches: if
     reading a batch failed with a :class:`BrineliteError` (an image that does not decode, a
-    failing processing function) and the framework reported it as its own error type, that
-    error is replaced by the original object, message and type intact.
+    failing processing function) and the framework reported it as its own error type (as
+    TensorFlow's ``tf.data`` does), that error is replaced by the original object, message
+    and type intact. Other errors pass through unchanged; it is safe in several threads.
+    Under the JAX and torch backends Keras already raises the original, and so does the
+    first batch under TensorFlow (Keras reads it before starting ``tf.data``).
 
     Example::
 
         with brinelite.original_errors():
             model.fit(train.to_keras("image", "mask"), epochs=5)
     """
-    seen = _FAILURES.count
-    try:
-        yield
-    except BrineliteError:
-        raise
-    except Exception as exc:
-        if _FAILURES.count == seen or _FAILURES.last is None:
+    with _FAILURES.listening():
+        try:
+            yield
+        except BrineliteError:
             raise
-        raise _FAILURES.last from exc
+        except Exception as exc:
+            original = _FAILURES.quoted_by(exc)
+            if original is None:
+                raise
+            raise original from exc
 
 
 class Rows(Protocol):
@@ -96,6 +133,15 @@ class Rows(Protocol):
     def load_image(self, path: str) -> np.ndarray: ...
 
 
+class Preparation:
+    """``prepare`` once per row (kept in a :class:`PreparedStore`), then ``augment`` on copies."""
+
+    def __init__(
+        self, prepare: ProcessingFunction, augment: ProcessingFunction | None, store: PreparedStore
+    ) -> None:
+        self.prepare, self.augment, self.store = prepare, augment, store
+
+
 class SampleLoader:
     """Turns row numbers into processed samples and stacked float32 batches."""
 
@@ -107,23 +153,19 @@ class SampleLoader:
         processing_function: ProcessingFunction | None,
         workers: int,
         cache_images: bool,
+        preparation: Preparation | None = None,
     ) -> None:
         self.dataset = dataset
-        self.columns = [dataset.column(x_column)]
-        if y_column is not None:
-            self.columns.append(dataset.column(y_column))
+        self.columns = columns(dataset, x_column, y_column)
         self.positions = [dataset.manifest.columns.index(c) for c in self.columns]
         self.category_index = {
             c.name: {label: k for k, label in enumerate(c.categories or ())} for c in self.columns
         }
         self.processing_function = processing_function
-        if workers > 1:
-            # Our threads already parallelise across samples; OpenCV's own pool on top of them
-            # oversubscribes the cores (its workers spin) and made 2 workers no faster than 1.
-            import cv2  # on first use, as in images.py
-
-            cv2.setNumThreads(1)
-        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="brinelite")
+        self.preparation = preparation
+        self.processed = processing_function is not None or preparation is not None
+        self.workers = max(1, workers)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="brinelite")
         self.image_cache: dict[str, np.ndarray] | None = {} if cache_images else None
 
     def value(self, row: Any, position: int) -> Any:
@@ -134,7 +176,7 @@ class SampleLoader:
             image = self.image(cell)
             # Processing functions get float32 0-255 copies, as Brine's img_to_array gave them
             # (and a copy keeps cached pixels safe from in-place edits); batches convert anyway.
-            return image if self.processing_function is None else image.astype(np.float32)
+            return image.astype(np.float32) if self.processed else image
         if column.type == "category":
             return self.category_index[column.name][cell]
         return cell
@@ -147,28 +189,47 @@ class SampleLoader:
             self.image_cache[relative] = self.dataset.load_image(relative)
         return self.image_cache[relative]
 
-    def sample(self, position: int) -> Sample:
-        """The processed ``(x, y)`` (``y`` None without a y column) of one row of the view."""
+    def loaded(self, position: int) -> Sample:
+        """The decoded ``(x, y)`` (``y`` None without a y column) of one row of the view."""
         row = self.dataset[position]
         try:
             values = [self.value(row, k) for k in range(len(self.columns))]
         except DataError as exc:
             raise DataError(f"Cannot load {self.describe(position)}: {exc}") from exc
-        sample = (values[0], values[1] if len(values) > 1 else None)
-        if self.processing_function is None:
-            return sample
+        return values[0], values[1] if len(values) > 1 else None
+
+    def sample(self, position: int) -> Sample:
+        """The processed ``(x, y)`` of one row of the view."""
+        if self.preparation is None:
+            if self.processing_function is None:
+                return self.loaded(position)
+            return self.apply("processing_function", self.processing_function, position)
+        preparation = self.preparation
+        prepared = preparation.store.get(position)
+        if prepared is None:
+            made = self.apply("prepare", preparation.prepare, position)
+            prepared = preparation.store.put(position, made, lambda: self.describe(position))
+        if preparation.augment is None:
+            return prepared  # stacking the batch copies it
+        copies = tuple(None if part is None else np.array(part) for part in prepared)
+        return self.apply("augment", preparation.augment, position, copies)
+
+    def apply(
+        self, name: str, function: ProcessingFunction, position: int, sample: Sample | None = None
+    ) -> Sample:
+        """``function(sample)`` (the loaded sample by default), its failures named by row."""
+        sample = self.loaded(position) if sample is None else sample
         try:
-            result = self.processing_function(sample)
+            result = function(sample)
         except BrineliteError:
             raise
         except Exception as exc:
             raise DataError(
-                f"processing_function failed on {self.describe(position)}: "
-                f"{type(exc).__name__}: {exc}"
+                f"{name} failed on {self.describe(position)}: {type(exc).__name__}: {exc}"
             ) from exc
         if not isinstance(result, tuple | list) or len(result) != 2:
             raise DataError(
-                f"processing_function must return a pair (x, y); on {self.describe(position)} "
+                f"{name} must return a pair (x, y); on {self.describe(position)} "
                 f"it returned {type(result).__name__}."
             )
         return result[0], result[1]
@@ -183,10 +244,14 @@ class SampleLoader:
 
     def batch(self, positions: np.ndarray) -> Any:
         """Stack the samples at ``positions`` into float32 arrays: ``(X, Y)``, or ``X`` alone."""
-        if len(positions) > 1:
-            samples = list(self.pool.map(self.sample, positions))
-        else:
-            samples = [self.sample(positions[0])]
+        single = self.workers == 1 or len(positions) == 1
+        # Our threads already parallelise across samples; OpenCV's own pool on top of them
+        # oversubscribes the cores (its workers spin) and made 2 workers no faster than 1.
+        with contextlib.nullcontext() if single else opencv_single_threaded():
+            if single:
+                samples = [self.sample(p) for p in positions]
+            else:
+                samples = list(self.pool.map(self.sample, positions))
         xs = self.stack([s[0] for s in samples], positions, "x")
         if len(self.columns) == 1:
             return xs
@@ -209,6 +274,11 @@ class SampleLoader:
         return stacked
 
 
+def columns(dataset: Rows, x_column: str, y_column: str | None) -> list[Column]:
+    """The x column, and the y column when there is one."""
+    return [dataset.column(x_column), *([] if y_column is None else [dataset.column(y_column)])]
+
+
 class KerasBatches:
     """Batches of one dataset view, in a per-epoch order.
 
@@ -222,32 +292,28 @@ class KerasBatches:
         self,
         loader: SampleLoader,
         batch_size: int,
-        shuffle: bool,
-        seed: int | None,
+        order: EpochOrder,
         workers: int,
+        malloc_fix: bool = False,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         self.loader = loader
         self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = np.random.SeedSequence(seed).entropy
+        self.order = order
+        self.shuffle = order.shuffle
+        self.malloc_fix = malloc_fix
         self.epoch = 0
         self._next_batch = 0
-        self._order = self._epoch_order()
-
-    def _epoch_order(self) -> np.ndarray:
-        rows = len(self.loader.dataset)
-        if not self.shuffle:
-            return np.arange(rows)
-        return np.random.default_rng([self.seed, self.epoch]).permutation(rows)
+        self._order = order.epoch(0)
 
     def __len__(self) -> int:
-        return -(-len(self.loader.dataset) // self.batch_size)
+        return -(-len(self.order) // self.batch_size)
 
     def __getitem__(self, index: int) -> Any:
         if not 0 <= index < len(self):
             raise IndexError(f"Batch {index} is out of range ({len(self)} batches per epoch).")
-        malloc.restore()  # Keras started a tf.data generator on us: undo its malloc settings
+        if self.malloc_fix:
+            malloc.restore()  # Keras started a tf.data generator on us: undo its malloc settings
         start = index * self.batch_size
         try:
             return self.loader.batch(self._order[start : start + self.batch_size])
@@ -258,7 +324,7 @@ class KerasBatches:
     def on_epoch_end(self) -> None:
         """Draw the next epoch's order (Keras calls this after each epoch)."""
         self.epoch += 1
-        self._order = self._epoch_order()
+        self._order = self.order.epoch(self.epoch)
 
     def steps_per_epoch(self) -> int:
         """Batches in one epoch, counting a short last batch (Brine's spelling of ``len``)."""
@@ -276,18 +342,58 @@ class KerasBatches:
         return batch
 
     def __repr__(self) -> str:
+        shard = "" if self.order.shard is None else f", shard={self.order.shard}"
         return (
-            f"KerasBatches({self.loader.dataset.name}, rows={len(self.loader.dataset)}, "
-            f"batch_size={self.batch_size}, steps_per_epoch={len(self)}, shuffle={self.shuffle})"
+            f"KerasBatches({self.loader.dataset.name}, rows={len(self.order)}, "
+            f"batch_size={self.batch_size}, steps_per_epoch={len(self)}, "
+            f"shuffle={self.shuffle}{shard})"
         )
 
 
 @functools.cache
 def _pydataset_class() -> type:
     """:class:`KerasBatches` with ``keras.utils.PyDataset`` mixed in (imports Keras)."""
+    try:
+        import keras
+    except ImportError:
+        raise BrineliteError(KERAS_MISSING) from None
+    return type("KerasBatches", (KerasBatches, keras.utils.PyDataset), {})
+
+
+def _tensorflow_backend() -> bool:
+    """True when Keras runs on TensorFlow (Keras is imported by then)."""
     import keras
 
-    return type("KerasBatches", (KerasBatches, keras.utils.PyDataset), {})
+    return keras.backend.backend() == "tensorflow"
+
+
+def _preparation(
+    dataset: Rows,
+    names: tuple[str, str | None],
+    processing_function: ProcessingFunction | None,
+    prepare: ProcessingFunction | None,
+    augment: ProcessingFunction | None,
+    prepare_key: str | None,
+    cache: str,
+    cache_bytes: int,
+    cache_images: bool,
+) -> Preparation | None:
+    """The checked two-stage processing, or None for the one-stage case."""
+    if prepare is None:
+        if augment is not None or prepare_key is not None:
+            raise DataError(
+                "augment and prepare_key need prepare=...; for one stage pass processing_function."
+            )
+        return None
+    if processing_function is not None:
+        raise DataError(
+            "Pass either processing_function (one stage) or prepare/augment (two), not both."
+        )
+    if cache_images:
+        raise DataError("cache_images is for processing_function; prepare keeps its own cache.")
+    stated = identity(prepare, prepare_key)
+    key = cache_key(dataset, [c.name for c in columns(dataset, *names)], stated)
+    return Preparation(prepare, augment, PreparedStore(len(dataset), key, cache, cache_bytes))
 
 
 def to_keras(
@@ -300,18 +406,40 @@ def to_keras(
     seed: int | None = None,
     workers: int = 2,
     cache_images: bool = False,
+    *,
+    prepare: ProcessingFunction | None = None,
+    augment: ProcessingFunction | None = None,
+    prepare_key: str | None = None,
+    cache: str = "auto",
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    shard: tuple[int, int] | None = None,
+    shard_remainder: str = "pad",
+    malloc_fix: bool | None = None,
 ) -> KerasBatches:
-    """Batches of ``dataset`` for ``model.fit``; see :meth:`brinelite.Dataset.to_keras`.
-
-    ``workers`` threads decode and process samples (and let Keras prefetch batches);
-    ``cache_images`` keeps decoded images in memory so later epochs skip decoding.
-    """
+    """Batches of ``dataset`` for ``model.fit``; see :meth:`brinelite.Dataset.to_keras`."""
     if batch_size < 1:
         raise DataError(f"batch_size must be at least 1, got {batch_size}.")
     if len(dataset) == 0:
         raise DataError(f"{dataset!r} has no rows to batch; check the fold sizes.")
-    loader = SampleLoader(dataset, x_column, y_column, processing_function, workers, cache_images)
-    return _pydataset_class()(loader, batch_size, shuffle, seed, workers)
+    order = EpochOrder(len(dataset), shuffle, seed, shard, shard_remainder)
+    preparation = _preparation(
+        dataset,
+        (x_column, y_column),
+        processing_function,
+        prepare,
+        augment,
+        prepare_key,
+        cache,
+        cache_bytes,
+        cache_images,
+    )
+    batches_class = _pydataset_class()
+    if malloc_fix is None:
+        malloc_fix = not settings.malloc_fix_disabled()
+    loader = SampleLoader(
+        dataset, x_column, y_column, processing_function, workers, cache_images, preparation
+    )
+    return batches_class(loader, batch_size, order, workers, malloc_fix and _tensorflow_backend())
 
 
 def to_tf_dataset(dataset: Rows, x_column: str, y_column: str | None = None, **kwargs: Any):
@@ -319,9 +447,13 @@ def to_tf_dataset(dataset: Rows, x_column: str, y_column: str | None = None, **k
 
     Each new iteration (epoch) draws a new order when shuffling.
     """
-    import tensorflow as tf
-
     batches = to_keras(dataset, x_column, y_column, **kwargs)
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise BrineliteError(
+            "to_tf_dataset needs TensorFlow: pip install 'brinelite[keras]' tensorflow"
+        ) from None
     first = batches[0]
     parts = first if isinstance(first, tuple) else (first,)
     signature = tuple(tf.TensorSpec((None, *p.shape[1:]), tf.float32) for p in parts)

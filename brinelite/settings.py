@@ -12,6 +12,7 @@ the environment between calls. The table in the README lists them for users.
 ``BRINELITE_MAX_IMAGE_PIXELS``     largest image (width x height) decoded; ``0`` = no limit
 ``BRINELITE_DISABLE_PROGRESS_BARS`` ``1``: no progress bars anywhere
 ``BRINELITE_TOKEN_HOST``           the registry host that gets ``BRINELITE_TOKEN`` among several
+``BRINELITE_NO_MALLOC_FIX``        ``1``: ``to_keras`` leaves glibc's malloc thresholds alone
 =================================  ==========================================================
 """
 
@@ -61,3 +62,8 @@ def token_host() -> str | None:
     ``BRINELITE_TOKEN`` when several registries are configured (docs/registry.md, Access)."""
     host = os.environ.get("BRINELITE_TOKEN_HOST", "").strip().lower()
     return host or None
+
+
+def malloc_fix_disabled() -> bool:
+    """True when ``BRINELITE_NO_MALLOC_FIX`` is set: ``to_keras`` leaves malloc as it finds it."""
+    return _flag("BRINELITE_NO_MALLOC_FIX")

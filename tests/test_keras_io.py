@@ -237,9 +237,12 @@ print(placement())
 """
 
 
-def test_batches_undo_tensorflows_malloc_thresholds(membrane):
+@pytest.mark.parametrize("opt_out, placements", [("", ["mmap", "heap"]), ("1", ["mmap", "mmap"])])
+def test_batches_undo_tensorflows_malloc_thresholds(membrane, opt_out, placements):
     """Starting a tf.data generator (as fit does with a PyDataset) makes glibc mmap every array
-    over 128 KB; the next brinelite batch puts large arrays back on the heap."""
+    over 128 KB; the next brinelite batch puts large arrays back on the heap, unless
+    BRINELITE_NO_MALLOC_FIX opts out (then the batch leaves TensorFlow's setting alone)."""
+    import os
     import subprocess
     import sys
 
@@ -248,6 +251,124 @@ def test_batches_undo_tensorflows_malloc_thresholds(membrane):
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "BRINELITE_NO_MALLOC_FIX": opt_out},
     )
     assert probe.returncode == 0, probe.stderr[-2000:]
-    assert probe.stdout.split() == ["mmap", "heap"]
+    assert probe.stdout.split() == placements
+
+
+def tiny_model(size):
+    import keras
+
+    inputs = keras.Input((size, size, 3))
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)
+    model = keras.Model(inputs, outputs)
+    model.compile("sgd", "binary_crossentropy")
+    return model
+
+
+def _break_row(membrane, how):
+    """A feed of 1-row batches whose row 4 fails (Keras reads batches 0 and 1 itself first,
+    outside tf.data, so the failure must come later to cross TensorFlow's boundary)."""
+    cursed = None
+    if how == "undecodable":
+        (membrane.path / membrane[4].image).write_bytes(b"not a png at all")
+    else:
+        cursed = membrane.load_image(membrane[4].image).astype(np.float32)
+
+    def process(sample):
+        if how == "processing" and np.array_equal(sample[0], cursed):
+            raise ValueError("row four is cursed")
+        return seed_process(sample, size=8, augment=False)
+
+    return membrane.to_keras(
+        "image", "mask", batch_size=1, shuffle=False, processing_function=process
+    )
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("processing", r"processing_function failed on row 4 .*ValueError: row four is cursed"),
+        ("undecodable", r"Cannot load row 4 \(images/04.png, masks/04.png\)"),
+    ],
+)
+def test_fit_raises_the_original_error_inside_original_errors(membrane, how, message):
+    model = tiny_model(8)
+    with pytest.raises(DataError, match=message) as caught, brinelite.original_errors():
+        model.fit(_break_row(membrane, how), epochs=1, verbose=0)
+    assert type(caught.value) is DataError
+    # Without the context, TensorFlow's own error comes out, quoting the original's text.
+    with pytest.raises(Exception) as wrapped:
+        model.fit(_break_row(membrane, how), epochs=1, verbose=0)
+    assert not isinstance(wrapped.value, brinelite.BrineliteError)
+    assert "DataError" in str(wrapped.value)
+
+
+def test_original_errors_matches_each_wrapper_to_its_own_error():
+    """Two fits failing in two threads: each gets the error its framework error quotes."""
+    import threading
+
+    from brinelite.keras_io import _FAILURES
+
+    _FAILURES.record(DataError("recorded while nobody listens"))
+    results = {}
+    barrier = threading.Barrier(2)
+
+    def run(name):
+        try:
+            with brinelite.original_errors():
+                error = DataError(f"batch of {name} failed")
+                _FAILURES.record(error)
+                barrier.wait()  # both recorded before either unwraps
+                raise RuntimeError(f"tf says: Traceback ... DataError: batch of {name} failed")
+        except Exception as exc:
+            results[name] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {n: (type(e), str(e)) for n, e in results.items()} == {
+        "a": (DataError, "batch of a failed"),
+        "b": (DataError, "batch of b failed"),
+    }
+    # A framework error quoting no kept error passes unchanged; nothing is kept between blocks.
+    with pytest.raises(RuntimeError, match="unrelated"), brinelite.original_errors():
+        _FAILURES.record(DataError("a batch failed"))
+        raise RuntimeError("something unrelated")
+    with pytest.raises(RuntimeError), brinelite.original_errors():
+        raise RuntimeError("DataError: recorded while nobody listens")
+
+
+def test_missing_keras_is_one_line(membrane, monkeypatch):
+    import sys
+
+    from brinelite import keras_io
+
+    keras_io._pydataset_class.cache_clear()
+    monkeypatch.setitem(sys.modules, "keras", None)  # import keras now raises ImportError
+    try:
+        with pytest.raises(brinelite.BrineliteError) as caught:
+            membrane.to_keras("image", "mask")
+    finally:
+        keras_io._pydataset_class.cache_clear()
+    assert str(caught.value) == "to_keras needs Keras: pip install 'brinelite[keras]'"
+
+
+def test_opencv_threads_are_one_only_while_batches_are_made(membrane):
+    seen = []
+
+    def process(sample):
+        seen.append(cv2.getNumThreads())
+        return seed_process(sample, size=8, augment=False)
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        gen = membrane.to_keras("image", "mask", batch_size=4, processing_function=process)
+        gen[0]
+        assert seen == [1, 1, 1, 1] and cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)

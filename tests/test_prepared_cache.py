@@ -1,0 +1,175 @@
+"""The preprocessed cache: prepare once per row, augment on copies, keyed and bounded."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import brinelite
+from brinelite.errors import DataError
+from brinelite.prepared import prepared_root
+
+SIZE = 16
+
+
+@pytest.fixture
+def membrane(membrane_src):
+    brinelite.install(str(membrane_src), name="isbi/membrane")
+    return brinelite.load_dataset("isbi/membrane")
+
+
+class Prepare:
+    """A deterministic preparation that counts its calls (resize + scale, as segtrain's)."""
+
+    def __init__(self, size=SIZE):
+        self.size, self.calls = size, 0
+        self.cache_key = f"tests.prepare:size={size}"
+
+    def __call__(self, sample):
+        self.calls += 1
+        image, mask = sample
+        return cv2.resize(image, (self.size, self.size)) / 255, (mask > 100).astype(np.float32)[
+            : self.size, : self.size
+        ]
+
+
+def flip(sample):
+    """A deterministic 'augmentation' that edits its arrays in place."""
+    image, mask = sample
+    image[:] = image[:, ::-1].copy()
+    image += 1000.0
+    return image, mask
+
+
+def epochs(gen, count=2):
+    out = []
+    for _ in range(count * gen.steps_per_epoch()):
+        out.append(next(gen))
+    return out
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_two_stages_give_the_one_stage_batches_and_prepare_runs_once(membrane, cache):
+    prepare = Prepare()
+    two = membrane.to_keras(
+        "image", "mask", batch_size=7, seed=1, prepare=prepare, augment=flip, cache=cache
+    )
+    one = membrane.to_keras(
+        "image", "mask", batch_size=7, seed=1, processing_function=lambda s: flip(Prepare()(s))
+    )
+    for (x2, y2), (x1, y1) in zip(epochs(two, 3), epochs(one, 3), strict=True):
+        np.testing.assert_array_equal(x2, x1)
+        np.testing.assert_array_equal(y2, y1)
+    assert prepare.calls == 30  # 3 epochs of 30 rows, each row prepared once
+    store = two.loader.preparation.store
+    # flip edited its copies in place by +1000 each epoch: the cache still holds prepare's output.
+    x, _ = store.get(0)
+    np.testing.assert_array_equal(
+        x,
+        Prepare()(
+            (
+                membrane.load_image(membrane[0].image).astype(np.float32),
+                membrane.load_image(membrane[0].mask).astype(np.float32),
+            )
+        )[0],
+    )
+    assert x.max() <= 1.0
+
+
+def test_disk_cache_is_published_once_and_shared(membrane, brinelite_home):
+    first = Prepare()
+    gen = membrane.to_keras(
+        "image", "mask", batch_size=10, prepare=first, cache="disk", shuffle=False
+    )
+    epochs(gen, 1)
+    published = list(prepared_root().iterdir())
+    assert len(published) == 1 and {p.name for p in published[0].iterdir()} == {
+        "x.npy",
+        "y.npy",
+        "key.json",
+    }
+    assert not list((brinelite_home / "tmp").glob("prepared-*"))  # staging renamed into place
+    again = Prepare()
+    reused = membrane.to_keras(
+        "image", "mask", batch_size=10, prepare=again, cache="disk", shuffle=False
+    )
+    np.testing.assert_array_equal(reused[0][0], gen[0][0])
+    assert again.calls == 0 and first.calls == 30
+    assert reused.loader.preparation.store.nbytes == 0  # mapped from disk, not held in memory
+
+
+def test_any_change_of_dataset_fold_size_or_key_is_another_cache(membrane, membrane_src, tmp_path):
+    def build(ds, prepare, **kwargs):
+        gen = ds.to_keras("image", "mask", batch_size=30, prepare=prepare, cache="disk", **kwargs)
+        gen[0]
+        return prepare.calls
+
+    assert build(membrane, Prepare()) == 30
+    assert build(membrane, Prepare()) == 0  # same everything: read back
+    assert build(membrane, Prepare(size=8)) == 30  # other size: its own key
+    renamed = Prepare()
+    renamed.cache_key = "tests.other-prepare:size=16"
+    assert build(membrane, renamed) == 30
+    archive = tmp_path / "membrane-1.0.1.tar.gz"
+    brinelite.build(membrane_src, "isbi/membrane", "1.0.1", out=archive)
+    brinelite.install(str(archive))
+    newer = brinelite.load_dataset("isbi/membrane@1.0.1")
+    assert newer.manifest.fingerprint != membrane.manifest.fingerprint
+    assert build(newer, Prepare()) == 30  # new version: new fingerprint
+    fold, _ = membrane.create_folds((12,), seed=0)
+    gen = fold.to_keras("image", "mask", batch_size=12, prepare=(p := Prepare()), cache="disk")
+    gen[0]
+    assert p.calls == 12  # another view of the same dataset
+    assert len(list(prepared_root().iterdir())) == 5
+
+
+def test_memory_stays_within_the_stated_bound(membrane):
+    row = membrane[0]
+    loaded = [membrane.load_image(path).astype(np.float32) for path in (row.image, row.mask)]
+    per_row = sum(np.asarray(part).nbytes for part in Prepare()(loaded))
+    assert per_row == 2 * SIZE * SIZE * 4  # float32 grey image and mask
+    bound = 30 * per_row
+    gen = membrane.to_keras("image", "mask", batch_size=30, prepare=Prepare(), cache_bytes=bound)
+    gen[0]
+    store = gen.loader.preparation.store
+    assert store.location == "memory" and store.nbytes == bound
+    small = membrane.to_keras(
+        "image", "mask", batch_size=30, prepare=Prepare(), cache_bytes=bound - 1
+    )
+    small[0]
+    store = small.loader.preparation.store
+    assert store.nbytes == 0 and store.location == str(store.folder)  # fell back to disk
+    strict = membrane.to_keras(
+        "image", "mask", prepare=Prepare(), cache="memory", cache_bytes=bound - 1
+    )
+    with pytest.raises(DataError, match=r"over cache_bytes=.*cache='disk'"):
+        strict[0]
+
+
+def test_prepare_needs_a_key_and_excludes_one_stage_processing(membrane):
+    with pytest.raises(DataError, match="no stable identity.*prepare_key"):
+        membrane.to_keras("image", "mask", prepare=lambda s: s)
+    gen = membrane.to_keras("image", "mask", prepare=lambda s: s, prepare_key="tests.identity:1")
+    assert gen[0][0].shape == (30, 512, 512, 1)
+    with pytest.raises(DataError, match="not both"):
+        membrane.to_keras("image", "mask", processing_function=flip, prepare=Prepare())
+    with pytest.raises(DataError, match="need prepare"):
+        membrane.to_keras("image", "mask", augment=flip)
+    with pytest.raises(DataError, match="cache must be one of"):
+        membrane.to_keras("image", "mask", prepare=Prepare(), cache="ram")
+
+
+def test_prepare_with_varying_shapes_is_a_clear_error(kvasir_src):
+    brinelite.install(str(kvasir_src), name="simula/kvasir-seg")
+    kvasir = brinelite.load_dataset("simula/kvasir-seg")
+    gen = kvasir.to_keras(
+        "image",
+        "mask",
+        batch_size=4,
+        shuffle=False,
+        prepare=lambda s: s,
+        prepare_key="tests.identity:1",
+    )
+    with pytest.raises(DataError, match=r"prepare gave x of shape .* on row \d+"):
+        gen[0]
