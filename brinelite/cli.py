@@ -261,9 +261,12 @@ def serve(
     root: Annotated[Path, typer.Argument(help="The registry folder to serve.")],
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for all.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8000,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds before a silent connection is closed.")
+    ] = server.DEFAULT_TIMEOUT,
 ) -> None:
     """Serve a registry folder read-only over HTTP; prints its URL first."""
-    server.serve(root, host, port)
+    server.serve(root, host, port, timeout)
 
 
 @registry_app.command("add")
