@@ -22,7 +22,7 @@ from typing import Any
 from .errors import IntegrityError, ManifestError
 from .hashes import FileInfo, file_info
 from .names import DatasetRef, parse_name, parse_version
-from .paths import UnsafePathError, is_safe, safe_relpath
+from .paths import UnsafePathError, safe_relpath, unsafe
 
 FORMAT_VERSION = 2  # 2 added "citation"; version 1 manifests read unchanged
 MANIFEST = "manifest.json"
@@ -247,7 +247,7 @@ def check_cells(manifest: Manifest, table: list[list[Any]]) -> None:
         if not column.isimage():
             continue
         distinct = set(cells)
-        bad = sorted(distinct.difference(listed)) or sorted(c for c in distinct if not is_safe(c))
+        bad = sorted(distinct.difference(listed)) or unsafe(distinct)
         if bad:
             shown = ", ".join(repr(cell) for cell in bad[:3]) + (" ..." if len(bad) > 3 else "")
             raise ManifestError(

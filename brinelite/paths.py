@@ -11,6 +11,7 @@ a plain, ``/``-separated relative path with no ``..`` part, no absolute or Windo
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import BrineliteError
@@ -78,6 +79,30 @@ def safe_relpath(path: str, *, normalise: bool = False) -> str:
 def is_safe(path: str) -> bool:
     """Whether :func:`safe_relpath` accepts ``path`` as it is (no normalising)."""
     return _reason(path, normalise=False) is None
+
+
+# Over "\n"-separated paths framed by "\n": every spelling _reason refuses (and a few it
+# accepts) has an empty, "." or ".." part between separators, a drive or a bad character.
+_SUSPECT = re.compile(r"[/\n]\.{0,2}[/\n]|\n[A-Za-z]:|[\\\x00-\x09\x0b-\x1f\x7f]")
+
+
+def unsafe(paths: Iterable[str]) -> list[str]:
+    """The paths :func:`is_safe` refuses, sorted; fast for the 200k cells of a large dataset.
+
+    One regular-expression pass over all of them finds any that might be unsafe; only then
+    is each checked by the same rule as :func:`safe_relpath`.
+    """
+    paths = list(paths)
+    if all(isinstance(p, str) for p in paths):
+        joined = "\n" + "\n".join(paths) + "\n"
+        try:
+            joined.encode("utf-8")
+            clean = joined.count("\n") == len(paths) + 1 and not _SUSPECT.search(joined)
+        except UnicodeEncodeError:
+            clean = False
+        if clean or not paths:
+            return []
+    return sorted(str(p) for p in paths if _reason(p, normalise=False) is not None)
 
 
 def inside(root: Path, relative: str, *, normalise: bool = False) -> Path:
