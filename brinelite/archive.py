@@ -16,7 +16,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import re
 import stat
 import tarfile
 import tempfile
@@ -24,28 +23,19 @@ import zipfile
 import zlib
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlsplit
 
 from .errors import ArchiveError
 from .hashes import CHUNK, FileInfo
+from .paths import UnsafePathError, safe_relpath
 from .progress import Progress, Silent
 
 LIMIT_ENV = "BRINELITE_MAX_EXTRACT_BYTES"
 
 _MIB = 1024**2
 _GIB = 1024**3
-_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
-_DRIVE = re.compile(r"[A-Za-z]:")
 _TAR_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 # What the standard library raises for damaged data; never shown to users as a traceback.
 _CORRUPT = (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, EOFError)
-
-
-def is_archive_name(name: str) -> bool:
-    """Whether a path or URL names a .tar, .tar.gz, .tgz or .zip archive rather than a folder."""
-    if "://" in name:
-        name = urlsplit(name).path
-    return name.lower().endswith(_SUFFIXES)
 
 
 def default_limit(archive_size: int) -> int:
@@ -278,18 +268,10 @@ class _Writer:
     def _claim(self, name: str) -> str:
         """``name`` as a clean relative POSIX path, seen for the first time and unable to escape."""
         try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:  # tarfile keeps undecodable bytes as lone surrogates
-            raw = name.encode("utf-8", "surrogateescape")
-            raise self.refuse(raw, "is not valid UTF-8") from None
-        if name.startswith("/"):
-            raise self.refuse(name, "is an absolute path")
-        if "\\" in name or _DRIVE.match(name):
-            raise self.refuse(name, "has a backslash or drive letter (a Windows path)")
-        parts = [part for part in name.split("/") if part not in ("", ".")]
-        if ".." in parts:
-            raise self.refuse(name, "contains '..'")
-        path = "/".join(parts)
+            path = safe_relpath(name, normalise=True)
+        except UnsafePathError as exc:
+            shown = name.encode("utf-8", "surrogateescape") if "UTF-8" in exc.reason else name
+            raise self.refuse(shown, exc.reason) from None
         if path in self._seen:
             raise self.refuse(name, "appears twice")
         if path:

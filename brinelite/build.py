@@ -2,44 +2,57 @@
 
 Two sources are understood:
 
-- a folder holding ``images/`` and ``masks/`` whose files pair by stem
-  (``images/00.png`` with ``masks/00.png``; any of png/jpg/jpeg/bmp/tif/tiff);
+- a folder holding ``images/`` and ``masks/``, or ``NAME/`` and ``NAME_masks/`` (Carvana's
+  ``train/`` + ``train_masks/``), whose files pair by stem: ``images/00.png`` with
+  ``masks/00.png``, ``masks/00_mask.gif`` or ``masks/00-mask.png`` (any of
+  :data:`~brinelite.images.IMAGE_SUFFIXES`);
 - a JSON config naming a CSV and its column types, as ``brine build --config`` had:
   ``{"path": "data.csv", "columns": [{"name": "image", "type": "image"}, ...]}``.
 
-Every file is decoded before anything is written, and every problem found is
-reported at once, so a user fixes their folder in one pass.
+Card files beside them (``README``, ``SOURCE``, ``LICENSE``, ``CITATION``; any case, ``.md``,
+``.txt`` or bare) are carried into the dataset. Every file is decoded before anything is
+written, and every problem found is reported at once, so a user fixes their folder in one
+pass. Builds are reproducible: the same files give the same archive, byte for byte.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import tempfile
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import archive
 from . import manifest as manifest_io
-from .errors import BrineliteError, BuildError
+from .dataset import Dataset
+from .errors import AlreadyExistsError, BrineliteError, BuildError
+from .hashes import FileInfo
 from .images import IMAGE_SUFFIXES, read_image
 from .manifest import Column, Manifest
 from .names import parse_name, parse_version
+from .paths import UnsafePathError, inside, safe_relpath
 from .progress import Progress, Silent
 
 _TYPE_ALIASES = {"integer": "int"}
+_MASK_SUFFIXES = ("_mask", "-mask")
+_PAIR_COLUMNS = [Column("image", "image"), Column("mask", "image")]
 
 
 @dataclass(frozen=True)
 class Source:
-    """What a dataset will hold: typed columns, rows, and the folder image paths are relative to."""
+    """What a dataset will hold: typed columns, rows, the folder image paths are relative to,
+    and the card files (README, LICENSE, ...) found beside them."""
 
     root: Path
     columns: list[Column]
     rows: list[tuple]
+    card: list[Path] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -56,38 +69,80 @@ def _listing(problems: list[str], limit: int = 8) -> str:
     return shown + (f"; and {len(problems) - limit} more" if len(problems) > limit else "")
 
 
-def _images_by_stem(folder: Path, problems: list[str]) -> dict[str, str]:
+def _card(folder: Path) -> list[Path]:
+    """The card files at the top of ``folder``."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and manifest_io.CARD.fullmatch(p.name))
+
+
+def _pair_folders(folder: Path) -> tuple[Path, Path]:
+    """``images/`` + ``masks/``, or the one ``NAME/`` + ``NAME_masks/`` pair, in ``folder``."""
+    if (folder / "images").is_dir() and (folder / "masks").is_dir():
+        return folder / "images", folder / "masks"
+    pairs = [
+        (sub, folder / f"{sub.name}_masks")
+        for sub in sorted(folder.iterdir())
+        if sub.is_dir() and (folder / f"{sub.name}_masks").is_dir()
+    ]
+    if len(pairs) == 1:
+        return pairs[0]
+    raise BuildError(
+        f"{folder} needs an images/ and a masks/ folder (or NAME/ and NAME_masks/), paired by "
+        "file stem, or pass a JSON config describing a CSV."
+    )
+
+
+def _by_stem(folder: Path, problems: list[str]) -> dict[str, str]:
+    """The image files under ``folder`` by stem (relative to it), as paths relative to its parent.
+
+    Files of other types are reported, not skipped silently (hidden files are ignored).
+    """
     found: dict[str, list[str]] = defaultdict(list)
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            stem = path.relative_to(folder).with_suffix("").as_posix()
-            found[stem].append(path.relative_to(folder.parent).as_posix())
+        relative = path.relative_to(folder.parent).as_posix()
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            problems.append(
+                f"unsupported file type: {relative} (brinelite reads {', '.join(IMAGE_SUFFIXES)})"
+            )
+            continue
+        found[path.relative_to(folder).with_suffix("").as_posix()].append(relative)
     for stem, paths in found.items():
         if len(paths) > 1:
             problems.append(f"duplicate stem {stem!r}: {', '.join(paths)}")
     return {stem: paths[0] for stem, paths in found.items()}
 
 
+def _image_stem(mask_stem: str, images: dict[str, str]) -> str:
+    """The image stem a mask stem pairs with: itself, or itself without ``_mask``/``-mask``."""
+    if mask_stem in images:
+        return mask_stem
+    for suffix in _MASK_SUFFIXES:
+        if mask_stem.endswith(suffix) and mask_stem[: -len(suffix)] in images:
+            return mask_stem[: -len(suffix)]
+    return mask_stem
+
+
 def scan_pairs(folder: Path) -> Source:
-    """Pair ``images/`` with ``masks/`` by stem; a :class:`BuildError` lists every offender."""
+    """Pair images with masks by stem; a :class:`BuildError` lists every offender."""
     folder = Path(folder)
-    if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
-        raise BuildError(
-            f"{folder} needs an images/ and a masks/ folder (paired by file stem), "
-            "or pass a JSON config describing a CSV."
-        )
+    image_dir, mask_dir = _pair_folders(folder)
     problems: list[str] = []
-    images = _images_by_stem(folder / "images", problems)
-    masks = _images_by_stem(folder / "masks", problems)
+    images = _by_stem(image_dir, problems)
+    masks: dict[str, str] = {}
+    for stem, path in _by_stem(mask_dir, problems).items():
+        paired = _image_stem(stem, images)
+        if paired in masks:
+            problems.append(f"two masks for one image: {masks[paired]}, {path}")
+        masks[paired] = path
     problems += [f"image without mask: {images[s]}" for s in sorted(images.keys() - masks.keys())]
     problems += [f"mask without image: {masks[s]}" for s in sorted(masks.keys() - images.keys())]
     if problems:
         raise BuildError(f"Cannot build from {folder}: {_listing(problems)}.")
     rows = [(images[stem], masks[stem]) for stem in sorted(images)]
     if not rows:
-        raise BuildError(f"{folder}/images holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
-    columns = [Column("image", "image"), Column("mask", "image")]
-    return Source(folder, columns, rows)
+        raise BuildError(f"{image_dir} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+    return Source(folder, _PAIR_COLUMNS, rows, _card(folder))
 
 
 def read_config(config_path: Path) -> Source:
@@ -113,8 +168,20 @@ def read_config(config_path: Path) -> Source:
             f"{', '.join(manifest_io.COLUMN_TYPES)}."
         )
     columns = [_column_from(name, kind, table) for name, kind in specs]
-    rows = [tuple(record[name] for name, _ in specs) for record in table]
-    return Source(config_path.parent, columns, rows)
+    rows = [tuple(_cell(record[n], kind) for n, kind in specs) for record in table]
+    return Source(config_path.parent, columns, rows, _card(config_path.parent))
+
+
+def _cell(value: str, kind: str) -> str:
+    """A CSV cell; image paths in the one spelling the manifest uses (``./a//b`` -> ``a/b``)."""
+    if kind != "image":
+        return value
+    try:
+        return safe_relpath(value, normalise=True)
+    except UnsafePathError as exc:
+        raise BuildError(
+            f"Image path {value!r} {exc.reason}: it must be inside the CSV's folder."
+        ) from None
 
 
 def _column_from(name: str, kind: str, table: list[dict[str, str]]) -> Column:
@@ -126,8 +193,9 @@ def _column_from(name: str, kind: str, table: list[dict[str, str]]) -> Column:
 def check_images(source: Source, progress: Progress | None = None) -> None:
     """Decode every image of ``source``; raise :class:`BuildError` listing every failure.
 
-    Also checks that the image columns of one row agree in height and width
-    (an image and its mask must line up pixel for pixel).
+    Also checks that the image columns of one row agree in width and height (an image and
+    its mask must line up pixel for pixel). Sizes are read from each file's header first,
+    so an image past the pixel ceiling is refused without being decoded.
     """
     progress = progress or Silent()
     image_columns = [k for k, c in enumerate(source.columns) if c.isimage()]
@@ -137,12 +205,13 @@ def check_images(source: Source, progress: Progress | None = None) -> None:
         sizes, problems = {}, []
         for k in image_columns:
             try:
-                sizes[row[k]] = read_image(_inside(source.root, row[k])).shape[:2]
+                height, width = read_image(inside(source.root, row[k])).shape[:2]
+                sizes[row[k]] = (width, height)
             except BrineliteError as exc:
                 problems.append(str(exc).rstrip("."))
         if len(set(sizes.values())) > 1:
             problems.append(
-                "size mismatch " + ", ".join(f"{p} {h}x{w}" for p, (h, w) in sizes.items())
+                "size mismatch (WxH) " + ", ".join(f"{p} {w}x{h}" for p, (w, h) in sizes.items())
             )
         progress.advance(1)
         return problems
@@ -153,12 +222,30 @@ def check_images(source: Source, progress: Progress | None = None) -> None:
         raise BuildError(f"Cannot build the dataset: {_listing(problems)}.")
 
 
-def _inside(root: Path, relative: str) -> Path:
-    """``root/relative``, refusing paths that leave ``root``."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise BuildError(f"Image path {relative!r} points outside {root}.")
-    return path
+def _inputs(source: Source) -> list[Path]:
+    """Every file a dataset is made of: the image cells and the card."""
+    return [inside(source.root, cell) for cell in _cells(source)] + source.card
+
+
+def created_time(files: list[Path]) -> str:
+    """The ``created`` time of a build: ``SOURCE_DATE_EPOCH`` if set, else the newest input's
+    modification time, so building the same files twice gives the same manifest.
+
+    ``SOURCE_DATE_EPOCH`` is the reproducible-builds.org convention (seconds since 1970).
+    """
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch and not epoch.isdigit():
+        raise BuildError(f"SOURCE_DATE_EPOCH={epoch!r} is not a whole number of seconds.")
+    seconds = int(epoch) if epoch else max((int(f.stat().st_mtime) for f in files), default=0)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _card_text(card: list[Path], stem: str, limit: int = 4000) -> str:
+    """The text of the card file called ``stem`` (e.g. LICENSE), at most ``limit`` characters."""
+    for path in card:
+        if path.name.split(".")[0].lower() == stem:
+            return path.read_text(encoding="utf-8", errors="replace").strip()[:limit]
+    return ""
 
 
 def stage(
@@ -169,28 +256,62 @@ def stage(
     description: str = "",
     license: str = "",
     progress: Progress | None = None,
+    citation: str = "",
 ) -> Manifest:
-    """Check ``source``, copy its files into the empty folder ``dest`` and write the manifest."""
+    """Check ``source``, copy its files into the empty folder ``dest`` and write the manifest.
+
+    ``license`` and ``citation`` default to the LICENSE file's first line and the CITATION
+    file's text when the source has them.
+    """
     check_images(source, progress)
-    for k, column in enumerate(source.columns):
-        if column.isimage():
-            for row in source.rows:
-                target = dest / row[k]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(_inside(source.root, row[k]), target)
+    for cell in _cells(source):
+        target = dest / cell
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(inside(source.root, cell), target)
+    for path in source.card:
+        shutil.copyfile(path, dest / path.name)
+    licence_text = _card_text(source.card, "license") or _card_text(source.card, "licence")
     return manifest_io.create(
-        dest, name, version, source.columns, source.rows, description, license
+        dest,
+        name,
+        version,
+        source.columns,
+        source.rows,
+        description,
+        license or (licence_text.splitlines() or [""])[0].strip(),
+        citation=citation or _card_text(source.card, "citation"),
+        created=created_time(_inputs(source)),
+    )
+
+
+def _cells(source: Source) -> list[str]:
+    """The distinct image cells of ``source``, sorted (the order :func:`_inputs` lists them)."""
+    return sorted(
+        {row[k] for k, c in enumerate(source.columns) if c.isimage() for row in source.rows}
     )
 
 
 def load_source(path: Path) -> Source:
-    """A folder of ``images/`` + ``masks/``, or a JSON config naming a CSV."""
+    """A folder of ``images/`` + ``masks/`` (or ``NAME/`` + ``NAME_masks/``), or a JSON config."""
     path = Path(path)
     if path.is_dir():
         return scan_pairs(path)
     if path.is_file() and path.suffix.lower() == ".json":
         return read_config(path)
     raise BuildError(f"{path} is neither a folder with images/ and masks/ nor a JSON config file.")
+
+
+def open_source(path: Path) -> Dataset:
+    """A :class:`Dataset` view of a source before it is built (for ``brinelite show FOLDER``).
+
+    Nothing is copied or hashed; images are decoded from the source folder, with the same
+    path and pixel checks as an installed dataset.
+    """
+    source = load_source(path)
+    files = {cell: FileInfo(0, "") for cell in _cells(source)}
+    manifest = Manifest(str(path), "0.0.0", source.columns, len(source.rows), files)
+    table = [list(column) for column in zip(*source.rows, strict=True)]
+    return Dataset(source.root, manifest, table)
 
 
 def build(
@@ -201,13 +322,36 @@ def build(
     description: str = "",
     license: str = "",
     progress: Progress | None = None,
+    *,
+    citation: str = "",
+    force: bool = False,
 ) -> BuildResult:
-    """Build a dataset archive (``.tar.gz``) from ``src``; see the module docstring."""
+    """Build a reproducible dataset archive (``.tar.gz``) from ``src``; see the module docstring.
+
+    Args:
+        src: a folder of image/mask pairs, or a JSON config naming a CSV.
+        name, version: ``scope/name`` and its semantic version (``1.0.0``, ``1.0.0-rc1``).
+        out: the archive to write (default ``scope-name-VERSION.tar.gz``); an existing file
+            is refused unless ``force``.
+        description, license, citation: for the manifest (license and citation default to
+            the source's LICENSE and CITATION files).
+
+    Returns:
+        :class:`BuildResult` with the manifest, the archive and its sha256, which is the same
+        for every build of the same files (``created`` comes from ``SOURCE_DATE_EPOCH`` or
+        the newest input, never the clock).
+
+    Example: ``build(Path("cells"), "lab/cells", "1.0.0").sha256``.
+    """
     version = str(parse_version(version))
     name = str(parse_name(name))
-    source = load_source(src)
     out = Path(out) if out else Path(f"{name.replace('/', '-')}-{version}.tar.gz")
+    if out.is_dir() or (out.exists() and not force):
+        raise AlreadyExistsError(
+            f"{out} already exists; choose another --out or pass --force to overwrite it."
+        )
+    source = load_source(src)
     with tempfile.TemporaryDirectory(prefix="brinelite-build-") as tmp:
-        manifest = stage(source, Path(tmp), name, version, description, license, progress)
+        manifest = stage(source, Path(tmp), name, version, description, license, progress, citation)
         sha256 = archive.create(Path(tmp), out)
     return BuildResult(manifest, out, sha256)

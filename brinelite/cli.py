@@ -151,7 +151,7 @@ def list_command() -> None:
 def info(
     name: Annotated[str, typer.Argument(help="scope/name[@version] of an installed dataset.")],
 ) -> None:
-    """Show an installed dataset: versions, rows, columns, size, source and sha256."""
+    """Show an installed dataset: versions, rows, columns, size, source, sha256 and its card."""
     dataset = load_dataset(name)
     manifest = dataset.manifest
     record = read_install_record(dataset.path)
@@ -161,6 +161,8 @@ def info(
         ("installed versions", versions),
         ("description", manifest.description),
         ("license", manifest.license),
+        ("citation", " ".join(manifest.citation.split())),
+        ("card", ", ".join(manifest.card)),
         ("rows", str(manifest.rows)),
         ("columns", ", ".join(f"{c.name} ({c.type})" for c in manifest.columns)),
         ("size", f"{_human(manifest.total_bytes)} in {len(manifest.files)} files"),
@@ -170,6 +172,21 @@ def info(
         ("path", str(dataset.path)),
     ):
         typer.echo(f"{key + ':':<20}{value}")
+    _print_card(dataset.path, manifest.card)
+
+
+def _print_card(folder: Path, card: list[str], lines: int = 40) -> None:
+    """The dataset's README (or SOURCE) text after its facts, cut at ``lines`` lines."""
+    readable = [name for name in card if name.split(".")[0].lower() in ("readme", "source")]
+    for name in readable[:1]:
+        try:
+            text = (folder / name).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return
+        typer.echo(f"\n--- {name} ---")
+        typer.echo("\n".join(text[:lines]))
+        if len(text) > lines:
+            typer.echo(f"... ({len(text) - lines} more lines in {folder / name})")
 
 
 @app.command()
@@ -191,29 +208,51 @@ def build(
         typer.Argument(help="A folder with images/ and masks/, or a JSON config naming a CSV."),
     ],
     name: Annotated[str, typer.Option(help="scope/name of the dataset.")],
-    version: Annotated[str, typer.Option(help="Semantic version, e.g. 1.0.0.")] = "1.0.0",
+    version: Annotated[
+        str, typer.Option(help="Semantic version, e.g. 1.0.0 or 1.0.0-rc1.")
+    ] = "1.0.0",
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Archive path (default NAME-VERSION.tar.gz).")
     ] = None,
     description: Annotated[str, typer.Option(help="One line describing the dataset.")] = "",
-    license: Annotated[str, typer.Option(help="The data's license or terms.")] = "",
+    license: Annotated[
+        str, typer.Option(help="The data's license or terms (default: LICENSE's first line).")
+    ] = "",
+    citation: Annotated[
+        str, typer.Option(help="How to cite the data (default: the CITATION file).")
+    ] = "",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     publish_to: Annotated[
         str | None,
         typer.Option("--publish", help="Then publish it to this folder, file:// or s3:// URL."),
     ] = None,
 ) -> None:
-    """Build a dataset archive, checking every image and pair first."""
+    """Build a reproducible dataset archive, checking every image and pair first.
+
+    README, SOURCE, LICENSE and CITATION files beside images/ are carried in as its card.
+    """
     with bar("Checking images", unit="items", quiet=quiet) as progress:
-        result = build_archive(src, name, version, out_file, description, license, progress)
+        result = build_archive(
+            src,
+            name,
+            version,
+            out_file,
+            description,
+            license,
+            progress,
+            citation=citation,
+            force=force,
+        )
     manifest = result.manifest
-    out.print(
+    card = f", card {', '.join(manifest.card)}" if manifest.card else ""
+    typer.echo(
         f"Built {manifest.name}@{manifest.version}: {manifest.rows} rows, "
-        f"columns {', '.join(c.name for c in manifest.columns)}, "
+        f"columns {', '.join(c.name for c in manifest.columns)}{card}, "
         f"{_human(manifest.total_bytes)} of files -> {result.archive} "
         f"({_human(result.archive.stat().st_size)})"
     )
-    out.print(f"sha256 {result.sha256}")
+    typer.echo(f"sha256 {result.sha256}")
     if publish_to:
         _announce(registry.publish(result.archive, publish_to))
 
@@ -261,9 +300,12 @@ def serve(
     root: Annotated[Path, typer.Argument(help="The registry folder to serve.")],
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for all.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8000,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds before a silent connection is closed.")
+    ] = server.DEFAULT_TIMEOUT,
 ) -> None:
     """Serve a registry folder read-only over HTTP; prints its URL first."""
-    server.serve(root, host, port)
+    server.serve(root, host, port, timeout)
 
 
 @registry_app.command("add")
@@ -297,17 +339,26 @@ def registry_remove(name: Annotated[str, typer.Argument(help="The registry's nam
 
 @app.command()
 def show(
-    name: Annotated[str, typer.Argument(help="scope/name[@version] or a dataset folder.")],
+    name: Annotated[
+        str, typer.Argument(help="scope/name[@version], a dataset folder, or a raw source folder.")
+    ],
     out_file: Annotated[Path, typer.Option("--out", help="Where to write the PNG.")] = Path(
         "grid.png"
     ),
     rows: Annotated[int, typer.Option(help="How many samples to show.", min=1)] = 16,
 ) -> None:
-    """Write a contact sheet of samples with their masks laid over them."""
+    """Write a contact sheet of samples with their masks laid over them.
+
+    NAME may also be a raw images/ + masks/ folder, to look at it before building.
+    """
+    from .build import open_source
+    from .manifest import MANIFEST
     from .preview import contact_sheet  # OpenCV: imported only by the command that draws
 
-    path = contact_sheet(load_dataset(name), out_file, rows=rows)
-    out.print(f"Wrote {path}")
+    folder = Path(name).expanduser()
+    raw = folder.is_dir() and not (folder / MANIFEST).is_file()
+    path = contact_sheet(open_source(folder) if raw else load_dataset(name), out_file, rows=rows)
+    typer.echo(f"Wrote {path}")
 
 
 @cache_app.command("dir")

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 from collections import namedtuple
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
@@ -25,6 +24,7 @@ from .errors import DataError
 from .images import read_image
 from .manifest import Column, Manifest
 from .names import parse_name
+from .paths import inside
 
 if TYPE_CHECKING:
     from .keras_io import KerasBatches
@@ -35,7 +35,14 @@ class Dataset:
 
     ``len(ds)`` rows; ``ds[i]`` is a named tuple with one attribute per column
     (image columns hold the file's path relative to the dataset folder);
-    ``ds.load_image(path)`` decodes one such file.
+    ``ds.load_image(path)`` decodes one such file. ``ds[10:20]``, :meth:`filter`,
+    :meth:`subset` and :meth:`create_folds` give views (no data is copied).
+
+    Example::
+
+        ds = brinelite.load_dataset("demo/membrane")
+        validation, train = ds.create_folds((0.2,), seed=0)
+        bright = train.filter(lambda row: "bright" in row.image)
     """
 
     def __init__(
@@ -84,9 +91,12 @@ class Dataset:
     def __len__(self) -> int:
         return len(self._indices)
 
-    def __getitem__(self, i: int) -> Any:
+    def __getitem__(self, i: int | slice) -> Any:
+        """Row ``i`` as a named tuple, or for a slice (``ds[0:3]``) a view on those rows."""
+        if isinstance(i, slice):
+            return self.subset(np.arange(len(self))[i])
         if not isinstance(i, int | np.integer):
-            raise TypeError(f"Dataset indices must be integers, not {type(i).__name__}.")
+            raise TypeError(f"Dataset indices must be integers or slices, not {type(i).__name__}.")
         if not -len(self) <= i < len(self):
             raise IndexError(f"Row {i} is out of range for a dataset of {len(self)} rows.")
         row = int(self._indices[i])
@@ -98,12 +108,6 @@ class Dataset:
     def __repr__(self) -> str:
         return f"Dataset(name={self.name}@{self.version}, rows={len(self)}, path={self.path})"
 
-    def __enter__(self) -> Dataset:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
     def column(self, name: str) -> Column:
         """The :class:`Column` called ``name``; a clear error lists the columns otherwise."""
         for column in self.manifest.columns:
@@ -113,12 +117,20 @@ class Dataset:
         raise DataError(f"Dataset {self.name} has no column {name!r}; its columns are: {known}.")
 
     def file_path(self, relative: str) -> Path:
-        """The absolute path of a file named in an image cell."""
-        return self.path / relative
+        """The absolute path of a file named in an image cell; never one outside the dataset.
 
-    def load_image(self, path: str | Path) -> np.ndarray:
-        """Decode an image of this dataset (a cell value, or any path) to an (H, W, C) array."""
-        return read_image(self.file_path(str(path)))
+        Raises :class:`~brinelite.paths.UnsafePathError` for an absolute path, a ``..`` part or
+        a symbolic link leading out of the dataset folder.
+        """
+        return inside(self.path, relative)
+
+    def load_image(self, path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+        """Decode an image of this dataset (a cell value) to an (H, W, C) array.
+
+        ``max_pixels`` caps width x height, read from the file's header before decoding
+        (None: ``BRINELITE_MAX_IMAGE_PIXELS``, 0: no limit); see :func:`brinelite.read_image`.
+        """
+        return read_image(self.file_path(Path(path).as_posix()), max_pixels)
 
     def subset(self, positions: Sequence[int] | np.ndarray) -> Dataset:
         """A view on some of this view's rows (positions index this view, not the full table)."""
@@ -126,19 +138,38 @@ class Dataset:
             self.path, self.manifest, self._table, self._indices[np.asarray(positions, dtype=int)]
         )
 
+    def filter(self, keep: Callable[[Any], bool]) -> Dataset:
+        """A view on the rows for which ``keep(row)`` is true, in order.
+
+        Example: ``ds.filter(lambda row: row.label == "cat")``.
+        """
+        return self.subset([position for position, row in enumerate(self) if keep(row)])
+
     def create_folds(
-        self, fold_sizes: Sequence[int], shuffle: bool = True, seed: int | None = None
+        self,
+        fold_sizes: Sequence[int | float],
+        shuffle: bool = True,
+        seed: int | None = None,
     ) -> list[Dataset]:
         """Split into ``len(fold_sizes) + 1`` disjoint views covering every row.
 
-        Fold ``k`` has ``fold_sizes[k]`` rows; the last fold holds the rest (it may be
-        empty). ``seed`` makes a shuffled split reproducible.
-        ``validation, train = ds.create_folds((20,))`` is the seed workflow's split.
+        Args:
+            fold_sizes: each a row count (an int, 0 for an empty fold) or a fraction of the
+                rows (a float, 0 < f < 1, rounded as ``train_test_split``'s ``test_size``).
+                The last fold holds the rest (it may be empty).
+            shuffle: shuffle the rows first; ``seed`` makes that reproducible.
+
+        Returns:
+            the folds, as views. Raises :class:`DataError` for negative sizes, fractions
+            outside (0, 1) and sizes adding up to more than the rows.
+
+        Example: ``validation, train = ds.create_folds((0.2,), seed=0)`` (the seed's
+        workflow used ``(20,)``).
         """
-        sizes = [int(size) for size in fold_sizes]
-        if any(size < 0 for size in sizes) or sum(sizes) > len(self):
+        sizes = [self._fold_size(size) for size in fold_sizes]
+        if sum(sizes) > len(self):
             raise DataError(
-                f"Fold sizes {tuple(sizes)} add up to {sum(sizes)}, more than the "
+                f"Fold sizes {tuple(fold_sizes)} ask for {sum(sizes)} rows, more than the "
                 f"{len(self)} rows of {self.name}; ask for at most {len(self)} rows in total."
             )
         order = self._order(shuffle, seed)
@@ -158,13 +189,24 @@ class Dataset:
             mask[part] = True
             yield self.subset(order[~mask]), self.subset(order[mask])
 
+    def _fold_size(self, size: int | float) -> int:
+        """A fold size as a row count: ints as they are, fractions of ``len(self)`` rounded."""
+        if isinstance(size, bool) or not isinstance(size, int | float | np.integer | np.floating):
+            raise DataError(f"Fold size {size!r} is not a number of rows or a fraction.")
+        if isinstance(size, float | np.floating):
+            if not 0 < size < 1:
+                raise DataError(
+                    f"Fold size {size!r} is a float, so a fraction of the rows: it must be "
+                    "between 0 and 1 (e.g. 0.2), or give a whole number of rows."
+                )
+            return round(size * len(self))
+        if size < 0:
+            raise DataError(f"Fold size {size} is negative; give a number of rows >= 0.")
+        return int(size)
+
     def _order(self, shuffle: bool, seed: int | None) -> np.ndarray:
         positions = np.arange(len(self))
         return np.random.default_rng(seed).permutation(positions) if shuffle else positions
-
-    def steps(self, batch_size: int) -> int:
-        """Batches per epoch at ``batch_size`` (the last one may be short)."""
-        return math.ceil(len(self) / batch_size)
 
     def to_keras(
         self, x_column: str, y_column: str | None = None, *args: Any, **kwargs: Any

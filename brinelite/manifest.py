@@ -13,20 +13,23 @@ import csv
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import IntegrityError, ManifestError
 from .hashes import FileInfo, file_info
 from .names import DatasetRef, parse_name, parse_version
+from .paths import UnsafePathError, safe_relpath, unsafe
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added "citation"; version 1 manifests read unchanged
 MANIFEST = "manifest.json"
 ROWS = "rows.csv"
 INSTALL_RECORD = "install.json"  # written by the installer beside the manifest, not hashed
+# The dataset's card: files at the top of the folder that say where the data comes from.
+CARD = re.compile(r"(source|readme|licen[cs]e|citation)(\.md|\.txt)?", re.IGNORECASE)
 COLUMN_TYPES = ("image", "category", "string", "int", "float")
 _CONVERTERS = {"image": str, "string": str, "category": str, "int": int, "float": float}
 
@@ -61,13 +64,20 @@ class Manifest:
     files: Mapping[str, FileInfo]
     description: str = ""
     license: str = ""
+    citation: str = ""
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
 
     @property
     def ref(self) -> DatasetRef:
         """The dataset's ``scope/name@version``."""
         return parse_name(self.name).with_version(self.version)
+
+    @property
+    def card(self) -> list[str]:
+        """The card files (README, SOURCE, LICENSE, CITATION; .md, .txt or bare), sorted."""
+        return sorted(path for path in self.files if CARD.fullmatch(path))
 
     @property
     def total_bytes(self) -> int:
@@ -76,17 +86,24 @@ class Manifest:
 
     @property
     def fingerprint(self) -> str:
-        """A sha256 over the manifest's canonical JSON: equal fingerprints mean equal datasets."""
-        canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        """A sha256 over what the dataset is: the manifest's canonical JSON without ``created``.
+
+        Equal fingerprints mean the same files with the same metadata, whenever and wherever
+        they were built; a timestamp never makes two copies of one dataset differ.
+        """
+        content = {k: v for k, v in self.to_json().items() if k != "created"}
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
+        """The manifest as ``manifest.json`` holds it (``citation`` only when there is one)."""
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": self.format_version,
             "name": self.name,
             "version": self.version,
             "description": self.description,
             "license": self.license,
+            **({"citation": self.citation} if self.citation else {}),
             "created": self.created,
             "columns": [column.to_json() for column in self.columns],
             "rows": self.rows,
@@ -111,13 +128,17 @@ class Manifest:
                 files=FileTable(dict(data["files"])),
                 description=str(data.get("description", "")),
                 license=str(data.get("license", "")),
+                citation=str(data.get("citation", "")),
                 created=str(data.get("created", "")),
                 extra=dict(data.get("extra") or {}),
+                format_version=int(data["format_version"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ManifestError(f"Manifest is malformed ({type(exc).__name__}: {exc}).") from exc
         if not manifest.columns:
             raise ManifestError("Manifest lists no columns.")
+        if manifest.rows < 0:
+            raise ManifestError(f"Manifest claims {manifest.rows} rows.")
         return manifest
 
 
@@ -137,12 +158,18 @@ class FileTable(Mapping[str, FileInfo]):
         if self._files is None:
             try:
                 self._files = {
-                    _safe_relpath(path): FileInfo(int(info["size"]), str(info["sha256"]))
+                    safe_relpath(path): FileInfo(int(info["size"]), str(info["sha256"]))
                     for path, info in self._raw.items()
                 }
+            except UnsafePathError as exc:
+                raise ManifestError(f"Manifest file list is unsafe: {exc}") from exc
             except (KeyError, TypeError, ValueError) as exc:
                 raise ManifestError(f"Manifest file list is malformed ({exc}).") from exc
         return self._files
+
+    def unchecked_names(self) -> Any:
+        """The listed paths as written, without converting the table (fast membership tests)."""
+        return self._raw.keys()
 
     def __getitem__(self, path: str) -> FileInfo:
         return self._table()[path]
@@ -159,14 +186,6 @@ def _column(entry: dict[str, Any]) -> Column:
         raise ValueError(f"column {entry['name']!r} has unknown type {entry['type']!r}")
     categories = entry.get("categories")
     return Column(str(entry["name"]), entry["type"], tuple(categories) if categories else None)
-
-
-def _safe_relpath(path: str) -> str:
-    """Refuse manifest paths that could point outside the dataset folder."""
-    parts = path.split("/")
-    if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"file path {path!r} is not a plain relative path")
-    return path
 
 
 def read(folder: Path) -> Manifest:
@@ -205,12 +224,36 @@ def read_rows(folder: Path, manifest: Manifest) -> list[list[Any]]:
     if len(values) != len(names) or len(values[0]) != manifest.rows:
         raise ManifestError(f"{ROWS} does not hold the {manifest.rows} rows the manifest promises.")
     try:
-        return [
+        table = [
             list(column) if convert is str else list(map(convert, column))
             for convert, column in zip(converters, values, strict=True)
         ]
     except ValueError as exc:
         raise ManifestError(f"{ROWS} holds a value of the wrong type: {exc}.") from exc
+    check_cells(manifest, table)
+    return table
+
+
+def check_cells(manifest: Manifest, table: list[list[Any]]) -> None:
+    """Refuse image cells that are not safe relative paths listed in the manifest's ``files``.
+
+    This is what keeps ``load_image``, ``to_keras`` and ``show`` inside the dataset folder:
+    a cell such as ``../../secret.png`` or ``/etc/x.png`` never reaches a file read. Cheap
+    enough to run at every open (set operations; each distinct cell is checked once).
+    """
+    files = manifest.files
+    listed = files.unchecked_names() if isinstance(files, FileTable) else files.keys()
+    for column, cells in zip(manifest.columns, table, strict=True):
+        if not column.isimage():
+            continue
+        distinct = set(cells)
+        bad = sorted(distinct.difference(listed)) or unsafe(distinct)
+        if bad:
+            shown = ", ".join(repr(cell) for cell in bad[:3]) + (" ..." if len(bad) > 3 else "")
+            raise ManifestError(
+                f"{ROWS} column {column.name!r} names {len(bad)} file(s) that are not safe "
+                f"relative paths listed in the manifest: {shown}."
+            )
 
 
 def write_rows(folder: Path, columns: list[Column], rows: list[tuple]) -> None:
@@ -241,8 +284,15 @@ def create(
     description: str = "",
     license: str = "",
     extra: dict[str, Any] | None = None,
+    *,
+    citation: str = "",
+    created: str = "",
 ) -> Manifest:
-    """Write the rows table, hash every file in ``folder`` and write the manifest."""
+    """Write the rows table, hash every file in ``folder`` and write the manifest.
+
+    ``created`` (UTC ISO-8601) is the caller's to choose, so that building the same files
+    twice gives the same bytes (see :func:`brinelite.build.build`).
+    """
     folder = Path(folder)
     write_rows(folder, columns, rows)
     manifest = Manifest(
@@ -253,18 +303,25 @@ def create(
         files={path: file_info(folder / path) for path in list_files(folder)},
         description=description,
         license=license,
-        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        citation=citation,
+        created=created,
         extra=extra or {},
+    )
+    check_cells(
+        manifest, [list(column) for column in zip(*rows, strict=True)] or [[]] * len(columns)
     )
     write(folder, manifest)
     return manifest
 
 
 def verify(folder: Path, manifest: Manifest, known: dict[str, FileInfo] | None = None) -> None:
-    """Check that ``folder`` holds exactly the manifest's files with their sizes and sha256s.
+    """Check that ``folder`` holds exactly the manifest's files with their sizes and sha256s,
+    and that ``rows.csv`` agrees with the manifest (header, row count, types, image cells).
 
     ``known`` gives infos already computed (e.g. while extracting) so files are not read twice.
-    Raises :class:`IntegrityError` listing every missing, extra or altered file.
+    Raises :class:`IntegrityError` listing every missing, extra or altered file, or
+    :class:`ManifestError` for the rows (:func:`read_rows`). Installing calls it before
+    anything reaches the cache, so a dataset whose rows point elsewhere never installs.
     """
     folder = Path(folder)
     present = set(list_files(folder)) - {INSTALL_RECORD}
@@ -287,3 +344,4 @@ def verify(folder: Path, manifest: Manifest, known: dict[str, FileInfo] | None =
             + "; ".join(problems)
             + "."
         )
+    read_rows(folder, manifest)

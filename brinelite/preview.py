@@ -16,6 +16,7 @@ from .dataset import Dataset
 from .errors import DataError
 
 TILE = 224
+SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")
 OVERLAY_COLOUR = np.array([255, 40, 40], dtype=np.float32)  # RGB red
 
 
@@ -52,18 +53,43 @@ def _tile(dataset: Dataset, position: int, image_col: str, mask_col: str | None)
     return tile
 
 
+def _drawn(dataset: Dataset, position: int, image_col: str, mask_col: str | None) -> np.ndarray:
+    """One tile; an OpenCV failure becomes a one-line error naming the row's image."""
+    try:
+        return _tile(dataset, position, image_col, mask_col)
+    except cv2.error as exc:
+        shown = getattr(dataset[position], image_col)
+        raise DataError(f"Row {position} ({shown}) cannot be drawn: {exc.err or exc}.") from exc
+
+
 def contact_sheet(dataset: Dataset, out: Path, rows: int = 16, columns: int = 4) -> Path:
-    """Write a PNG grid of the first ``rows`` samples, masks over images; return its path."""
+    """Write a PNG (or JPEG) grid of the first ``rows`` samples, masks over images.
+
+    Every image is decoded with :func:`brinelite.read_image` (pixel ceiling included); a
+    dataset without rows or image columns, or an ``out`` that is not .png/.jpg, is refused
+    before anything is drawn. Returns ``out``.
+    """
+    out = Path(out)
+    if out.suffix.lower() not in SHEET_SUFFIXES:
+        raise DataError(
+            f"Cannot write {out}: a contact sheet is an image; use a path ending in "
+            f"{', '.join(SHEET_SUFFIXES)}."
+        )
     image_columns = [c.name for c in dataset.manifest.columns if c.isimage()]
     if not image_columns:
         raise DataError(f"Dataset {dataset.name} has no image column to show.")
+    if len(dataset) == 0:
+        raise DataError(f"Dataset {dataset.name} has no rows to show.")
     mask_col = image_columns[1] if len(image_columns) > 1 else None
     count = min(rows, len(dataset))
-    tiles = [_tile(dataset, i, image_columns[0], mask_col) for i in range(count)]
+    tiles = [_drawn(dataset, i, image_columns[0], mask_col) for i in range(count)]
     tiles += [np.zeros_like(tiles[0])] * (math.ceil(count / columns) * columns - count)
     lines = [np.hstack(tiles[i : i + columns]) for i in range(0, len(tiles), columns)]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), cv2.cvtColor(np.vstack(lines), cv2.COLOR_RGB2BGR)):
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written = cv2.imwrite(str(out), cv2.cvtColor(np.vstack(lines), cv2.COLOR_RGB2BGR))
+    except (OSError, cv2.error) as exc:
+        raise DataError(f"Cannot write {out}: {exc}.") from exc
+    if not written:
         raise DataError(f"Cannot write {out}: use a .png or .jpg path in a writable folder.")
     return out

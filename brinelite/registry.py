@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +47,7 @@ from .hashes import file_info
 from .indexes import INDEX
 from .manifest import Manifest
 from .names import DatasetRef, Version, is_name, newest, parse_name, parse_version, suggest
+from .paths import UnsafePathError, safe_relpath
 
 INDEX_FORMAT_VERSION = indexes.FORMAT_VERSION
 DEMO_REGISTRY = Path(__file__).parent / "demo" / "registry"
@@ -157,9 +158,14 @@ def _pick(index: dict[str, Any], ref: DatasetRef) -> Version | None:
 
 def _archive_path(store: Store, ref: DatasetRef, relative: str) -> str:
     """The archive's location; an index may only point inside the dataset's folder."""
-    path = PurePosixPath(relative)
-    if path.is_absolute() or ".." in path.parts or "\\" in relative or not path.parts:
-        raise RegistryError(f"Registry {store.url} lists an unsafe archive path {relative!r}.")
+    try:
+        path = safe_relpath(relative, normalise=True)
+    except UnsafePathError as exc:
+        raise RegistryError(
+            f"Registry {store.url} lists an unsafe archive path {relative!r} ({exc.reason})."
+        ) from None
+    if not path:
+        raise RegistryError(f"Registry {store.url} lists an empty archive path {relative!r}.")
     return store.location(f"{ref.scope}/{ref.name}/{path}")
 
 

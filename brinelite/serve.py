@@ -5,7 +5,9 @@ the root only: paths with ``..`` (or any part starting with a dot), backslashes,
 leading through a symlink outside the root get 404 (400 when malformed), and no directory is
 ever listed. Files carry
 ``Content-Length``, ``ETag`` and ``Last-Modified``; a single ``Range`` (guarded by
-``If-Range``) resumes a download; ``If-None-Match``/``If-Modified-Since`` give 304.
+``If-Range``) resumes a download (an invalid one such as ``bytes=5-2`` is ignored: 200);
+``If-None-Match`` (``*`` too) and ``If-Modified-Since`` give 304. A connection silent for
+``timeout`` seconds (30 by default) is closed.
 Each request is logged on stderr.
 """
 
@@ -23,8 +25,10 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from .errors import RegistryError
+from .paths import UnsafePathError, inside
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+DEFAULT_TIMEOUT = 30.0  # seconds a connection may stay silent
 
 
 class RegistryHandler(BaseHTTPRequestHandler):
@@ -33,6 +37,12 @@ class RegistryHandler(BaseHTTPRequestHandler):
     server: RegistryServer
     server_version = "brinelite"
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        # StreamRequestHandler puts ``timeout`` on the socket: a client idle (or stalled half-way
+        # through its request) that long is logged as timed out and disconnected.
+        self.timeout = self.server.connection_timeout
+        super().setup()
 
     def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
         self._serve(body=False)
@@ -43,15 +53,16 @@ class RegistryHandler(BaseHTTPRequestHandler):
     def _file(self) -> Path | None:
         """The regular file the request names inside the root, or None (after an error)."""
         raw = urlsplit(self.path).path
-        relative = unquote(raw)
-        if "\0" in relative or "\\" in relative or not raw.startswith("/"):
+        if not raw.startswith("/"):
             self.send_error(HTTPStatus.BAD_REQUEST)
             return None
-        parts = [part for part in relative.split("/") if part]
-        root = self.server.root
-        path = root.joinpath(*parts).resolve() if parts else root
-        hidden = any(part.startswith(".") for part in parts)  # "..", temporary and lock files
-        if hidden or not path.is_relative_to(root) or not path.is_file():
+        try:
+            path = inside(self.server.root, unquote(raw)[1:], normalise=True)
+        except UnsafePathError as exc:
+            self.send_error(HTTPStatus.NOT_FOUND if exc.escapes else HTTPStatus.BAD_REQUEST)
+            return None
+        hidden = any(part.startswith(".") for part in path.relative_to(self.server.root).parts)
+        if hidden or not path.is_file():  # hidden: temporary and lock files
             self.send_error(HTTPStatus.NOT_FOUND)
             return None
         return path
@@ -95,8 +106,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
         self.send_header("Last-Modified", modified)
 
     def _not_modified(self, etag: str, mtime: float) -> bool:
-        if "If-None-Match" in self.headers:
-            return etag in [tag.strip() for tag in self.headers["If-None-Match"].split(",")]
+        if "If-None-Match" in self.headers:  # "*" matches any current file (RFC 9110 13.1.2)
+            tags = [tag.strip() for tag in self.headers["If-None-Match"].split(",")]
+            return "*" in tags or etag in tags
         since = self.headers.get("If-Modified-Since")
         try:
             return (
@@ -116,6 +128,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if match is None or match.groups() == ("", ""):
             return 0, size - 1  # a multi-range or malformed header: send the whole file
         first, last = match.groups()
+        if first and last and int(last) < int(first):
+            return 0, size - 1  # an invalid range is ignored (RFC 9110 14.2): the whole file
         if first:
             start, end = int(first), min(int(last), size - 1) if last else size - 1
         else:
@@ -164,10 +178,14 @@ class RegistryServer(ThreadingHTTPServer):
         host: str = "127.0.0.1",
         port: int = 8000,
         handler: type[RegistryHandler] = RegistryHandler,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise RegistryError(f"{root} is not a folder; serve a registry folder.")
+        if not timeout > 0:
+            raise RegistryError(f"The connection timeout must be positive, not {timeout}.")
+        self.connection_timeout = timeout
         super().__init__((host, port), handler)
 
     @property
@@ -177,10 +195,16 @@ class RegistryServer(ThreadingHTTPServer):
         return f"http://{host}:{port}" if ":" not in str(host) else f"http://[{host}]:{port}"
 
 
-def serve(root: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve ``root`` until interrupted; print the URL first (port 0 picks a free one)."""
+def serve(
+    root: Path, host: str = "127.0.0.1", port: int = 8000, timeout: float = DEFAULT_TIMEOUT
+) -> None:
+    """Serve ``root`` until interrupted; print the URL first (port 0 picks a free one).
+
+    ``timeout`` (seconds) disconnects a client that sends nothing for that long, idle or
+    half-way through a request, so stalled connections cannot pile up.
+    """
     try:
-        server = RegistryServer(root, host, port)
+        server = RegistryServer(root, host, port, timeout=timeout)
     except OSError as exc:
         raise RegistryError(f"Cannot listen on {host}:{port} ({exc.strerror}).") from exc
     print(server.url, flush=True)

@@ -409,10 +409,3 @@ def test_create_refuses_symlinks_and_leaves_nothing(source, tmp_path):
     with pytest.raises(ArchiveError, match="symbolic link"):
         archive.create(source, out_dir / "data.tar.gz")
     assert list(out_dir.iterdir()) == []
-
-
-def test_is_archive_name():
-    for name in ("a.tar", "a.TAR.GZ", "x/y.tgz", "data.zip", "https://h/d/v1.tar.gz?sig=1"):
-        assert archive.is_archive_name(name), name
-    for name in ("folder", "a.gz", "a.tar.xz", "https://h/zip", "data.zip/"):
-        assert not archive.is_archive_name(name), name

@@ -237,3 +237,148 @@ def test_corrupt_manifest_is_a_clear_error(pairs_src, tmp_path):
     (folder / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match="Cannot read"):
         brinelite.load_dataset("gen/discs")
+
+
+# --- datasets as users bring them (issue 12) ---------------------------------------------------
+
+
+def test_folds_take_fractions_and_refuse_nonsense(pairs_src):
+    """Before: (0.2,) gave folds of 0 and 8, (1.5,) 1/7, (-5,) "add up to -5"."""
+    ds = brinelite.load_dataset(str(brinelite.install(str(pairs_src), name="gen/discs").path))
+    validation, train = ds.create_folds((0.2,), seed=0)
+    assert (len(validation), len(train)) == (2, 6)  # round(0.2 * 8), as train_test_split
+    a, b, rest = ds.create_folds((0.25, 3), shuffle=False)
+    assert list(a.indices) == [0, 1] and list(b.indices) == [2, 3, 4] and len(rest) == 3
+    for sizes, words in (
+        ((1.5,), "between 0 and 1"),
+        ((0.0,), "between 0 and 1"),
+        ((-5,), "negative"),
+        ((5, 0.5), "ask for 9 rows, more than the 8 rows"),
+        (("3",), "not a number"),
+    ):
+        with pytest.raises(DataError, match=words):
+            ds.create_folds(sizes)
+    empty, everything = ds.create_folds((0,))
+    assert (len(empty), len(everything)) == (0, 8)
+
+
+def test_slices_and_filter_are_views(pairs_src):
+    ds = brinelite.load_dataset(str(brinelite.install(str(pairs_src), name="gen/discs").path))
+    head = ds[0:3]
+    assert isinstance(head, brinelite.Dataset) and list(head.indices) == [0, 1, 2]
+    assert head[2] == ds[2] and list(ds[::-3].indices) == [7, 4, 1]
+    assert list(ds[5:][1:].indices) == [6, 7]
+    odd = ds.filter(lambda row: int(row.image[-5]) % 2 == 1)
+    assert list(odd.indices) == [1, 3, 5, 7] and odd._table is ds._table
+    assert list(odd.filter(lambda row: row.image.endswith("5.png")).indices) == [5]
+    with pytest.raises(TypeError, match="integers or slices"):
+        ds["0"]
+
+
+def test_build_carries_the_card_and_info_shows_it(pairs_src, tmp_path, cli):
+    """Before: SOURCE.md/README/LICENSE/CITATION were dropped silently."""
+    (pairs_src / "README.md").write_text("# Discs\nGenerated discs for the tests.\n")
+    (pairs_src / "LICENSE").write_text("CC-BY-4.0\n\nFull text here.\n")
+    (pairs_src / "citation.txt").write_text("Disc, A. (2026). Discs.\n")
+    archive = tmp_path / "discs.tar.gz"
+    built = cli("build", pairs_src, "--name", "gen/discs", "--out", archive)
+    assert built.code == 0 and "card LICENSE, README.md, citation.txt" in built.out
+    brinelite.install(str(archive))
+    manifest = brinelite.load_dataset("gen/discs").manifest
+    assert manifest.license == "CC-BY-4.0" and manifest.citation == "Disc, A. (2026). Discs."
+    assert manifest.card == ["LICENSE", "README.md", "citation.txt"]
+    shown = cli("info", "gen/discs").out
+    assert "citation:" in shown and "Disc, A. (2026)" in shown and "--- README.md ---" in shown
+    assert "Generated discs for the tests." in shown
+    other = tmp_path / "other.tar.gz"
+    flags = ("--license", "MIT", "--citation", "Me (2026)", "--version", "2.0.0")
+    assert cli("build", pairs_src, "--name", "gen/discs", "--out", other, *flags).code == 0
+    brinelite.install(str(other))
+    manifest = brinelite.load_dataset("gen/discs@2.0.0").manifest
+    assert (manifest.license, manifest.citation) == ("MIT", "Me (2026)")
+
+
+def test_old_format_1_manifests_still_read(pairs_src):
+    from brinelite.manifest import Manifest
+
+    folder = brinelite.install(str(pairs_src), name="gen/discs").path
+    data = json.loads((folder / "manifest.json").read_text())
+    data = {k: v for k, v in data.items() if k != "citation"} | {"format_version": 1}
+    old = Manifest.from_json(data)
+    assert old.format_version == 1 and old.to_json() == data and old.citation == ""
+    assert Manifest.from_json(data | {"created": "1999-01-01T00:00:00Z"}).fingerprint == (
+        old.fingerprint
+    )
+
+
+def _gif(path, array) -> None:
+    ok, encoded = cv2.imencode(".gif", array)
+    assert ok
+    path.write_bytes(encoded.tobytes())
+
+
+def test_carvana_layout_and_mask_suffixes_pair(tmp_path, pairs_src):
+    """train/NAME.jpg + train_masks/NAME_mask.gif (before: no pairs found), and -mask WebP masks."""
+    carvana = tmp_path / "carvana"
+    (carvana / "train").mkdir(parents=True)
+    (carvana / "train_masks").mkdir()
+    for i in range(3):
+        image = cv2.imread(str(pairs_src / "images" / f"00{i}.png"))
+        mask = cv2.imread(str(pairs_src / "masks" / f"00{i}.png"))
+        cv2.imwrite(str(carvana / "train" / f"car{i}.jpg"), image)
+        _gif(carvana / "train_masks" / f"car{i}_mask.gif", mask)
+    brinelite.build(carvana, "cars/carvana", "1.0.0", tmp_path / "c.tar.gz")
+    brinelite.install(str(tmp_path / "c.tar.gz"))
+    ds = brinelite.load_dataset("cars/carvana")
+    assert ds[0] == ("train/car0.jpg", "train_masks/car0_mask.gif")
+    mask = ds.load_image(ds[2].mask)
+    expected = cv2.imread(str(pairs_src / "masks" / "002.png"), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (48, 64, 3) and (mask[:, :, 0] > 127).sum() == (expected > 127).sum()
+
+    for path in sorted((pairs_src / "masks").iterdir()):
+        mask = cv2.imread(str(path))
+        cv2.imwrite(
+            str(path.with_name(path.stem + "-mask.webp")), mask, [cv2.IMWRITE_WEBP_QUALITY, 101]
+        )
+        path.unlink()
+    built = brinelite.build(pairs_src, "gen/webp", "1.0.0", tmp_path / "w.tar.gz")
+    assert built.manifest.rows == 8
+
+
+def test_unsupported_files_are_named(pairs_src):
+    """Before: "mask without image: masks/003.png" for an images/003.pgm."""
+    (pairs_src / "images" / "003.png").rename(pairs_src / "images" / "003.pgm")
+    (pairs_src / "images" / ".DS_Store").write_bytes(b"ignored")
+    with pytest.raises(BuildError) as raised:
+        brinelite.build(pairs_src, "gen/bad", "1.0.0")
+    assert "unsupported file type: images/003.pgm (brinelite reads .png" in str(raised.value)
+    assert ".DS_Store" not in str(raised.value)
+
+
+def test_show_a_raw_folder_before_building(pairs_src, tmp_path, cli):
+    result = cli("show", pairs_src, "--out", tmp_path / "raw.png", "--rows", "4")
+    assert result.code == 0, result.err
+    assert cv2.imread(str(tmp_path / "raw.png")).shape == (224, 4 * 224, 3)
+    assert brinelite.list_datasets() == []  # nothing was installed
+
+
+def test_prerelease_versions_build_install_and_order(pairs_src, tmp_path, cli):
+    """Before: `--version 1.0.0-rc1` was refused as "not semantic"."""
+    for version in ("1.0.0-rc1", "1.0.0"):
+        out = tmp_path / f"{version}.tar.gz"
+        assert (
+            cli("build", pairs_src, "--name", "gen/d", "--version", version, "--out", out).code == 0
+        )
+        brinelite.install(str(out))
+    assert brinelite.list_datasets() == ["gen/d@1.0.0-rc1", "gen/d@1.0.0"]
+    assert brinelite.load_dataset("gen/d").version == "1.0.0"
+
+
+def test_build_refuses_to_overwrite_unless_forced(pairs_src, tmp_path, cli):
+    """Before: --out X overwrote X silently."""
+    out = tmp_path / "precious.tar.gz"
+    out.write_bytes(b"keep me")
+    refused = cli("build", pairs_src, "--name", "gen/d", "--out", out)
+    assert refused.code == 1 and "--force" in refused.err and out.read_bytes() == b"keep me"
+    assert cli("build", pairs_src, "--name", "gen/d", "--out", out, "--force").code == 0
+    assert out.read_bytes()[:2] == b"\x1f\x8b"

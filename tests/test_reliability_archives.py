@@ -417,7 +417,7 @@ def test_corrupt_images_are_all_named_at_install(home, populated, tmp_path):
     message = str(caught.value)
     for fragment in ("images/001.png", "images/002.png", "masks/003.png", "size mismatch"):
         assert fragment in message
-    assert "images/005.png 48x64, masks/005.png 10x10" in message
+    assert "images/005.png 64x48, masks/005.png 10x10" in message  # width x height
     assert_untouched(home, populated, tmp_path)
 
 
