@@ -112,3 +112,27 @@ def archive(folder: Path, name: str) -> Path:
         brinelite.build(folder, name, "1.0.0", out=tmp)
         tmp.rename(out)
     return out
+
+
+CAMVID_CLASSES = ["sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car",
+                  "pedestrian", "bicyclist"]  # fmt: skip
+
+
+def camvid_source(split: str = "train") -> Path:
+    """An images/ + masks/ + classes.json folder of one CamVid split (files hard-linked)."""
+    import json
+
+    dest = data_dir() / "src" / f"camvid-{split}"
+    if (dest / ".done").exists():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    source = SHARED / "camvid"
+    for sub in ("images", "masks"):
+        (dest / sub).mkdir(parents=True)
+    for stem in (source / f"split-{split}.txt").read_text().split():
+        for sub in ("images", "masks"):
+            os.link(source / sub / f"{stem}.png", dest / sub / f"{stem}.png")
+    classes = [{"id": k, "name": name} for k, name in enumerate(CAMVID_CLASSES)]
+    (dest / "classes.json").write_text(json.dumps({"classes": classes, "ignore": 11}, indent=1))
+    (dest / ".done").touch()
+    return dest

@@ -24,12 +24,15 @@ import shutil
 import tempfile
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from . import archive
 from . import manifest as manifest_io
+from .classes import CLASSES_FILE, ClassMap, mask_ids, pixel_shares, read_classes_file
 from .dataset import Dataset
 from .errors import AlreadyExistsError, BrineliteError, BuildError
 from .hashes import FileInfo
@@ -53,6 +56,15 @@ class Source:
     columns: list[Column]
     rows: list[tuple]
     card: list[Path] = field(default_factory=list)
+    classes: ClassMap | None = None  # what the masks mean; None: binary
+
+
+@dataclass
+class _Masks:
+    """What checking the masks against a class map found: pixel counts, colour masks."""
+
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
+    coloured: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -142,7 +154,9 @@ def scan_pairs(folder: Path) -> Source:
     rows = [(images[stem], masks[stem]) for stem in sorted(images)]
     if not rows:
         raise BuildError(f"{image_dir} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
-    return Source(folder, _PAIR_COLUMNS, rows, _card(folder))
+    classes = folder / CLASSES_FILE
+    class_map = read_classes_file(classes) if classes.is_file() else None
+    return Source(folder, _PAIR_COLUMNS, rows, _card(folder), class_map)
 
 
 def read_config(config_path: Path) -> Source:
@@ -190,36 +204,75 @@ def _column_from(name: str, kind: str, table: list[dict[str, str]]) -> Column:
     return Column(name, kind, tuple(dict.fromkeys(record[name] for record in table)))
 
 
-def check_images(source: Source, progress: Progress | None = None) -> None:
+def check_images(source: Source, progress: Progress | None = None) -> _Masks:
     """Decode every image of ``source``; raise :class:`BuildError` listing every failure.
 
     Also checks that the image columns of one row agree in width and height (an image and
-    its mask must line up pixel for pixel). Sizes are read from each file's header first,
-    so an image past the pixel ceiling is refused without being decoded.
+    its mask must line up pixel for pixel) and, with a class map, that every mask holds only
+    declared ids or colours. Sizes are read from each file's header first, so an image past
+    the pixel ceiling is refused without being decoded.
     """
     progress = progress or Silent()
     image_columns = [k for k, c in enumerate(source.columns) if c.isimage()]
+    mask_column = _mask_column(source)
+    found = _Masks()
     progress.start(len(source.rows))
 
-    def check(row: tuple) -> list[str]:
-        sizes, problems = {}, []
+    def check(row: tuple) -> tuple[list[str], np.ndarray | None]:
+        sizes, problems, counts = {}, [], None
         for k in image_columns:
             try:
-                height, width = read_image(inside(source.root, row[k])).shape[:2]
-                sizes[row[k]] = (width, height)
+                array = read_image(inside(source.root, row[k]))
             except BrineliteError as exc:
                 problems.append(str(exc).rstrip("."))
+                continue
+            sizes[row[k]] = (array.shape[1], array.shape[0])
+            if k == mask_column and source.classes is not None:
+                ids, problem = mask_ids(source.classes, array, row[k])
+                if ids is None:
+                    problems.append(problem)
+                else:
+                    counts = np.bincount(ids.ravel(), minlength=256)
+                    if array.ndim == 3 and array.shape[2] > 1:
+                        found.coloured.add(row[k])
         if len(set(sizes.values())) > 1:
             problems.append(
                 "size mismatch (WxH) " + ", ".join(f"{p} {w}x{h}" for p, (w, h) in sizes.items())
             )
         progress.advance(1)
-        return problems
+        return problems, counts
 
     with ThreadPoolExecutor(2) as pool:
-        problems = [p for found in pool.map(check, source.rows) for p in found]
+        results = list(pool.map(check, source.rows))
+    problems = [p for found_problems, _ in results for p in found_problems]
     if problems:
         raise BuildError(f"Cannot build the dataset: {_listing(problems)}.")
+    for _, counts in results:
+        if counts is not None:
+            found.counts += counts
+    return found
+
+
+def _mask_column(source: Source) -> int | None:
+    """The position of the mask column: the one called ``mask``, else the second image one."""
+    names = [c.name for c in source.columns]
+    if "mask" in names and source.columns[names.index("mask")].isimage():
+        return names.index("mask")
+    images = [k for k, c in enumerate(source.columns) if c.isimage()]
+    return images[1] if len(images) > 1 else None
+
+
+def _write_ids(source: Source, cell: str, dest: Path) -> str:
+    """Convert the colour mask ``cell`` to a PNG of class ids in ``dest``; return its cell."""
+    import cv2
+
+    ids, _ = mask_ids(source.classes, read_image(inside(source.root, cell)), cell)  # type: ignore[arg-type]
+    converted = str(Path(cell).with_suffix(".png").as_posix())
+    target = dest / converted
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(target), ids):
+        raise BuildError(f"Cannot write the converted mask {target}.")
+    return converted
 
 
 def _inputs(source: Source) -> list[Path]:
@@ -263,24 +316,32 @@ def stage(
     ``license`` and ``citation`` default to the LICENSE file's first line and the CITATION
     file's text when the source has them.
     """
-    check_images(source, progress)
+    masks = check_images(source, progress)
+    renamed = {cell: _write_ids(source, cell, dest) for cell in sorted(masks.coloured)}
     for cell in _cells(source):
+        if cell in renamed:
+            continue
         target = dest / cell
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(inside(source.root, cell), target)
     for path in source.card:
         shutil.copyfile(path, dest / path.name)
+    rows = [tuple(renamed.get(value, value) for value in row) for row in source.rows]
+    classes = source.classes
+    if classes is not None:
+        classes = replace(classes, shares=pixel_shares(classes, masks.counts))
     licence_text = _card_text(source.card, "license") or _card_text(source.card, "licence")
     return manifest_io.create(
         dest,
         name,
         version,
         source.columns,
-        source.rows,
+        rows,
         description,
         license or (licence_text.splitlines() or [""])[0].strip(),
         citation=citation or _card_text(source.card, "citation"),
         created=created_time(_inputs(source)),
+        classes=classes,
     )
 
 
@@ -309,7 +370,9 @@ def open_source(path: Path) -> Dataset:
     """
     source = load_source(path)
     files = {cell: FileInfo(0, "") for cell in _cells(source)}
-    manifest = Manifest(str(path), "0.0.0", source.columns, len(source.rows), files)
+    manifest = Manifest(
+        str(path), "0.0.0", source.columns, len(source.rows), files, classes=source.classes
+    )
     table = [list(column) for column in zip(*source.rows, strict=True)]
     return Dataset(source.root, manifest, table)
 
@@ -325,6 +388,7 @@ def build(
     *,
     citation: str = "",
     force: bool = False,
+    classes: Path | None = None,
 ) -> BuildResult:
     """Build a reproducible dataset archive (``.tar.gz``) from ``src``; see the module docstring.
 
@@ -335,6 +399,9 @@ def build(
             is refused unless ``force``.
         description, license, citation: for the manifest (license and citation default to
             the source's LICENSE and CITATION files).
+        classes: a class map file (``classes.json``, see :mod:`brinelite.classes`) saying
+            the masks hold semantic classes; default: ``classes.json`` in ``src`` if any,
+            else binary masks. Every mask is checked against it and its pixel shares stored.
 
     Returns:
         :class:`BuildResult` with the manifest, the archive and its sha256, which is the same
@@ -351,6 +418,8 @@ def build(
             f"{out} already exists; choose another --out or pass --force to overwrite it."
         )
     source = load_source(src)
+    if classes is not None:
+        source = replace(source, classes=read_classes_file(Path(classes)))
     with tempfile.TemporaryDirectory(prefix="brinelite-build-") as tmp:
         manifest = stage(source, Path(tmp), name, version, description, license, progress, citation)
         sha256 = archive.create(Path(tmp), out)

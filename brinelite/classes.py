@@ -9,7 +9,8 @@ and an ``ignore`` id (void: pixels scored by nothing). It is written by users as
                  {"id": 1, "name": "building"}],
      "ignore": 11}
 
-and stored in the manifest (``docs/format.md``). Ids need not be contiguous: training maps
+(``"ignore_color": [0, 0, 0]`` names void's colour in colour-coded masks) and stored in the
+manifest (``docs/format.md``). Ids need not be contiguous: training maps
 them onto ``0..N-1`` with :meth:`ClassMap.to_indices`, void onto :attr:`ClassMap.void_index`.
 """
 
@@ -54,6 +55,7 @@ class ClassMap:
     classes: tuple[SegmentationClass, ...]
     ignore: int | None = None
     shares: dict[str, float] = field(default_factory=dict, compare=False)
+    ignore_color: tuple[int, int, int] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -103,10 +105,12 @@ class ClassMap:
         packed = (pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
         ids = np.full(packed.shape, self.ignore if self.ignore is not None else 0, np.uint8)
         known = np.zeros(packed.shape, dtype=bool)
-        for item in self.classes:
-            r, g, b = item.color  # type: ignore[misc]
+        pairs = [(item.id, item.color) for item in self.classes]
+        if self.ignore is not None and self.ignore_color is not None:
+            pairs.append((self.ignore, self.ignore_color))
+        for pixel_id, (r, g, b) in pairs:  # type: ignore[misc]
             hit = packed == ((r << 16) | (g << 8) | b)
-            ids[hit] = item.id
+            ids[hit] = pixel_id
             known |= hit
         unknown = np.unique(packed[~known])
         colours = [(int(v >> 16), int((v >> 8) & 255), int(v & 255)) for v in unknown[:10]]
@@ -123,6 +127,8 @@ class ClassMap:
         data: dict[str, Any] = {"classes": entries}
         if self.ignore is not None:
             data["ignore"] = self.ignore
+        if self.ignore_color is not None:
+            data["ignore_color"] = list(self.ignore_color)
         if self.shares:
             data["shares"] = dict(self.shares)
         return data
@@ -139,7 +145,7 @@ class ClassMap:
 def _parse(data: Any) -> ClassMap:
     if not isinstance(data, dict) or not isinstance(data.get("classes"), list):
         raise ValueError('it must be an object with a "classes" list')
-    unknown = set(data) - {"classes", "ignore", "shares"}
+    unknown = set(data) - {"classes", "ignore", "ignore_color", "shares"}
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)}")
     entries = data["classes"]
@@ -156,7 +162,15 @@ def _parse(data: Any) -> ClassMap:
         ignore = _pixel_id(ignore, "ignore")
         if ignore in {c.id for c in classes}:
             raise ValueError(f"ignore id {ignore} is also a class id")
-    return ClassMap(classes, ignore, _parse_shares(data.get("shares", {}), classes))
+    ignore_color = data.get("ignore_color")
+    if ignore_color is not None:
+        if ignore is None:
+            raise ValueError('"ignore_color" needs an "ignore" id')
+        ignore_color = _colour(ignore_color, "ignore")
+        if ignore_color in {c.color for c in classes}:
+            raise ValueError(f"ignore_color {list(ignore_color)} is also a class colour")
+    shares = _parse_shares(data.get("shares", {}), classes)
+    return ClassMap(classes, ignore, shares, ignore_color)
 
 
 def _parse_class(entry: Any, k: int) -> SegmentationClass:
@@ -168,16 +182,19 @@ def _parse_class(entry: Any, k: int) -> SegmentationClass:
     if any(ch in name for ch in ",\n\r\t"):
         raise ValueError(f"class name {name!r} holds a comma, tab or line break")
     color = entry.get("color")
-    if color is not None:
-        if (
-            not isinstance(color, list)
-            or len(color) != 3
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in color)
-            or not all(0 <= v <= 255 for v in color)
-        ):
-            raise ValueError(f"class {name!r} has color {color!r}; give [R, G, B] from 0 to 255")
-        color = tuple(color)
+    color = None if color is None else _colour(color, f"class {name!r}")
     return SegmentationClass(_pixel_id(entry.get("id"), f"class {name!r}"), name, color)
+
+
+def _colour(value: Any, what: str) -> tuple[int, int, int]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or not all(0 <= v <= 255 for v in value)
+    ):
+        raise ValueError(f"{what} has color {value!r}; give [R, G, B] from 0 to 255")
+    return (value[0], value[1], value[2])
 
 
 def _pixel_id(value: Any, what: str) -> int:
@@ -227,3 +244,33 @@ def pixel_shares(class_map: ClassMap, counts: np.ndarray) -> dict[str, float]:
     if class_map.ignore is not None:
         shares["ignore"] = round(float(counts[class_map.ignore]) / total, 6)
     return shares
+
+
+def mask_ids(class_map: ClassMap, mask: np.ndarray, name: str) -> tuple[np.ndarray | None, str]:
+    """The class ids of a decoded mask (HxW uint8), or ``None`` and what is wrong with it.
+
+    A one-channel mask holds ids; a colour mask (3 or 4 channels) is converted through the
+    declared colours. Values or colours that the class map does not declare are refused.
+    """
+    channels = mask.shape[2] if mask.ndim == 3 else 1
+    if channels in (3, 4):
+        if any(item.color is None for item in class_map.classes):
+            return None, (
+                f"{name} is a colour mask ({channels} channels) but classes.json gives no "
+                "color for every class; save masks of class ids (one channel) or add colors"
+            )
+        ids, unknown = class_map.colors_to_ids(mask)
+        if unknown:
+            shown = ", ".join(str(list(c)) for c in unknown)
+            return None, f"{name} holds undeclared colours {shown}"
+        return ids, ""
+    if channels != 1 or mask.dtype != np.uint8:
+        return None, f"{name} is not an 8-bit one-channel mask of class ids ({mask.dtype})"
+    ids = mask.reshape(mask.shape[:2])
+    bad = class_map.undeclared(ids)
+    if bad:
+        declared = ", ".join(map(str, class_map.ids))
+        void = f", ignore {class_map.ignore}" if class_map.ignore is not None else ""
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        return None, f"{name} holds undeclared values {shown} (declared ids {declared}{void})"
+    return ids, ""

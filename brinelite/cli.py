@@ -18,6 +18,7 @@ from typer._click.exceptions import MissingParameter
 from . import __version__, cache, config, lockfile, registry
 from . import serve as server
 from .build import build as build_archive
+from .classes import ClassMap
 from .commandline import run_app
 from .dataset import load_dataset
 from .errors import NotInstalledError
@@ -172,7 +173,21 @@ def info(
         ("path", str(dataset.path)),
     ):
         typer.echo(f"{key + ':':<20}{value}")
+    if manifest.classes is not None:
+        _print_classes(manifest.classes)
     _print_card(dataset.path, manifest.card)
+
+
+def _print_classes(classes: ClassMap) -> None:
+    """The class table: pixel id, name, colour and share of all pixels (measured at build)."""
+    typer.echo(f"\n{'id':>4}  {'class':<20}{'color':<16}pixels")
+    rows = [(c.id, c.name, c.color) for c in classes.classes]
+    if classes.ignore is not None:
+        rows.append((classes.ignore, "ignore", None))
+    for pixel, name, color in rows:
+        share = classes.shares.get(name)
+        shown = f"{share:7.2%}" if share is not None else "      -"
+        typer.echo(f"{pixel:>4}  {name:<20}{str(list(color)) if color else '-':<16}{shown}")
 
 
 def _print_card(folder: Path, card: list[str], lines: int = 40) -> None:
@@ -221,6 +236,10 @@ def build(
     citation: Annotated[
         str, typer.Option(help="How to cite the data (default: the CITATION file).")
     ] = "",
+    classes: Annotated[
+        Path | None,
+        typer.Option(help="Class map of semantic masks (default: classes.json in SRC if any)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     publish_to: Annotated[
@@ -243,6 +262,7 @@ def build(
             progress,
             citation=citation,
             force=force,
+            classes=classes,
         )
     manifest = result.manifest
     card = f", card {', '.join(manifest.card)}" if manifest.card else ""

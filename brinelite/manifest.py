@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .classes import ClassMap
 from .errors import IntegrityError, ManifestError
 from .hashes import FileInfo, file_info
 from .names import DatasetRef, parse_name, parse_version
 from .paths import UnsafePathError, safe_relpath, unsafe
 
-FORMAT_VERSION = 2  # 2 added "citation"; version 1 manifests read unchanged
+FORMAT_VERSION = 3  # 2 added "citation", 3 "classes"; older manifests read unchanged
 MANIFEST = "manifest.json"
 ROWS = "rows.csv"
 INSTALL_RECORD = "install.json"  # written by the installer beside the manifest, not hashed
@@ -68,6 +69,7 @@ class Manifest:
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    classes: ClassMap | None = None  # None: binary masks (foreground vs background)
 
     @property
     def ref(self) -> DatasetRef:
@@ -109,6 +111,7 @@ class Manifest:
             "rows": self.rows,
             "files": {path: {"size": i.size, "sha256": i.sha256} for path, i in self.files.items()},
             "extra": self.extra,
+            **({"classes": self.classes.to_json()} if self.classes else {}),
         }
 
     @classmethod
@@ -132,6 +135,11 @@ class Manifest:
                 created=str(data.get("created", "")),
                 extra=dict(data.get("extra") or {}),
                 format_version=int(data["format_version"]),
+                classes=(
+                    ClassMap.from_json(data["classes"], "the manifest's class map")
+                    if data.get("classes") is not None
+                    else None
+                ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ManifestError(f"Manifest is malformed ({type(exc).__name__}: {exc}).") from exc
@@ -287,6 +295,7 @@ def create(
     *,
     citation: str = "",
     created: str = "",
+    classes: ClassMap | None = None,
 ) -> Manifest:
     """Write the rows table, hash every file in ``folder`` and write the manifest.
 
@@ -306,6 +315,7 @@ def create(
         citation=citation,
         created=created,
         extra=extra or {},
+        classes=classes,
     )
     check_cells(
         manifest, [list(column) for column in zip(*rows, strict=True)] or [[]] * len(columns)

@@ -1,0 +1,172 @@
+"""7. Multi-class quality: segtrain's CLI against a hand-written Keras script, same minutes.
+
+Both train on CamVid's train split (``shared/data/camvid``, 184 street frames, 11 classes +
+void) for the same wall-clock budget and are scored the same way on its 51 validation frames:
+predictions at the model's input size are resized back to 480x360 with nearest neighbour and
+compared with the label maps, void pixels left out; mIoU is the mean IoU over the classes
+present. The trivial predictor says "the training split's majority class" everywhere.
+
+The baseline is what a newcomer writes from the keras.io examples: read the PNGs with OpenCV,
+resize, a softmax U-Net of the same size (segtrain's "small": base 16 filters, depth 4), sparse
+categorical cross-entropy over all 12 values (void included as a class), Adam, no
+augmentation, no class weights.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import data
+
+CAMVID = data.SHARED / "camvid"
+CLASSES = data.CAMVID_CLASSES
+VOID = 11
+SIZE = 128
+BATCH = 4
+BUDGET_S = 240
+
+
+def _stems(split: str) -> list[str]:
+    return (CAMVID / f"split-{split}.txt").read_text().split()
+
+
+def _read(stem: str) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    image = cv2.cvtColor(cv2.imread(str(CAMVID / "images" / f"{stem}.png")), cv2.COLOR_BGR2RGB)
+    labels = cv2.imread(str(CAMVID / "masks" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+    return image, labels
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray, classes: int = len(CLASSES)) -> np.ndarray:
+    """Counts of (true class, predicted class) over the pixels that are not void."""
+    keep = truth < classes
+    pairs = truth[keep].astype(np.int64) * classes + np.minimum(predicted[keep], classes - 1)
+    return np.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
+
+
+def scores(matrix: np.ndarray) -> dict:
+    """mIoU over classes present, per-class IoU, and pixel accuracy from a confusion matrix."""
+    hit = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(0) + matrix.sum(1) - hit
+    present = matrix.sum(1) > 0
+    iou = np.divide(hit, union, out=np.zeros_like(hit), where=union > 0)
+    return {
+        "miou": float(iou[present].mean()),
+        "per_class_iou": {name: round(float(v), 4) for name, v in zip(CLASSES, iou, strict=True)},
+        "pixel_accuracy": float(hit.sum() / matrix.sum()),
+    }
+
+
+def _score(predict_ids) -> dict:
+    """Score ``predict_ids(image) -> HxW class ids at full size`` on the validation split."""
+    matrix = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
+    for stem in _stems("val"):
+        image, labels = _read(stem)
+        matrix += confusion(labels, predict_ids(image))
+    return scores(matrix)
+
+
+def majority_baseline() -> dict:
+    """The training split's most frequent class everywhere, scored like the models."""
+    counts = np.zeros(256, np.int64)
+    for stem in _stems("train"):
+        counts += np.bincount(_read(stem)[1].ravel(), minlength=256)
+    majority = int(np.argmax(counts[: len(CLASSES)]))
+    return {"class": CLASSES[majority]} | _score(lambda image: np.full(image.shape[:2], majority))
+
+
+def _baseline_model():
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x, skips = inputs, []
+    for filters in (16, 32, 64, 128):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        skips.append(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(256, 3, padding="same", activation="relu")(x)
+    for filters, skip in zip((128, 64, 32, 16), reversed(skips), strict=True):
+        x = layers.UpSampling2D()(x)
+        x = layers.Concatenate()([x, skip])
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    outputs = layers.Conv2D(VOID + 1, 1, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+def hand_written_baseline(budget: float) -> dict:
+    """The newcomer's script, trained for ``budget`` seconds, scored like segtrain."""
+    import cv2
+    import keras
+
+    pairs = [_read(stem) for stem in _stems("train")]
+    x = np.stack([cv2.resize(i, (SIZE, SIZE)) / 255 for i, _ in pairs]).astype(np.float32)
+    y = np.stack([cv2.resize(m, (SIZE, SIZE), interpolation=cv2.INTER_NEAREST) for _, m in pairs])
+    model = _baseline_model()
+    start, epochs = time.perf_counter(), 0
+    while time.perf_counter() - start < budget:
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
+        epochs += 1
+
+    def predict_ids(image: np.ndarray) -> np.ndarray:
+        small = cv2.resize(image, (SIZE, SIZE))[np.newaxis] / 255
+        ids = np.argmax(model.predict(small, verbose=0)[0], axis=-1).astype(np.uint8)
+        return cv2.resize(ids, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+
+    keras.backend.clear_session()
+    return {"train_s": time.perf_counter() - start, "epochs": epochs} | _score(predict_ids)
+
+
+def segtrain_cli(budget: float) -> dict:
+    """``brinelite build`` + ``segtrain train`` on the train split, same budget.
+
+    segtrain keeps 16 of the 184 training frames aside to choose its best weights (its
+    ``--val``), so it trains on 168 frames where the baseline uses all 184.
+    """
+    bin_dir = Path(sys.executable).parent
+    work = data.data_dir() / "multiclass"
+    work.mkdir(exist_ok=True)
+    source = data.camvid_source("train")
+    archive = work / "camvid.tar.gz"
+    subprocess.run(
+        [bin_dir / "brinelite", "build", source, "--name", "bench/camvid", "--out", archive,
+         "-q", "--force"], check=True)  # fmt: skip
+    subprocess.run([bin_dir / "brinelite", "install", archive, "-q"], check=True)
+    run_dir = work / "camvid-run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    start = time.perf_counter()
+    subprocess.run(
+        [bin_dir / "segtrain", "train", "bench/camvid", "--model", "small", "--size", str(SIZE),
+         "--batch-size", str(BATCH), "--val", "16", "--lr", "1e-3", "--epochs", "1000",
+         "--time-limit", str(budget / 60), "--quiet", "--out", run_dir],
+        check=True,
+    )  # fmt: skip
+    train_s = time.perf_counter() - start
+    import segtrain
+
+    model = segtrain.load_model(run_dir)
+    to_ids = segtrain.class_predictor(model)
+    return {"train_s": train_s} | _score(to_ids)
+
+
+def run(smoke: bool = False) -> dict:
+    budget = 6 if smoke else BUDGET_S
+    return {
+        "size": SIZE,
+        "batch": BATCH,
+        "budget_s": budget,
+        "majority": majority_baseline(),
+        "baseline": hand_written_baseline(budget),
+        "segtrain": segtrain_cli(budget),
+    }
