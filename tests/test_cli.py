@@ -199,3 +199,62 @@ def test_json_for_scripts(pairs_src, tmp_path, cli, brinelite_home, monkeypatch)
     assert item["name"] == "gen/discs" and item["versions"] == ["1.2.0"]
     assert (item["latest"], item["rows"], item["description"]) == ("1.2.0", 8, "Discs")
     assert item["size"] > 0 and item["registry"]
+
+
+# Progress bars: on a terminal or in a notebook, never in pipes, off with the variable.
+
+
+def test_progress_decision(monkeypatch):
+    from brinelite.progress import should_draw
+
+    monkeypatch.delenv("BRINELITE_DISABLE_PROGRESS_BARS", raising=False)
+    assert should_draw(False, terminal=True, notebook=False)
+    assert should_draw(False, terminal=False, notebook=True)
+    assert not should_draw(False, terminal=False, notebook=False)
+    assert not should_draw(True, terminal=True, notebook=True)
+    monkeypatch.setenv("BRINELITE_DISABLE_PROGRESS_BARS", "1")
+    assert not should_draw(False, terminal=True, notebook=True)
+
+
+def test_notebook_is_detected_from_the_kernel(monkeypatch):
+    import builtins
+
+    from brinelite.progress import in_notebook
+
+    assert not in_notebook()  # pytest is no kernel
+    for shell, notebook in (("ZMQInteractiveShell", True), ("TerminalInteractiveShell", False)):
+        kernel = type(shell, (), {})()
+        monkeypatch.setattr(builtins, "get_ipython", lambda kernel=kernel: kernel, raising=False)
+        assert in_notebook() is notebook
+
+
+def _stderr_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``args`` with stderr on a pseudo-terminal (stdout piped); return code and stderr."""
+    import pty
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    process.communicate()
+    return process.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bars_on_a_terminal_and_the_variable_that_turns_them_off(tmp_path):
+    install = [sys.executable, "-m", "brinelite", "install", "demo/membrane"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm", "COLUMNS": "100"}
+    env.pop("BRINELITE_DISABLE_PROGRESS_BARS", None)
+    code, drawn = _stderr_on_a_terminal(install, {**env, "BRINELITE_HOME": str(tmp_path / "a")})
+    assert code == 0 and "Extracting demo/membrane" in drawn and "━" in drawn
+    env["BRINELITE_DISABLE_PROGRESS_BARS"] = "1"
+    code, drawn = _stderr_on_a_terminal(install, {**env, "BRINELITE_HOME": str(tmp_path / "b")})
+    assert code == 0 and drawn == ""
