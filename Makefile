@@ -9,6 +9,7 @@ DEMO_DIR ?= demo-run
 
 setup: $(STAMP)
 
+# dev = every extra (keras, train, s3) plus the test tools: demo and test get everything.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -2,7 +2,9 @@
 
 Every command is a thin layer over the Python API. Errors are caught once,
 here: a :class:`BrineliteError` (or a usage mistake) prints one line on stderr
-and exits 1 (2 for usage), never a traceback.
+and exits 1 (2 for usage), never a traceback. Everything is printed through
+:class:`~brinelite.commandline.Output`: literally, never as markup, never wrapped;
+``--json`` gives scripts the same facts with stable keys (README, "Scripting").
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ from textwrap import shorten
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from typer._click.exceptions import MissingParameter
 
 from . import __version__, cache, config, lockfile, registry
 from . import serve as server
 from .build import build as build_archive
 from .classes import ClassMap
-from .commandline import run_app
+from .commandline import Output, new_app, run_app
 from .dataset import load_dataset
 from .errors import NotInstalledError
 from .install import install as install_dataset
@@ -28,17 +29,16 @@ from .names import parse_name
 from .progress import bar
 from .redact import redact_url
 
-app = typer.Typer(
-    help="Install, inspect, build and share image/mask datasets.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-cache_app = typer.Typer(help="Where the cache is, and cleaning it.", no_args_is_help=True)
+app = new_app("Install, inspect, build and share image/mask datasets.", no_args_is_help=True)
+cache_app = new_app("Where the cache is, and cleaning it.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
-registry_app = typer.Typer(help="The registries datasets are installed from.", no_args_is_help=True)
+registry_app = new_app("The registries datasets are installed from.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
-out = Console()
+out = Output()
+err = Output(err=True)
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print JSON with stable keys (see the README) for scripts.")
+]
 
 
 def _human(size: float) -> str:
@@ -99,15 +99,15 @@ def install(
         results = [install_dataset(source, name=name, sha256=sha256, force=force, quiet=quiet)]
     for result in results:
         for skipped in result.skipped:
-            typer.echo(f"Warning: {skipped}", err=True)
+            err.print(f"Warning: {skipped}")
         if result.note:
-            typer.echo(result.note)
+            out.print(result.note)
         if result.already:
-            typer.echo(f"Dataset {result.ref} is already installed (use --force to reinstall).")
+            out.print(f"Dataset {result.ref} is already installed (use --force to reinstall).")
         else:
-            typer.echo(f"Dataset {result.ref} was installed.")
+            out.print(f"Dataset {result.ref} was installed.")
         if result.sha256:
-            typer.echo(f"sha256 {result.sha256}")
+            out.print(f"sha256 {result.sha256}")
 
 
 @app.command()
@@ -120,7 +120,7 @@ def lock(
     """Write name@version, archive sha256 and fingerprint of installed datasets to a lock file."""
     entries = lockfile.lock_installed(names)
     lockfile.write(entries, out_file)
-    typer.echo(f"Locked {len(entries)} dataset{'s' if len(entries) != 1 else ''} in {out_file}.")
+    out.print(f"Locked {len(entries)} dataset{'s' if len(entries) != 1 else ''} in {out_file}.")
 
 
 @app.command()
@@ -138,9 +138,25 @@ def uninstall(
 
 
 @app.command("list")
-def list_command() -> None:
+def list_command(as_json: JsonFlag = False) -> None:
     """List installed datasets."""
     refs = cache.installed()
+    if as_json:
+        out.json(
+            {
+                "cache": str(cache.home()),
+                "datasets": [
+                    {
+                        "name": ref.full_name,
+                        "version": str(ref.version),
+                        "ref": str(ref),
+                        "path": str(cache.dataset_path(ref)),
+                    }
+                    for ref in refs
+                ],
+            }
+        )
+        return
     if not refs:
         out.print(f"No datasets installed in {cache.home()}.")
         return
@@ -151,9 +167,13 @@ def list_command() -> None:
 @app.command()
 def info(
     name: Annotated[str, typer.Argument(help="scope/name[@version] of an installed dataset.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Show an installed dataset: versions, rows, columns, size, source, sha256 and its card."""
     dataset = load_dataset(name)
+    if as_json:
+        out.json(_info_json(dataset))
+        return
     manifest = dataset.manifest
     record = read_install_record(dataset.path)
     versions = ", ".join(str(v) for v in cache.installed_versions(parse_name(manifest.name)))
@@ -172,7 +192,7 @@ def info(
         ("fingerprint", manifest.fingerprint),
         ("path", str(dataset.path)),
     ):
-        typer.echo(f"{key + ':':<20}{value}")
+        out.print(f"{key + ':':<20}{value}")
     if manifest.classes is not None:
         _print_classes(manifest.classes)
     _print_card(dataset.path, manifest.card)
@@ -180,14 +200,14 @@ def info(
 
 def _print_classes(classes: ClassMap) -> None:
     """The class table: pixel id, name, colour and share of all pixels (measured at build)."""
-    typer.echo(f"\n{'id':>4}  {'class':<20}{'color':<16}pixels")
+    out.print(f"\n{'id':>4}  {'class':<20}{'color':<16}pixels")
     rows = [(c.id, c.name, c.color) for c in classes.classes]
     if classes.ignore is not None:
         rows.append((classes.ignore, "ignore", None))
     for pixel, name, color in rows:
         share = classes.shares.get(name)
         shown = f"{share:7.2%}" if share is not None else "      -"
-        typer.echo(f"{pixel:>4}  {name:<20}{str(list(color)) if color else '-':<16}{shown}")
+        out.print(f"{pixel:>4}  {name:<20}{str(list(color)) if color else '-':<16}{shown}")
 
 
 def _print_card(folder: Path, card: list[str], lines: int = 40) -> None:
@@ -198,22 +218,53 @@ def _print_card(folder: Path, card: list[str], lines: int = 40) -> None:
             text = (folder / name).read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             return
-        typer.echo(f"\n--- {name} ---")
-        typer.echo("\n".join(text[:lines]))
+        out.print(f"\n--- {name} ---")
+        out.print("\n".join(text[:lines]))
         if len(text) > lines:
-            typer.echo(f"... ({len(text) - lines} more lines in {folder / name})")
+            out.print(f"... ({len(text) - lines} more lines in {folder / name})")
+
+
+def _info_json(dataset) -> dict:
+    """``info --json``: the facts of ``info`` as numbers and lists (keys in the README)."""
+    manifest = dataset.manifest
+    record = read_install_record(dataset.path)
+    return {
+        "name": manifest.name,
+        "version": str(manifest.version),
+        "installed_versions": [str(v) for v in cache.installed_versions(parse_name(manifest.name))],
+        "description": manifest.description,
+        "license": manifest.license,
+        "citation": manifest.citation,
+        "card": manifest.card,
+        "classes": manifest.classes.to_json() if manifest.classes else None,
+        "rows": manifest.rows,
+        "columns": [{"name": c.name, "type": c.type} for c in manifest.columns],
+        "total_bytes": manifest.total_bytes,
+        "files": len(manifest.files),
+        "source": redact_url(record.get("source", "")),
+        "sha256": record.get("sha256", ""),
+        "fingerprint": manifest.fingerprint,
+        "path": str(dataset.path),
+    }
 
 
 @app.command()
 def verify(
     name: Annotated[str, typer.Argument(help="scope/name[@version] of an installed dataset.")],
+    as_json: JsonFlag = False,
 ) -> None:
-    """Re-hash every file of an installed dataset against its manifest."""
+    """Re-hash every file of an installed dataset against its manifest (exit 1 on a mismatch)."""
     from . import manifest as manifest_io
 
     dataset = load_dataset(name)
     manifest_io.verify(dataset.path, dataset.manifest)
-    out.print(f"Dataset {dataset.name}@{dataset.version}: {len(dataset.manifest.files)} files OK.")
+    files = len(dataset.manifest.files)
+    if as_json:
+        out.json(
+            {"name": dataset.name, "version": str(dataset.version), "files": files, "ok": True}
+        )
+    else:
+        out.print(f"Dataset {dataset.name}@{dataset.version}: {files} files OK.")
 
 
 @app.command()
@@ -266,13 +317,13 @@ def build(
         )
     manifest = result.manifest
     card = f", card {', '.join(manifest.card)}" if manifest.card else ""
-    typer.echo(
+    out.print(
         f"Built {manifest.name}@{manifest.version}: {manifest.rows} rows, "
         f"columns {', '.join(c.name for c in manifest.columns)}{card}, "
         f"{_human(manifest.total_bytes)} of files -> {result.archive} "
         f"({_human(result.archive.stat().st_size)})"
     )
-    typer.echo(f"sha256 {result.sha256}")
+    out.print(f"sha256 {result.sha256}")
     if publish_to:
         _announce(registry.publish(result.archive, publish_to))
 
@@ -291,8 +342,8 @@ def publish(
 
 
 def _announce(published: registry.Resolved) -> None:
-    typer.echo(f"Published {published.ref} to {published.registry}")
-    typer.echo(
+    out.print(f"Published {published.ref} to {published.registry}")
+    out.print(
         f"Teammates install it with: BRINELITE_REGISTRY={published.registry} "
         f"brinelite install {published.ref}"
     )
@@ -301,15 +352,36 @@ def _announce(published: registry.Resolved) -> None:
 @app.command()
 def search(
     text: Annotated[str, typer.Argument(help="Part of a name or description.")] = "",
+    as_json: JsonFlag = False,
 ) -> None:
     """List the datasets of every registry, with versions, rows and sizes."""
     found = registry.search(text)
     for skipped in found.skipped:
-        typer.echo(f"Warning: {skipped}", err=True)
+        err.print(f"Warning: {skipped}")
+    if as_json:
+        out.json(
+            {
+                "query": text,
+                "datasets": [
+                    {
+                        "name": item.name,
+                        "versions": list(item.versions),
+                        "latest": item.latest,
+                        "rows": item.rows,
+                        "size": item.size,
+                        "description": item.description,
+                        "registry": item.registry,
+                    }
+                    for item in found.listings
+                ],
+                "skipped": [{"registry": s.registry, "reason": s.reason} for s in found.skipped],
+            }
+        )
+        return
     if not found.listings:
-        typer.echo(f"No dataset matches {text!r} in the registries.")
+        out.print(f"No dataset matches {text!r} in the registries.")
     for item in found.listings:
-        typer.echo(
+        out.print(
             f"{item.name}  versions {', '.join(item.versions)}  {item.rows} rows  "
             f"{_human(item.size)}  ({item.registry})  {shorten(item.description, 60)}".rstrip()
         )
@@ -340,14 +412,14 @@ def registry_add(
     """Add a registry, asked after those already added."""
     entry = config.add(name, url, token_env)
     token = f"token from ${entry.token_env}" if entry.token_env else "no token of its own"
-    typer.echo(f"Registry {entry.name} added: {entry.url} ({token}).")
+    out.print(f"Registry {entry.name} added: {entry.url} ({token}).")
 
 
 @registry_app.command("list")
 def registry_list() -> None:
     """List the registries in the order they are asked."""
     for entry in registry.registries():
-        typer.echo(f"{entry.name}  {entry.url}" if entry.name != entry.url else entry.url)
+        out.print(f"{entry.name}  {entry.url}" if entry.name != entry.url else entry.url)
 
 
 @registry_app.command("remove")
@@ -378,7 +450,7 @@ def show(
     folder = Path(name).expanduser()
     raw = folder.is_dir() and not (folder / MANIFEST).is_file()
     path = contact_sheet(open_source(folder) if raw else load_dataset(name), out_file, rows=rows)
-    typer.echo(f"Wrote {path}")
+    out.print(f"Wrote {path}")
 
 
 @cache_app.command("dir")
@@ -391,10 +463,10 @@ def cache_dir() -> None:
 def cache_clean() -> None:
     """Delete partial downloads and leftovers of interrupted installs (not running ones)."""
     cleaned = cache.clean()
-    typer.echo(f"Freed {_human(cleaned.freed)}.")
+    out.print(f"Freed {_human(cleaned.freed)}.")
     if cleaned.skipped:
         held = ", ".join(str(path.relative_to(cache.home())) for path in cleaned.skipped)
-        typer.echo(f"Skipped {len(cleaned.skipped)} in use by a running install: {held}.")
+        out.print(f"Skipped {len(cleaned.skipped)} in use by a running install: {held}.")
 
 
 def main() -> None:

@@ -1,19 +1,76 @@
-"""The one-line error convention shared by the ``brinelite`` and ``segtrain`` commands.
+"""The command-line conventions shared by the ``brinelite`` and ``segtrain`` commands.
 
-A command-line tool built on brinelite calls :func:`run_app` with its typer app and the error
-types it raises on purpose: those become one line on stderr and a non-zero exit, never a
-traceback. Nothing here knows about datasets.
+- :func:`new_app` builds a typer app whose help screens are literal text: ``[@version]`` in a
+  help string is shown as written, never read as rich markup.
+- :class:`Output` prints lines literally (no markup, no highlighting, no emoji codes, no
+  wrapping, control characters made visible) and JSON for scripts: paths, names and user
+  input are shown as they are, and piped output is never cut into 80-column lines.
+- :func:`run_app` runs an app with the one-line error convention: the error types a tool raises
+  on purpose become one line on stderr and a non-zero exit, never a traceback.
+
+Nothing here knows about datasets.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import Any
 
 import typer
-from rich.console import Console
 from typer.exceptions import TyperException
 
 from .errors import BrineliteError
+
+# C0 control characters and DEL, except tab and newline: a name or a registry's description
+# must not be able to move the cursor, retitle the terminal or hide text (ESC sequences).
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0B, 0x20), 0x7F)}
+
+
+def new_app(help: str, **options: Any) -> typer.Typer:
+    """A typer app (or sub-app) with literal help screens and no shell-completion options.
+
+    typer reads help text as rich markup by default, so ``scope/name[@version]`` was shown
+    as ``scope/name``; with ``rich_markup_mode=None`` help is printed as written. ``options``
+    go to :class:`typer.Typer` (e.g. ``no_args_is_help=True``).
+
+    Example::
+
+        app = new_app("Install datasets.", no_args_is_help=True)
+    """
+    return typer.Typer(
+        help=help,
+        rich_markup_mode=None,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        **options,
+    )
+
+
+class Output:
+    """Prints lines to stdout (or stderr) exactly as given: the one way a command talks.
+
+    Nothing is read as markup (``grid[best].png`` stays ``grid[best].png``), nothing is
+    wrapped (``$(brinelite cache dir)`` is one line however long), and control characters
+    are shown as ``\\xNN`` so text from a registry cannot drive the terminal.
+
+    Example::
+
+        out = Output()
+        out.print(f"Wrote {path}")
+        out.json({"name": "demo/membrane", "rows": 30})
+    """
+
+    def __init__(self, *, err: bool = False) -> None:
+        self._err = err
+
+    def print(self, text: str) -> None:
+        """Print one message (a line, or several separated by newlines) literally."""
+        typer.echo(str(text).translate(_VISIBLE), err=self._err)
+
+    def json(self, value: Any) -> None:
+        """Print ``value`` as indented JSON (keys as given) for scripts and ``jq``."""
+        typer.echo(json.dumps(value, indent=2, ensure_ascii=False), err=self._err)
 
 
 def run_app(app: typer.Typer, handled: tuple[type[Exception], ...] = (BrineliteError,)) -> None:
@@ -23,16 +80,16 @@ def run_app(app: typer.Typer, handled: tuple[type[Exception], ...] = (BrineliteE
     exits 1; a usage mistake (unknown option, missing argument) exits 2 the same way; no
     traceback is shown for either. Tools built on brinelite (segtrain) use it too.
     """
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    errors = Output(err=True)
     try:
         code = app(standalone_mode=False)
     except handled as exc:
-        errors.print(f"Error: {exc}", markup=False)
+        errors.print(f"Error: {exc}")
         sys.exit(1)
     except TyperException as exc:  # usage mistakes: unknown option, missing argument...
         context = getattr(exc, "ctx", None)
         hint = f" (see: {context.command_path} --help)" if context else ""
-        errors.print(f"Error: {exc.format_message()}{hint}", markup=False)
+        errors.print(f"Error: {exc.format_message()}{hint}")
         sys.exit(exc.exit_code)
     except typer.Abort:
         errors.print("Aborted.")

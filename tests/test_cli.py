@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
 import cv2
+from conftest import REPO
 
 import brinelite
 
@@ -51,3 +54,211 @@ def test_console_script_runs_as_a_process(pairs_src, brinelite_home):
         text=True,
     )
     assert bad.returncode == 1 and bad.stderr.startswith("Error: ") and bad.stderr.count("\n") == 1
+
+
+# Issue 12, clean output: user text is never markup, piped output is never wrapped, --json.
+
+
+def test_help_screens_show_brackets_as_written(cli):
+    # typer read help text as rich markup: "scope/name[@version]" was shown as "scope/name".
+    for command in ("install", "lock", "info", "verify", "show"):
+        shown = cli(command, "--help")
+        assert shown.code == 0 and "scope/name[@version]" in shown.out, command
+    assert "scope/name[@version], an archive URL" in cli("install", "--help").out
+
+
+def test_paths_and_user_text_are_printed_literally(pairs_src, tmp_path, cli, monkeypatch):
+    assert cli("install", pairs_src, "--name", "gen/discs@1.0.0").code == 0
+    sheet = tmp_path / "grid[best].png"
+    shown = cli("show", "gen/discs", "--out", sheet, "--rows", "2")
+    assert shown.code == 0 and f"Wrote {sheet}\n" in shown.out and sheet.is_file()
+
+    registry = tmp_path / "registry"
+    description = "[red]x marks :thumbs_up: \x1b]0;owned\x07 the spot"
+    archive = tmp_path / "[bold]discs.tar.gz"
+    built = cli(
+        "build",
+        pairs_src,
+        "--name",
+        "gen/marks",
+        "--description",
+        description,
+        "--out",
+        archive,
+        "--publish",
+        registry,
+    )
+    assert built.code == 0 and f"-> {archive} (" in built.out
+    monkeypatch.setenv("BRINELITE_REGISTRY", str(registry))
+    found = cli("search", "[red]x")
+    assert found.code == 0
+    assert "[red]x marks :thumbs_up: \\x1b]0;owned\\x07 the spot" in found.out
+    assert "\x1b" not in found.out and "\x07" not in found.out
+    missing = cli("search", "[red]nothing")
+    assert "No dataset matches '[red]nothing'" in missing.out
+
+
+def test_piped_output_is_never_wrapped(pairs_src, tmp_path):
+    deep = tmp_path / ("a-very-long-folder-name-" * 8) / "brinelite-home"
+    env = {**os.environ, "BRINELITE_HOME": str(deep), "PYTHONPATH": str(REPO)}
+    piped = subprocess.run(
+        [sys.executable, "-m", "brinelite", "cache", "dir"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert len(str(deep)) > 200 and piped.stdout == f"{deep}\n"
+
+    archive = deep / ("long-archive-name-" * 6 + ".tar.gz")
+    deep.mkdir(parents=True)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "brinelite",
+            "build",
+            str(pairs_src),
+            "--name",
+            "gen/discs",
+            "--out",
+            str(archive),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    lines = built.stdout.splitlines()
+    assert len(lines) == 2 and f"-> {archive} (" in lines[0] and lines[1].startswith("sha256 ")
+
+
+def test_json_for_scripts(pairs_src, tmp_path, cli, brinelite_home, monkeypatch):
+    assert json.loads(cli("list", "--json").out) == {"cache": str(brinelite_home), "datasets": []}
+    registry = tmp_path / "registry"
+    assert (
+        cli(
+            "build",
+            pairs_src,
+            "--name",
+            "gen/discs",
+            "--version",
+            "1.2.0",
+            "--description",
+            "Discs",
+            "--out",
+            tmp_path / "d.tar.gz",
+            "--publish",
+            registry,
+        ).code
+        == 0
+    )
+    assert cli("install", tmp_path / "d.tar.gz").code == 0
+
+    listed = json.loads(cli("list", "--json").out)
+    path = str(brinelite_home / "datasets" / "gen" / "discs" / "1.2.0")
+    assert listed["datasets"] == [
+        {"name": "gen/discs", "version": "1.2.0", "ref": "gen/discs@1.2.0", "path": path}
+    ]
+
+    info = json.loads(cli("info", "gen/discs", "--json").out)
+    assert set(info) == {
+        "name",
+        "version",
+        "installed_versions",
+        "description",
+        "license",
+        "citation",
+        "card",
+        "classes",
+        "rows",
+        "columns",
+        "total_bytes",
+        "files",
+        "source",
+        "sha256",
+        "fingerprint",
+        "path",
+    }
+    assert info["classes"] is None  # binary masks
+    assert (info["name"], info["version"], info["rows"], info["path"]) == (
+        "gen/discs",
+        "1.2.0",
+        8,
+        path,
+    )
+    assert info["columns"] == [
+        {"name": "image", "type": "image"},
+        {"name": "mask", "type": "image"},
+    ]
+    assert len(info["sha256"]) == 64 and info["installed_versions"] == ["1.2.0"]
+
+    verified = json.loads(cli("verify", "gen/discs", "--json").out)
+    assert verified == {"name": "gen/discs", "version": "1.2.0", "files": info["files"], "ok": True}
+
+    monkeypatch.setenv("BRINELITE_REGISTRY", str(registry))
+    found = json.loads(cli("search", "disc", "--json").out)
+    assert found["query"] == "disc" and found["skipped"] == []
+    (item,) = found["datasets"]
+    assert item["name"] == "gen/discs" and item["versions"] == ["1.2.0"]
+    assert (item["latest"], item["rows"], item["description"]) == ("1.2.0", 8, "Discs")
+    assert item["size"] > 0 and item["registry"]
+
+
+# Progress bars: on a terminal or in a notebook, never in pipes, off with the variable.
+
+
+def test_progress_decision(monkeypatch):
+    from brinelite.progress import should_draw
+
+    monkeypatch.delenv("BRINELITE_DISABLE_PROGRESS_BARS", raising=False)
+    assert should_draw(False, terminal=True, notebook=False)
+    assert should_draw(False, terminal=False, notebook=True)
+    assert not should_draw(False, terminal=False, notebook=False)
+    assert not should_draw(True, terminal=True, notebook=True)
+    monkeypatch.setenv("BRINELITE_DISABLE_PROGRESS_BARS", "1")
+    assert not should_draw(False, terminal=True, notebook=True)
+
+
+def test_notebook_is_detected_from_the_kernel(monkeypatch):
+    import builtins
+
+    from brinelite.progress import in_notebook
+
+    assert not in_notebook()  # pytest is no kernel
+    for shell, notebook in (("ZMQInteractiveShell", True), ("TerminalInteractiveShell", False)):
+        kernel = type(shell, (), {})()
+        monkeypatch.setattr(builtins, "get_ipython", lambda kernel=kernel: kernel, raising=False)
+        assert in_notebook() is notebook
+
+
+def _stderr_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``args`` with stderr on a pseudo-terminal (stdout piped); return code and stderr."""
+    import pty
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    process.communicate()
+    return process.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bars_on_a_terminal_and_the_variable_that_turns_them_off(tmp_path):
+    install = [sys.executable, "-m", "brinelite", "install", "demo/membrane"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm", "COLUMNS": "100"}
+    env.pop("BRINELITE_DISABLE_PROGRESS_BARS", None)
+    code, drawn = _stderr_on_a_terminal(install, {**env, "BRINELITE_HOME": str(tmp_path / "a")})
+    assert code == 0 and "Extracting demo/membrane" in drawn and "━" in drawn
+    env["BRINELITE_DISABLE_PROGRESS_BARS"] = "1"
+    code, drawn = _stderr_on_a_terminal(install, {**env, "BRINELITE_HOME": str(tmp_path / "b")})
+    assert code == 0 and drawn == ""
