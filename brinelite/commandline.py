@@ -6,7 +6,8 @@
   wrapping, control characters made visible) and JSON for scripts: paths, names and user
   input are shown as they are, and piped output is never cut into 80-column lines.
 - :func:`run_app` runs an app with the one-line error convention: the error types a tool raises
-  on purpose become one line on stderr and a non-zero exit, never a traceback.
+  on purpose become one line on stderr and a non-zero exit, never a traceback. So does a
+  missing extra (:func:`missing_extra`): the line names the ``pip install`` to run.
 
 Nothing here knows about datasets.
 """
@@ -25,6 +26,17 @@ from .errors import BrineliteError
 # C0 control characters and DEL, except tab and newline: a name or a registry's description
 # must not be able to move the cursor, retitle the terminal or hide text (ESC sequences).
 _VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0B, 0x20), 0x7F)}
+
+# The optional modules and the extra of pyproject.toml that installs each.
+EXTRAS = {
+    "keras": "keras",
+    "tensorflow": "train",
+    "matplotlib": "train",
+    "tensorboard": "train",
+    "jax": "train",
+    "boto3": "s3",
+    "botocore": "s3",
+}
 
 
 def new_app(help: str, **options: Any) -> typer.Typer:
@@ -73,18 +85,51 @@ class Output:
         typer.echo(json.dumps(value, indent=2, ensure_ascii=False), err=self._err)
 
 
-def run_app(app: typer.Typer, handled: tuple[type[Exception], ...] = (BrineliteError,)) -> None:
+def missing_extra(exc: ModuleNotFoundError, extra: str | None = None) -> str | None:
+    """The one-line message for an optional module that is not installed, or None.
+
+    The wording every missing extra follows: what is missing, then the ``pip install`` that
+    adds it. Only a top-level module of :data:`EXTRAS` counts (``tensorflow``, not
+    ``tensorflow.python.x``, which is a broken install and must stay a real error).
+
+    Args:
+        exc: the import error.
+        extra: the extra the whole tool needs (segtrain: ``"train"``); default: the module's.
+
+    Example::
+
+        missing_extra(ModuleNotFoundError(name="boto3"))
+        # "boto3 is not installed: pip install 'brinelite[s3]'"
+    """
+    if exc.name not in EXTRAS:
+        return None
+    return f"{exc.name} is not installed: pip install 'brinelite[{extra or EXTRAS[exc.name]}]'"
+
+
+def run_app(
+    app: typer.Typer,
+    handled: tuple[type[Exception], ...] = (BrineliteError,),
+    extra: str | None = None,
+) -> None:
     """Run a typer ``app`` with brinelite's error convention, then exit.
 
     An exception of a ``handled`` type prints ``Error: <message>`` on one line of stderr and
-    exits 1; a usage mistake (unknown option, missing argument) exits 2 the same way; no
-    traceback is shown for either. Tools built on brinelite (segtrain) use it too.
+    exits 1; so does an optional module that is not installed (:func:`missing_extra`, naming
+    ``extra`` if given, the extra the whole tool needs); a usage mistake (unknown option,
+    missing argument) exits 2 the same way; no traceback is shown for any. Tools built on
+    brinelite (segtrain) use it too.
     """
     errors = Output(err=True)
     try:
         code = app(standalone_mode=False)
     except handled as exc:
         errors.print(f"Error: {exc}")
+        sys.exit(1)
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc, extra)
+        if message is None:
+            raise
+        errors.print(f"Error: {message}")
         sys.exit(1)
     except TyperException as exc:  # usage mistakes: unknown option, missing argument...
         context = getattr(exc, "ctx", None)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 from conftest import REPO
 
 import brinelite
@@ -262,3 +263,41 @@ def test_progress_bars_on_a_terminal_and_the_variable_that_turns_them_off(tmp_pa
     env["BRINELITE_DISABLE_PROGRESS_BARS"] = "1"
     code, drawn = _stderr_on_a_terminal(install, {**env, "BRINELITE_HOME": str(tmp_path / "b")})
     assert code == 0 and drawn == ""
+
+
+# A missing extra: one line naming the pip install to run (the core venv test runs it for real).
+
+
+def _run_failing(import_name: str, capsys, monkeypatch, **options) -> tuple[int, str]:
+    """Run an app whose one command imports ``import_name`` (absent) through run_app."""
+    from brinelite.commandline import new_app, run_app
+
+    monkeypatch.setattr(sys, "argv", ["tool"])
+    app = new_app("A tool.")
+
+    @app.command()
+    def go() -> None:
+        raise ModuleNotFoundError(f"No module named {import_name!r}", name=import_name)
+
+    with pytest.raises(SystemExit) as exited:
+        run_app(app, **options)
+    return exited.value.code, capsys.readouterr().err
+
+
+def test_a_missing_extra_is_one_line_naming_the_pip_install(capsys, monkeypatch):
+    code, err = _run_failing("tensorflow", capsys, monkeypatch)
+    assert (
+        code == 1 and err == "Error: tensorflow is not installed: pip install 'brinelite[train]'\n"
+    )
+    code, err = _run_failing("botocore", capsys, monkeypatch)
+    assert code == 1 and err.endswith("pip install 'brinelite[s3]'\n") and err.count("\n") == 1
+    # A tool that needs one extra as a whole names it, whichever of its modules is missing.
+    code, err = _run_failing("keras", capsys, monkeypatch, extra="train")
+    assert err == "Error: keras is not installed: pip install 'brinelite[train]'\n"
+
+
+def test_other_import_errors_stay_real_errors(capsys, monkeypatch):
+    # A submodule missing from an installed package, or a module no extra provides, is a bug.
+    for name in ("tensorflow.python.framework", "no_such_module"):
+        with pytest.raises(ModuleNotFoundError):
+            _run_failing(name, capsys, monkeypatch)

@@ -3,19 +3,24 @@
 A fresh venv gets ``pip install <repo>`` with no extras (the wheels come from pip's local
 cache and indexes: about 15 s), and the dataset CLI and Python API run there: install the
 bundled demo, load it and make folds, build a generated images/ + masks/ folder, publish it
-to a folder registry and install it back from there, search it, show a contact sheet.
+to a folder registry and install it back from there, search it, show a contact sheet. What
+needs an extra (segtrain, s3:// registries) stops with one line naming the pip install.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import tomllib
 import venv
 from pathlib import Path
 
 import pytest
 from conftest import REPO, make_pairs
+
+from brinelite.commandline import EXTRAS
 
 # The files a wheel is built from; copied so the build leaves nothing in the repository.
 SOURCES = ("pyproject.toml", "README.md", "brinelite", "segtrain")
@@ -107,3 +112,33 @@ def test_core_install_has_no_tensorflow_and_the_dataset_cli_works(core_venv, tmp
     assert "files OK" in run(brinelite, "verify", "gen/discs")
     run(brinelite, "show", "gen/discs", "--out", "sheet.png", "--rows", "4")
     assert (tmp_path / "sheet.png").stat().st_size > 1000
+
+    # What needs an extra is one line naming the pip install: segtrain, an s3:// registry.
+    segtrain = str(core_venv / "bin" / "segtrain")
+    s3 = {"BRINELITE_REGISTRY": "s3://team-data/registry"}
+    for args, extra in (
+        ([segtrain, "train", "demo/membrane"], "train"),
+        ([brinelite, "search"], "s3"),
+    ):
+        failed = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=_clean_env(core_venv, **home, **s3),
+        )
+        assert failed.returncode == 1, (args, failed.stderr)
+        assert failed.stderr.startswith("Error: ") and failed.stderr.count("\n") == 1, failed.stderr
+        assert f"pip install 'brinelite[{extra}]'" in failed.stderr
+
+
+def test_every_optional_package_has_its_extra_named():
+    # run_app's one-line message for a missing module must name an extra that really adds it.
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for extra in ("keras", "train", "s3"):
+        for requirement in extras[extra]:
+            package = re.match(r"[A-Za-z0-9_.-]+", requirement).group().lower()
+            assert EXTRAS.get(package) in extras and package in str(extras[EXTRAS[package]])
+    assert set(EXTRAS.values()) == {"keras", "train", "s3"}
