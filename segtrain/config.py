@@ -53,7 +53,7 @@ class RunConfig:
     model: str = option("unet256", f"{', '.join(ARCHITECTURES)} (presets at their own size).")
     size: int | None = option(None, "Input size (default: the model's); small: x16, tiny: x8.")
     batch_size: int = option(1, "Samples per batch.", minimum=1)
-    val: int = option(20, "Validation rows, as in create_folds((N,)).", minimum=1)
+    val: int = option(20, "Validation rows, as in create_folds((N,)).")  # checked with the data
     epochs: int = option(
         100, "Most epochs (early stopping may end sooner).", defines_run=False, minimum=1
     )

@@ -87,6 +87,17 @@ def import_keras() -> ModuleType:
     return keras
 
 
+def set_seed(seed: int) -> None:
+    """Seed Python, numpy and Keras (weights, shuffles) with ``seed``: reproducible runs.
+
+    ``keras.utils.set_random_seed`` also seeds TensorFlow whenever it is installed (for tf.data
+    pipelines), which imports it even under another backend; its start-up banner is muted here.
+    """
+    keras = import_keras()
+    with _native_stderr_muted():
+        keras.utils.set_random_seed(seed)
+
+
 def backend() -> str:
     """The name of the Keras backend in use ("tensorflow", "jax", ...)."""
     return import_keras().config.backend()

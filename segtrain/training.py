@@ -76,7 +76,8 @@ def make_callbacks(folder: RunFolder, resume: bool = False) -> list[keras.callba
 
     On resume, the CSV log is appended to and the checkpoint only replaces the best weights
     with better ones than history.csv already records. TensorBoard logs need the tensorboard
-    package; without it they are skipped with a warning rather than failing the run.
+    package and the TensorFlow backend (Keras writes them with ``tf.summary``); without either
+    they are skipped with a warning rather than failing the run.
     """
     keras = runtime.import_keras()
     best_so_far = min(folder.history().get("val_loss", []), default=None) if resume else None
@@ -95,7 +96,13 @@ def make_callbacks(folder: RunFolder, resume: bool = False) -> list[keras.callba
         ),
         keras.callbacks.CSVLogger(folder.path / HISTORY, append=resume),
     ]
-    if importlib.util.find_spec("tensorboard") is None:
+    if runtime.backend() != "tensorflow":  # Keras writes TensorBoard logs with TensorFlow
+        warnings.warn(
+            f"no TensorBoard logs under the {runtime.backend()} backend (Keras writes them with "
+            "TensorFlow); history.csv and curves.png hold the curves",
+            stacklevel=2,
+        )
+    elif importlib.util.find_spec("tensorboard") is None:
         warnings.warn("no TensorBoard logs: the tensorboard package is not installed", stacklevel=2)
     else:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=folder.path / LOGS))
@@ -174,9 +181,8 @@ def train(
     # Every check passed: Keras (and its backend) loads now.
     from segtrain.models import build_model
 
-    keras = runtime.import_keras()
     distribution = runtime.distribution(config.strategy)
-    keras.utils.set_random_seed(config.seed)
+    runtime.set_seed(config.seed)
     with distribution.scope():
         network = build_model(
             config.model, config.size, precision=config.precision, lr=config.lr, xla=config.xla
