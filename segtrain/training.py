@@ -71,8 +71,8 @@ def check_val(dataset: brinelite.Dataset, val: int) -> None:
         )
 
 
-def make_callbacks(folder: RunFolder, resume: bool = False) -> list[keras.callbacks.Callback]:
-    """The seed's callbacks, plus CSV/TensorBoard logs and a resume backup.
+def make_callbacks(run_dir: str | Path, resume: bool = False) -> list[keras.callbacks.Callback]:
+    """The seed's callbacks, writing into the run folder ``run_dir``, plus logs and a backup.
 
     On resume, the CSV log is appended to and the checkpoint only replaces the best weights
     with better ones than history.csv already records. TensorBoard logs need the tensorboard
@@ -80,6 +80,8 @@ def make_callbacks(folder: RunFolder, resume: bool = False) -> list[keras.callba
     they are skipped with a warning rather than failing the run.
     """
     keras = runtime.import_keras()
+    folder = RunFolder(Path(run_dir))
+    folder.path.mkdir(parents=True, exist_ok=True)
     best_so_far = min(folder.history().get("val_loss", []), default=None) if resume else None
     callbacks = [
         keras.callbacks.BackupAndRestore(folder.path / BACKUP, delete_checkpoint=False),
@@ -218,7 +220,7 @@ def train(
             validation_data=validation_batches,
             validation_steps=validation_batches.steps_per_epoch(),
             epochs=config.epochs,
-            callbacks=make_callbacks(folder, resume),
+            callbacks=make_callbacks(folder.path, resume),
             verbose=verbosity,
         )
     network.save(folder.path / FINAL_MODEL)
