@@ -54,8 +54,8 @@ def child(options: dict) -> dict:
         tf.config.threading.set_inter_op_parallelism_threads(options["inter"])
     import keras
 
-    from segtrain.losses import bce_dice_loss, dice_coeff
-    from segtrain.unet import build_model, unet
+    from segtrain.losses import bce_dice_loss, dice
+    from segtrain.models import build_model, unet
 
     out = {}
     if options.get("matmul"):
@@ -69,7 +69,7 @@ def child(options: dict) -> dict:
     model.compile(
         optimizer=keras.optimizers.RMSprop(1e-4),
         loss=bce_dice_loss,
-        metrics=[dice_coeff],
+        metrics=[dice],
         jit_compile=options.get("jit", False),
     )
     rng = np.random.default_rng(0)

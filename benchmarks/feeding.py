@@ -54,8 +54,8 @@ def in_memory(dataset, size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 def measure(model_name: str, size: int, batch: int, steps: int, warmup: int, rounds: int):
     """images/s from numpy and from ``to_keras`` (alternating ``rounds`` times) for one model."""
+    from segtrain.models import build_model
     from segtrain.processing import make_processor
-    from segtrain.unet import build_model
 
     dataset = data.dataset("membrane", repeat=4)
     total = steps + warmup

@@ -43,8 +43,8 @@ def _budget_marks(seconds: tuple[float, ...]):
 
 def _score(model, dataset, validation) -> dict:
     """Dice and IoU of ``model`` on the validation rows at full resolution, and the trivial's."""
-    from segtrain.evaluate import dice, iou
-    from segtrain.predict import predict
+    from segtrain.losses import dice, iou
+    from segtrain.prediction import predict
     from segtrain.processing import fix_mask
 
     images = [dataset.load_image(row.image) for row in validation]
@@ -53,18 +53,18 @@ def _score(model, dataset, validation) -> dict:
     truth, pred = np.stack(truths), np.stack(preds)
     everything = np.ones_like(truth)
     return {
-        "val_dice": dice(pred, truth),
-        "val_iou": iou(pred, truth),
-        "all_foreground_dice": dice(everything, truth),
-        "all_foreground_iou": iou(everything, truth),
+        "val_dice": float(dice(truth, pred, smooth=0)),
+        "val_iou": float(iou(truth, pred, smooth=0)),
+        "all_foreground_dice": float(dice(truth, everything, smooth=0)),
+        "all_foreground_iou": float(iou(truth, everything, smooth=0)),
     }
 
 
 def train_and_score(model_name: str, size: int, batch: int, budgets: tuple[float, ...]) -> list:
     """One training run of a configuration, scored at each budget."""
     from segtrain.losses import compile_model
+    from segtrain.models import build_model
     from segtrain.processing import make_processor
-    from segtrain.unet import build_model
 
     dataset = data.dataset("membrane")
     validation, train = dataset.create_folds((6,), seed=0)

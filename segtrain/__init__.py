@@ -6,29 +6,25 @@
     probabilities = segtrain.predict(segtrain.load_model("runs/membrane"), images)
 
 Public names are imported lazily, on first use, so that ``import segtrain`` and the numpy-only
-modules (segtrain.augment, segtrain.processing) do not load TensorFlow.
-
-The functions ``train``, ``evaluate`` and ``predict`` share their names with the modules that
-define them. Python binds a submodule to its package's attribute once it is imported, which would
-turn ``segtrain.train`` into the module; the package's module type keeps the function there
-instead (import the modules themselves with ``from segtrain.train import ...``). The function
-``unet`` is not re-exported: ``segtrain.unet`` is the module.
+modules (segtrain.augment, segtrain.processing, segtrain.config) do not load Keras or
+TensorFlow. Keras is loaded by ``segtrain.runtime``, with TensorFlow's C++ start-up banner muted.
+The modules are named for what they hold (training, evaluation, prediction, models, ...), so the
+functions ``segtrain.train``, ``evaluate``, ``predict`` and ``unet`` are never shadowed by them.
 """
 
 import importlib
-import sys
-import types
 
 _EXPORTS = {
-    "MODELS": "segtrain.unet",
-    "build_model": "segtrain.unet",
-    "get_unet_128": "segtrain.unet",
-    "get_unet_256": "segtrain.unet",
-    "get_unet_512": "segtrain.unet",
-    "get_unet_1024": "segtrain.unet",
+    "MODELS": "segtrain.models",
+    "build_model": "segtrain.models",
+    "get_unet_128": "segtrain.models",
+    "get_unet_256": "segtrain.models",
+    "get_unet_512": "segtrain.models",
+    "get_unet_1024": "segtrain.models",
+    "unet": "segtrain.models",
     "bce_dice_loss": "segtrain.losses",
     "compile_model": "segtrain.losses",
-    "dice_coeff": "segtrain.losses",
+    "dice": "segtrain.losses",
     "dice_loss": "segtrain.losses",
     "iou": "segtrain.losses",
     "random_horizontal_flip": "segtrain.augment",
@@ -39,15 +35,17 @@ _EXPORTS = {
     "mask_to_gray": "segtrain.processing",
     "prepare_image": "segtrain.processing",
     "to_gray": "segtrain.processing",
-    "TrainResult": "segtrain.train",
-    "load_model": "segtrain.train",
-    "make_callbacks": "segtrain.train",
-    "train": "segtrain.train",
-    "Evaluation": "segtrain.evaluate",
-    "evaluate": "segtrain.evaluate",
-    "overlay": "segtrain.predict",
-    "predict": "segtrain.predict",
-    "predict_files": "segtrain.predict",
+    "to_rgb": "segtrain.processing",
+    "RunConfig": "segtrain.config",
+    "TrainResult": "segtrain.training",
+    "make_callbacks": "segtrain.training",
+    "train": "segtrain.training",
+    "load_model": "segtrain.run_folder",
+    "Evaluation": "segtrain.evaluation",
+    "evaluate": "segtrain.evaluation",
+    "overlay": "segtrain.prediction",
+    "predict": "segtrain.prediction",
+    "predict_files": "segtrain.prediction",
     "SegtrainError": "segtrain.errors",
 }
 
@@ -59,15 +57,3 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'segtrain' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-class _Package(types.ModuleType):
-    """segtrain's module type: a function wins over the submodule of the same name."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == value.__name__:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -1,22 +1,28 @@
 """The ``segtrain`` command: train, evaluate and apply a U-Net on a brinelite dataset.
 
-Each command is a thin layer over the Python API (segtrain.train, evaluate, predict). Errors are
-caught once, in ``main``: a SegtrainError or BrineliteError (or a usage mistake) prints one line
-on stderr and exits 1 (2 for usage), never a traceback. TensorFlow, which takes seconds to
-import, is only imported by the command that needs it.
+Each command is a thin layer over the Python API (segtrain.train, evaluate, predict). The train
+options are not written here: they are the fields of ``segtrain.config.RunConfig`` (name, type,
+default, help), turned into options by ``_train_signature``. Errors are caught once, in
+``main``: a SegtrainError or BrineliteError (or a usage mistake) prints one line on stderr and
+exits 1 (2 for usage), never a traceback. Keras and TensorFlow, which take seconds to import, are
+only imported by the command that needs them, after its options are checked.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
+import typing
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 
 from brinelite import BrineliteError
 from brinelite.commandline import run_app
+from segtrain.config import RunConfig
 from segtrain.errors import SegtrainError
 
 app = typer.Typer(
@@ -28,88 +34,54 @@ app = typer.Typer(
 out = Console()
 
 
-def _load_tensorflow() -> None:
-    """Import TensorFlow and initialise its devices with the process's stderr muted.
-
-    On machines without CUDA, TensorFlow's C++ layer prints driver notices straight to file
-    descriptor 2 (no setting silences them), which would bury our one-line errors. Python
-    exceptions raised by the import still surface normally.
-    """
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-@app.command()
-def train(
-    dataset: Annotated[str, typer.Argument(help="A brinelite scope/name[@version] or folder.")],
-    model: Annotated[
-        str, typer.Option(help="unet128, unet256, unet512, unet1024 (own size), small or tiny.")
-    ] = "unet256",
-    size: Annotated[
-        int | None, typer.Option(help="Input size (default: the model's); small: x16, tiny: x8.")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Samples per batch.", min=1)] = 1,
-    val: Annotated[int, typer.Option(help="Validation rows, as in create_folds((N,)).")] = 20,
-    epochs: Annotated[
-        int, typer.Option(help="Most epochs (early stopping may end sooner).", min=1)
-    ] = 100,
-    lr: Annotated[float, typer.Option(help="RMSprop learning rate.")] = 1e-4,
-    seed: Annotated[int, typer.Option(help="Seeds split, weights, order, augmentation.")] = 42,
-    augment: Annotated[bool, typer.Option(help="Augment training samples as the seed.")] = True,
-    image_column: Annotated[str, typer.Option(help="The dataset's image column.")] = "image",
-    mask_column: Annotated[str, typer.Option(help="The dataset's mask column.")] = "mask",
-    strategy: Annotated[
-        Literal["default", "mirrored", "multi-worker"],
-        typer.Option(help="One device, all local GPUs (mirrored), or TF_CONFIG's workers."),
-    ] = "default",
-    precision: Annotated[
-        Literal["auto", "float32", "mixed_bfloat16"],
-        typer.Option(help="auto: mixed_bfloat16 only on CPUs with bf16 units."),
-    ] = "auto",
-    xla: Annotated[
-        bool, typer.Option("--xla", help="Compile the train step with XLA (big models on CPU).")
-    ] = False,
-    run_dir: Annotated[Path, typer.Option("--out", help="The run folder to write.")] = Path(
-        "runs/unet"
-    ),
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-) -> None:
+def train(dataset: str, run_dir: Path, resume: bool, verbose: bool | None, **options: Any) -> None:
     """Train a U-Net on DATASET the seed's way and save the run folder."""
-    _load_tensorflow()
-    from segtrain.train import train as train_model
+    from segtrain.training import train as train_run
 
-    result = train_model(
-        dataset,
-        run_dir,
-        model=model,
-        size=size,
-        batch_size=batch_size,
-        val=val,
-        epochs=epochs,
-        lr=lr,
-        seed=seed,
-        augment=augment,
-        image_column=image_column,
-        mask_column=mask_column,
-        strategy=strategy,
-        precision=precision,
-        xla=xla,
-        resume=resume,
-    )
+    keras_verbose = "auto" if verbose is None else int(verbose)
+    result = train_run(dataset, run_dir, resume=resume, verbose=keras_verbose, **options)
     losses = result.history.get("val_loss", [])
     if losses:
         best = min(range(len(losses)), key=losses.__getitem__)
-        dice = result.history["val_dice_coeff"][best]
+        dice = result.history["val_dice"][best]
         out.print(f"Best epoch {best + 1}: val_loss {losses[best]:.4f}, val_dice {dice:.4f}.")
     out.print(f"Run folder: {result.run_dir}")
+
+
+def _train_signature() -> inspect.Signature:
+    """``train``'s parameters as typer reads them: the fixed ones, then one per RunConfig field."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    fixed = [
+        ("dataset", str, typer.Argument(help="A brinelite scope/name[@version] or folder.")),
+        ("run_dir", Path, typer.Option("runs/unet", "--out", help="The run folder to write.")),
+        ("resume", bool, typer.Option(False, "--resume", help="Continue the run in --out.")),
+        (
+            "verbose",
+            bool | None,
+            typer.Option(
+                None,
+                "--verbose/--quiet",
+                help="Progress bars, or nothing "
+                "(default: bars on a terminal, else a line per epoch).",
+            ),
+        ),
+    ]
+    hints = typing.get_type_hints(RunConfig)
+    fields = [
+        (f.name, hints[f.name], typer.Option(f.default, help=f.metadata["help"]))
+        for f in dataclasses.fields(RunConfig)
+    ]
+    return inspect.Signature(
+        [
+            inspect.Parameter(name, keyword, annotation=kind, default=info)
+            for name, kind, info in fixed + fields
+        ]
+    )
+
+
+train.__signature__ = _train_signature()
+train.__annotations__ = {name: p.annotation for name, p in train.__signature__.parameters.items()}
+app.command()(train)
 
 
 @app.command()
@@ -126,8 +98,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score the run's best weights: per-image dice and IoU, and trivial baselines."""
-    _load_tensorflow()
-    from segtrain.evaluate import evaluate as evaluate_run
+    from segtrain.evaluation import evaluate as evaluate_run
 
     report = evaluate_run(run_dir, dataset, fold, out_dir)
     typer.echo(f"{'row':>6}  {'dice':>6}  {'iou':>6}  image")
@@ -158,17 +129,17 @@ def predict(
     ] = 0.5,
 ) -> None:
     """Write a mask and a confidence overlay per image, and a contact sheet of overlays."""
-    _load_tensorflow()
-    from segtrain.evaluate import load_fold
-    from segtrain.predict import image_files, predict_files
-    from segtrain.train import load_model, read_config
+    from segtrain.evaluation import load_fold
+    from segtrain.prediction import image_files, predict_files
+    from segtrain.run_folder import RunFolder
 
-    model = load_model(run_dir)
+    folder = RunFolder(run_dir)
+    model = folder.load_model()
     if images:
         files = image_files(images)
     else:
         fold = load_fold(run_dir)
-        column = read_config(run_dir)["image_column"]
+        column = folder.config().image_column
         files = [fold.path / getattr(row, column) for row in fold]
     out_dir = out_dir or run_dir / "predictions"
     sheet = predict_files(model, files, out_dir, threshold)

@@ -55,19 +55,30 @@ def fix_mask(mask: np.ndarray, threshold: float = 100) -> np.ndarray:
     return np.where(gray < threshold, zero, full)
 
 
+def _channels(image: np.ndarray) -> np.ndarray:
+    """The channels the model takes, float32: the first 3 (HxWx3), or the first one (HxW)."""
+    image = np.asarray(image, np.float32)
+    if image.ndim == 2:
+        return image
+    return np.ascontiguousarray(image[..., :3] if image.shape[2] >= 3 else image[..., 0])
+
+
+def _as_rgb(array: np.ndarray) -> np.ndarray:
+    """An HxW grey array repeated to HxWx3; an HxWx3 array as it is."""
+    return np.repeat(array[..., np.newaxis], 3, axis=2) if array.ndim == 2 else array
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """HxWx3 float32 from a decoded image, converted as for the model (see ``make_processor``)."""
+    return _as_rgb(_channels(image))
+
+
 def _resized_rgb(image: np.ndarray, size: int) -> np.ndarray:
     """``image`` resized bilinearly to (size, size, 3) float32 (see ``make_processor``).
 
-    Its first 3 channels, or its first (grey) channel repeated 3 times; repeating after the
-    resize interpolates one channel instead of three.
+    Repeating a grey channel after the resize interpolates one channel instead of three.
     """
-    image = np.asarray(image, np.float32)
-    if image.ndim == 3:
-        image = np.ascontiguousarray(image[..., : 3 if image.shape[2] >= 3 else 1])
-    resized = _resize(image, size)
-    if resized.ndim == 2:
-        return np.repeat(resized[..., np.newaxis], 3, axis=2)
-    return resized
+    return _as_rgb(_resize(_channels(image), size))
 
 
 def _resize(array: np.ndarray, size: int) -> np.ndarray:
@@ -76,7 +87,11 @@ def _resize(array: np.ndarray, size: int) -> np.ndarray:
 
 
 def prepare_image(image: np.ndarray, size: int = 256) -> np.ndarray:
-    """The processor's image path without augmentation: (size, size, 3) float32 in [0, 1]."""
+    """The processor's image path without augmentation: (size, size, 3) float32, /255.
+
+    The values are those the model is trained on: an 8-bit image lands in [0, 1]; a 16-bit one
+    keeps its range (divided by 255), exactly as ``make_processor`` hands it to training.
+    """
     return _resized_rgb(image, size) / 255
 
 

@@ -2,7 +2,9 @@
 
 import csv
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from conftest import CliResult, cli_runner, make_pairs
 import brinelite
 
 TINY = ("--model", "tiny", "--size", "32", "--batch-size", "2", "--val", "2", "--lr", "3e-3")
+F32 = (*TINY, "--precision", "float32")
 RUN_FILES = {
     "config.json", "split.json", "best.weights.h5", "model.keras", "history.csv",
     "curves.png", "logs", "backup",
@@ -44,22 +47,23 @@ def png(path: Path) -> np.ndarray:
 
 def test_train_evaluate_predict(discs, tmp_path, segtrain_cli):
     run = tmp_path / "run"
-    trained = segtrain_cli("train", discs, *TINY, "--epochs", "2", "--out", run)
+    trained = segtrain_cli("train", discs, *F32, "--epochs", "2", "--out", run)
     assert trained.code == 0, trained.err
-    assert "Run folder:" in trained.out
+    assert "Run folder:" in trained.out and "precision float32" in trained.out
     assert {path.name for path in run.iterdir()} == RUN_FILES
     config = json.loads((run / "config.json").read_text())
+    dataset = brinelite.load_dataset(discs)
     assert config["dataset"]["ref"] == "gen/discs@1.0.0"
-    assert config["dataset"]["fingerprint"] == brinelite.load_dataset(discs).manifest.fingerprint
+    assert config["dataset"]["fingerprint"] == dataset.manifest.fingerprint
+    assert config["dataset"]["sha256"] == dataset.sha256
     assert (config["model"], config["size"], config["precision"]) == ("tiny", 32, "float32")
-    assert config["xla"] is False
+    assert config["xla"] is False and config["backend"] == "tensorflow"
     split = json.loads((run / "split.json").read_text())
     assert len(split["val"]) == 2 and sorted(split["val"] + split["train"]) == list(range(8))
     with (run / "history.csv").open() as handle:
         history = list(csv.DictReader(handle))
-    assert len(history) == 2 and {"loss", "val_loss", "dice_coeff", "val_dice_coeff"} <= set(
-        history[0]
-    )
+    assert len(history) == 2 and {"loss", "val_loss", "dice", "val_dice"} <= set(history[0])
+    assert not any("coeff" in column for column in history[0])  # one name for one metric
     assert png(run / "curves.png").shape[2] in (3, 4)
     assert any((run / "logs").rglob("events.out.tfevents.*"))
 
@@ -86,12 +90,12 @@ def test_train_evaluate_predict(discs, tmp_path, segtrain_cli):
     assert validation_only.code == 0, validation_only.err
     assert len(list((run / "predictions").glob("*.overlay.png"))) == 2
 
-    again = segtrain_cli("train", discs, *TINY, "--epochs", "2", "--out", run)
+    again = segtrain_cli("train", discs, *F32, "--epochs", "2", "--out", run)
     assert again.code == 1 and "--resume" in again.err
-    changed = segtrain_cli("train", discs, *TINY, "--seed", "7", "--out", run, "--resume")
+    changed = segtrain_cli("train", discs, *F32, "--seed", "7", "--out", run, "--resume")
     assert changed.code == 1 and "seed 42 -> 7" in changed.err
     resumed = segtrain_cli(
-        "train", discs, *TINY, "--epochs", "3", "--out", run, "--resume", "--xla"
+        "train", discs, *F32, "--epochs", "3", "--out", run, "--resume", "--xla"
     )  # a speed option: it may change on resume
     assert resumed.code == 0, resumed.err
     assert json.loads((run / "config.json").read_text())["xla"] is True
@@ -116,6 +120,9 @@ def one_line_error(result: CliResult, *words: str) -> None:
         (("--model", "tiny", "--size", "32", "--val", "0"), ("--val 0", "empty validation")),
         (("--model", "tiny", "--size", "32", "--val", "8"), ("--val 8", "empty")),
         (("--strategy", "cluster"), ("cluster",)),
+        (("--strategy", "multi-worker"), ("multi-worker is gone", "--strategy data-parallel")),
+        (("--precision", "float16"), ("unknown precision 'float16'", "mixed_bfloat16")),
+        (("--lr", "-1"), ("lr must be above 0",)),
     ],
 )
 def test_bad_training_options(discs, tmp_path, segtrain_cli, options, words):
@@ -154,8 +161,6 @@ def test_run_dir_without_weights(discs, tmp_path, segtrain_cli):
 
 def test_errors_are_one_line_in_a_real_process(tmp_path):
     """TensorFlow's C++ start-up notices must not bury the one-line error."""
-    import subprocess
-
     result = subprocess.run(
         [sys.executable, "-m", "segtrain", "evaluate", str(tmp_path)],
         capture_output=True,
@@ -165,3 +170,62 @@ def test_errors_are_one_line_in_a_real_process(tmp_path):
     assert result.stderr.splitlines() == [
         f"Error: {tmp_path} is not a segtrain run folder: it has no config.json"
     ]
+
+
+def test_checks_come_before_keras_is_imported(discs, tmp_path):
+    """A bad option, or a run folder already there, fails before Keras/TensorFlow load."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    code = f"""
+import sys
+import segtrain
+for options in ({{"strategy": "multi-worker"}}, {{"model": "tiny", "size": 32, "val": 2}}):
+    try:
+        segtrain.train({discs!r}, {str(tmp_path / "run")!r}, **options)
+    except segtrain.SegtrainError as error:
+        print(error)
+assert "keras" not in sys.modules and "tensorflow" not in sys.modules, "Keras was imported"
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "data-parallel" in lines[0] and "already holds a run" in lines[1]
+
+
+def test_training_log_has_one_line_per_epoch(discs, tmp_path):
+    """``segtrain train ... > train.log``: no progress bars or escape codes, a line an epoch."""
+    log = tmp_path / "train.log"
+    command = [sys.executable, "-m", "segtrain", "train", discs, *TINY, "--epochs", "2"]
+    with log.open("w") as handle:
+        result = subprocess.run(
+            [*command, "--out", str(tmp_path / "run")], stdout=handle, stderr=subprocess.PIPE
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    text = log.read_text()
+    assert "\r" not in text and "\x1b" not in text
+    assert "Epoch 1/2" in text and "Epoch 2/2" in text
+    epochs = [line for line in text.splitlines() if " - val_loss: " in line]
+    assert len(epochs) == 2 and all(" dice: " in line and "val_dice" in line for line in epochs)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["precision_requested"] == "auto"
+    assert f"precision {config['precision']} (auto asked)" in text
+
+    quiet = subprocess.run(
+        [*command, "--quiet", "--out", str(tmp_path / "quiet")], capture_output=True, text=True
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Epoch" not in quiet.stdout and "Run folder:" in quiet.stdout
+
+
+def test_library_import_prints_no_tensorflow_banner():
+    """The README's import is quiet on stderr; a real error during the import still shows."""
+    code = "from segtrain import get_unet_256, make_processor, build_model; build_model('tiny', 32)"
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    broken = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "no-such-backend"},
+    )
+    assert broken.returncode == 1 and "no-such-backend" in broken.stderr

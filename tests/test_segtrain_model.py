@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from segtrain.losses import bce_dice_loss, compile_model, dice_coeff, dice_loss, iou
-from segtrain.unet import (
+from segtrain.losses import bce_dice_loss, compile_model, dice, dice_loss, iou
+from segtrain.models import (
     MODELS,
     build_model,
     get_unet_128,
@@ -132,7 +132,7 @@ def value(tensor) -> float:
 
 def test_dice_of_identical_masks_is_one():
     mask = (np.random.default_rng(0).random((2, 16, 16, 1)) > 0.5).astype("float32")
-    assert value(dice_coeff(mask, mask)) == pytest.approx(1.0)
+    assert value(dice(mask, mask)) == pytest.approx(1.0)
     assert value(dice_loss(mask, mask)) == pytest.approx(0.0, abs=1e-6)
 
 
@@ -140,7 +140,7 @@ def test_dice_of_disjoint_masks_is_small():
     left = np.zeros((1, 16, 16, 1), "float32")
     left[:, :, :8] = 1
     right = 1 - left
-    assert value(dice_coeff(left, right)) == pytest.approx(1 / 257)  # smooth / (128 + 128 + smooth)
+    assert value(dice(left, right)) == pytest.approx(1 / 257)  # smooth / (128 + 128 + smooth)
     assert value(dice_loss(left, right)) > 0.99
 
 
@@ -150,17 +150,37 @@ def test_iou_and_dice_hand_computed():
     # intersection 1, union 3, |A| + |B| = 4
     assert value(iou(y_true, y_pred)) == pytest.approx((1 + 1) / (3 + 1))
     assert value(iou(y_true, y_pred, smooth=0.0)) == pytest.approx(1 / 3)
-    assert value(dice_coeff(y_true, y_pred)) == pytest.approx((2 + 1) / (4 + 1))
-    assert value(dice_coeff(y_true, y_pred, smooth=0.0)) == pytest.approx(0.5)
+    assert value(dice(y_true, y_pred)) == pytest.approx((2 + 1) / (4 + 1))
+    assert value(dice(y_true, y_pred, smooth=0.0)) == pytest.approx(0.5)
+
+
+def test_unsmoothed_scores_of_empty_masks():
+    """Evaluation's per-image scores: the same functions, smooth=0; two empty masks agree."""
+    empty = np.zeros((4, 4), bool)
+    full = np.ones((4, 4), bool)
+    for score in (dice, iou):
+        assert value(score(empty, empty, smooth=0)) == 1.0
+        assert value(score(full, empty, smooth=0)) == 0.0
+        assert value(score(full, full, smooth=0)) == 1.0
+    half = np.zeros((4, 4), bool)
+    half[:2] = True
+    assert value(dice(full, half, smooth=0)) == pytest.approx(2 * 8 / (16 + 8))
+    assert value(iou(full, half, smooth=0)) == pytest.approx(0.5)
+
+
+def test_evaluation_scores_with_the_training_metric():
+    import segtrain.evaluation
+
+    assert segtrain.evaluation.dice is dice and segtrain.evaluation.iou is iou
 
 
 def test_bce_dice_loss_is_bce_plus_one_minus_dice():
     t = np.array([1, 0, 1, 0], "float32")
     p = np.array([0.9, 0.2, 0.6, 0.1], "float32")
     bce = -np.mean(t * np.log(p) + (1 - t) * np.log(1 - p))
-    dice = (2 * (0.9 + 0.6) + 1) / (2 + 1.8 + 1)
+    expected_dice = (2 * (0.9 + 0.6) + 1) / (2 + 1.8 + 1)
     loss = bce_dice_loss(t.reshape(1, 2, 2, 1), p.reshape(1, 2, 2, 1))
-    assert value(keras.ops.mean(loss)) == pytest.approx(bce + 1 - dice, rel=1e-5)
+    assert value(keras.ops.mean(loss)) == pytest.approx(bce + 1 - expected_dice, rel=1e-5)
 
 
 def test_compile_model_sets_the_seed_recipe():
@@ -176,7 +196,7 @@ def test_saved_model_loads_back_without_custom_objects(tmp_path):
     y = (rng.random((2, 32, 32, 1)) > 0.5).astype("float32")
     model = build_model("tiny", 32)
     logs = model.train_on_batch(x, y, return_dict=True)
-    assert np.isfinite(logs["loss"]) and 0 <= logs["dice_coeff"] <= 1
+    assert np.isfinite(logs["loss"]) and 0 <= logs["dice"] <= 1
 
     path = tmp_path / "tiny.keras"
     model.save(path)
@@ -184,6 +204,6 @@ def test_saved_model_loads_back_without_custom_objects(tmp_path):
 
     assert loaded.loss is bce_dice_loss
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
-    assert loaded.evaluate(x, y, verbose=0, return_dict=True)["dice_coeff"] == pytest.approx(
-        model.evaluate(x, y, verbose=0, return_dict=True)["dice_coeff"]
+    assert loaded.evaluate(x, y, verbose=0, return_dict=True)["dice"] == pytest.approx(
+        model.evaluate(x, y, verbose=0, return_dict=True)["dice"]
     )

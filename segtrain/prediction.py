@@ -13,15 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
-import keras
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from brinelite import IMAGE_SUFFIXES, read_image
 from segtrain.errors import SegtrainError
-from segtrain.processing import prepare_image
+from segtrain.processing import prepare_image, to_rgb
+from segtrain.runtime import import_keras
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+keras = import_keras()
 COLORMAP = "viridis"  # dark purple for 0, yellow for 1
 SHEET = "contact_sheet.png"
 SHEET_IMAGES = 16
@@ -33,8 +34,23 @@ def predict(
 ) -> list[np.ndarray]:
     """One foreground-probability map per image: HxW float32 in [0, 1] at the image's own size.
 
-    Each image (HxWxC or HxW, values 0-255, any size) is prepared as for validation (first 3
-    channels, resized to the model's input, scaled to [0, 1]); the output is resized back.
+    Each image (as ``brinelite.read_image`` decodes it: HxWxC or HxW, any size) is prepared as
+    for validation (``prepare_image``: first 3 channels, resized to the model's input, /255);
+    the output is resized back.
+
+    Args:
+        model: a model from ``segtrain.load_model`` (or any with one sigmoid output channel).
+        images: decoded images, e.g. ``[brinelite.read_image(path) for path in paths]``.
+        batch_size: images per forward pass.
+
+    Returns:
+        One probability map per image, in order.
+
+    Example::
+
+        model = segtrain.load_model("runs/membrane")
+        maps = segtrain.predict(model, [brinelite.read_image("cell.png")])
+        mask = maps[0] >= 0.5
     """
     if len(images) == 0:
         return []
@@ -45,14 +61,6 @@ def predict(
         cv2.resize(output, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
         for output, image in zip(outputs, images, strict=True)
     ]
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Decode an image file to HxWx3 uint8 RGB (grey repeated, alpha dropped, as in training)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise SegtrainError(f"cannot decode image {path}: it is empty, truncated or not an image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def image_files(inputs: Sequence[str | Path]) -> list[Path]:
@@ -76,9 +84,14 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def overlay(image: np.ndarray, probability: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """The photo (HxWx3 uint8) blended with the colour-mapped probability: yellow = confident."""
+    """The photo blended with the colour-mapped probability: yellow = confident; HxWx3 uint8.
+
+    ``image`` is a decoded image (any channels); it is shown in the model's channels
+    (``to_rgb``), clipped to 0-255.
+    """
+    photo = np.clip(to_rgb(image), 0, 255)
     colours = matplotlib.colormaps[COLORMAP](probability)[..., :3] * 255
-    return np.rint(image * (1 - alpha) + colours * alpha).astype(np.uint8)
+    return np.rint(photo * (1 - alpha) + colours * alpha).astype(np.uint8)
 
 
 def contact_sheet(overlays: Sequence[tuple[str, np.ndarray]], out: Path, columns: int = 4) -> Path:
@@ -114,8 +127,9 @@ def predict_files(
 ) -> Path:
     """Predict every file, write its mask and overlay into ``out`` and a contact sheet; return it.
 
-    Pixels with probability >= ``threshold`` are foreground (255) in the mask. Files are read
-    ``CHUNK`` at a time, so a folder of any size fits in memory.
+    Pixels with probability >= ``threshold`` are foreground (255) in the mask. Files are decoded
+    with ``brinelite.read_image``, as in training, ``CHUNK`` at a time, so a folder of any size
+    fits in memory.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@
     report.summary["model"]["dice"], report.summary["all_foreground"]["dice"]
 
 Predictions are thresholded at 0.5 and scored at each image's own size against its mask
-(binarised as in training). Next to the model's scores stand those of the two trivial
+(binarised as in training), with the same ``dice`` and ``iou`` as the training metric (unsmoothed
+here: two empty masks score 1). Next to the model's scores stand those of the two trivial
 predictions, all foreground and all background, on the same images: a model is only worth its
 margin over them. Results go to ``evaluation-<fold>.csv`` (one line per image) and
 ``evaluation-<fold>.json`` (the means).
@@ -16,14 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
 import brinelite
 from segtrain.errors import SegtrainError
-from segtrain.predict import predict
+from segtrain.losses import dice, iou
+from segtrain.prediction import predict
 from segtrain.processing import fix_mask
-from segtrain.train import check_columns, load_model, read_config, saved_split
+from segtrain.run_folder import RunFolder
+from segtrain.runtime import import_keras
+from segtrain.training import check_columns
+
+keras = import_keras()
 
 FOLDS = ("val", "all")
 THRESHOLD = 0.5
@@ -40,18 +45,6 @@ class Evaluation:
     json_path: Path
 
 
-def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Dice 2|P∩T| / (|P| + |T|) of two boolean masks; 1 when both are empty."""
-    total = predicted.sum() + truth.sum()
-    return 1.0 if total == 0 else float(2 * np.logical_and(predicted, truth).sum() / total)
-
-
-def iou(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union |P∩T| / |P∪T| of two boolean masks; 1 when both are empty."""
-    union = np.logical_or(predicted, truth).sum()
-    return 1.0 if union == 0 else float(np.logical_and(predicted, truth).sum() / union)
-
-
 def load_fold(run_dir: str | Path, dataset: str | None = None, fold: str = "val"):
     """The rows to evaluate: the run's validation fold, or every row of the dataset.
 
@@ -60,7 +53,8 @@ def load_fold(run_dir: str | Path, dataset: str | None = None, fold: str = "val"
     """
     if fold not in FOLDS:
         raise SegtrainError(f"unknown fold {fold!r}; choose one of: {', '.join(FOLDS)}")
-    trained_on = read_config(run_dir)["dataset"]
+    folder = RunFolder(Path(run_dir))
+    trained_on = folder.record()["dataset"]
     data = brinelite.load_dataset(dataset or trained_on["source"])
     if fold == "all":
         return data
@@ -69,25 +63,27 @@ def load_fold(run_dir: str | Path, dataset: str | None = None, fold: str = "val"
             f"{data.name}@{data.version} is not the dataset {run_dir} was trained on "
             f"({trained_on['ref']}), so the run's validation fold does not apply; use --fold all"
         )
-    validation, _ = saved_split(data, Path(run_dir))
+    validation, _ = folder.split(data)
     return validation
+
+
+def _scores(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Unsmoothed dice and IoU of two boolean masks."""
+    predicted, truth = predicted.astype(np.float32), truth.astype(np.float32)
+    return float(dice(truth, predicted, smooth=0)), float(iou(truth, predicted, smooth=0))
 
 
 def _score(row: int, image: str, probability: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
     """The scores of one image: the model's, and those of the two trivial predictions."""
     truth = fix_mask(mask) > 0
-    predicted = probability >= THRESHOLD
-    everything, nothing = np.ones_like(truth), np.zeros_like(truth)
-    return {
-        "row": row,
-        "image": image,
-        "dice": dice(predicted, truth),
-        "iou": iou(predicted, truth),
-        "dice_all_foreground": dice(everything, truth),
-        "iou_all_foreground": iou(everything, truth),
-        "dice_all_background": dice(nothing, truth),
-        "iou_all_background": iou(nothing, truth),
-    }
+    scores: dict[str, Any] = {"row": row, "image": image}
+    for suffix, predicted in (
+        ("", probability >= THRESHOLD),
+        ("_all_foreground", np.ones_like(truth)),
+        ("_all_background", np.zeros_like(truth)),
+    ):
+        scores["dice" + suffix], scores["iou" + suffix] = _scores(predicted, truth)
+    return scores
 
 
 def score(
@@ -129,13 +125,28 @@ def evaluate(
 ) -> Evaluation:
     """Score the run's best weights on ``fold`` of ``dataset``; write CSV and JSON into ``out``.
 
-    ``out`` defaults to the run folder. See the module docstring for what is measured.
+    See the module docstring for what is measured.
+
+    Args:
+        run_dir: a folder written by ``segtrain.train``.
+        dataset: a brinelite name or folder to score on (default: the run's own dataset).
+        fold: "val" (the run's validation rows; the run's own dataset only) or "all".
+        out: the folder for ``evaluation-<fold>.csv`` and ``.json`` (default: ``run_dir``).
+
+    Returns:
+        An ``Evaluation``: per-image scores, their means (``summary["model"]["dice"]``, and
+        ``"all_foreground"``/``"all_background"`` for the baselines) and the files written.
+
+    Example::
+
+        report = segtrain.evaluate("runs/membrane")
+        print(report.summary["model"]["dice"], report.summary["all_foreground"]["dice"])
     """
-    config = read_config(run_dir)
-    model = load_model(run_dir)
+    folder = RunFolder(Path(run_dir))
+    config, model = folder.config(), folder.load_model()
     data = load_fold(run_dir, dataset, fold)
-    check_columns(data, config["image_column"], config["mask_column"])
-    per_image = score(model, data, config["image_column"], config["mask_column"])
+    check_columns(data, config.image_column, config.mask_column)
+    per_image = score(model, data, config.image_column, config.mask_column)
     summary = {
         "run": str(run_dir),
         "dataset": f"{data.name}@{data.version}",

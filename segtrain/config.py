@@ -1,0 +1,159 @@
+"""RunConfig: every training option, its default and its check, written once.
+
+The ``segtrain train`` options, the keyword arguments of ``segtrain.train``, the ``config.json``
+of a run folder and the resume check all come from the fields below. A field's metadata holds
+its help text and whether it defines the run: resuming with another value of such a field would
+silently train another model, so it is refused; the others (epochs, strategy, xla) may change.
+Checks run in the constructor, before Keras is imported or anything is built.
+
+    config = RunConfig(model="tiny", size=32)
+    RunConfig.from_dict(config.to_dict()) == config  # True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from segtrain.architectures import ARCHITECTURES, architecture
+from segtrain.errors import SegtrainError
+from segtrain.runtime import resolve_precision
+
+STRATEGIES = ("default", "mirrored")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+
+
+def option(
+    default: Any,
+    help: str,  # noqa: A002 (the name typer and argparse use)
+    *,
+    defines_run: bool = True,
+    choices: tuple[str, ...] | None = None,
+    minimum: float | None = None,
+) -> Any:
+    """A RunConfig field: its default, help text, and what ``RunConfig`` checks about it.
+
+    ``minimum`` is inclusive for integers and exclusive for floats (a learning rate > 0).
+    """
+    metadata = {"help": help, "defines_run": defines_run, "choices": choices, "minimum": minimum}
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The options of one training run; the defaults are the seed's (see docs/segtrain.md).
+
+    ``size`` None means the model's default and ``precision`` "auto" lets the CPU choose;
+    ``resolved`` fills both in, as config.json records them.
+    """
+
+    model: str = option("unet256", f"{', '.join(ARCHITECTURES)} (presets at their own size).")
+    size: int | None = option(None, "Input size (default: the model's); small: x16, tiny: x8.")
+    batch_size: int = option(1, "Samples per batch.", minimum=1)
+    val: int = option(20, "Validation rows, as in create_folds((N,)).")  # checked with the data
+    epochs: int = option(
+        100, "Most epochs (early stopping may end sooner).", defines_run=False, minimum=1
+    )
+    lr: float = option(1e-4, "RMSprop learning rate.", minimum=0)
+    seed: int = option(42, "Seeds split, weights, order, augmentation.")
+    augment: bool = option(True, "Augment training samples as the seed.")
+    image_column: str = option("image", "The dataset's image column.")
+    mask_column: str = option("mask", "The dataset's mask column.")
+    strategy: str = option(
+        "default",
+        "default (one device) or mirrored (all local GPUs, TensorFlow backend).",
+        defines_run=False,
+        choices=STRATEGIES,
+    )
+    precision: str = option(
+        "auto", "auto: mixed_bfloat16 only on CPUs with bf16 units.", choices=PRECISIONS
+    )
+    xla: bool = option(
+        False, "Compile the train step with XLA (big models on CPU).", defines_run=False
+    )
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for item in dataclasses.fields(self):
+            _check(item, hints[item.name], getattr(self, item.name))
+        try:
+            architecture(self.model).input_size(self.model, self.size)
+        except ValueError as exc:  # unknown name, or a size the architecture cannot take
+            raise SegtrainError(str(exc)) from exc
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> RunConfig:
+        """A RunConfig from keyword options, refusing names that are not options."""
+        names = [item.name for item in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise SegtrainError(
+                f"unknown training option {', '.join(map(repr, unknown))}; "
+                f"the options are: {', '.join(names)}"
+            )
+        return cls(**options)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> RunConfig:
+        """The RunConfig stored in a run folder's config.json (other keys there are ignored)."""
+        return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls) if f.name in record})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    def resolved(self, cpuinfo: str | None = None) -> RunConfig:
+        """This config with the model's default size and the precision "auto" picks filled in.
+
+        ``cpuinfo`` is passed to ``segtrain.runtime.resolve_precision`` (tests inject it).
+        """
+        size = architecture(self.model).input_size(self.model, self.size)
+        return dataclasses.replace(
+            self, size=size, precision=resolve_precision(self.precision, cpuinfo)
+        )
+
+    def changes_from(self, saved: RunConfig) -> list[str]:
+        """The run-defining options that differ from ``saved``, as "name old -> new"."""
+        return [
+            f"{f.name} {getattr(saved, f.name)} -> {getattr(self, f.name)}"
+            for f in dataclasses.fields(self)
+            if f.metadata["defines_run"] and getattr(saved, f.name) != getattr(self, f.name)
+        ]
+
+    @classmethod
+    def free_to_change(cls) -> list[str]:
+        """The options a resumed run may change (they do not define it)."""
+        return [f.name for f in dataclasses.fields(cls) if not f.metadata["defines_run"]]
+
+
+def _check(item: dataclasses.Field, kind: Any, value: Any) -> None:
+    """Refuse a value of the wrong type, outside its choices, or under its minimum."""
+    allowed = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    if not any(_is(value, allowed_kind) for allowed_kind in allowed):
+        names = " or ".join("None" if k is type(None) else k.__name__ for k in allowed)
+        raise SegtrainError(f"option {item.name} must be {names}, not {value!r}")
+    if item.name == "strategy" and value == "multi-worker":
+        raise SegtrainError(
+            "--strategy multi-worker is gone (Keras 3 does not support TensorFlow's "
+            "multi-worker strategy); train on several machines with --strategy data-parallel"
+        )
+    choices, minimum = item.metadata["choices"], item.metadata["minimum"]
+    if choices and value not in choices:
+        raise SegtrainError(f"unknown {item.name} {value!r}; choose one of: {', '.join(choices)}")
+    if minimum is not None and value is not None:
+        exclusive = float in allowed
+        if value <= minimum if exclusive else value < minimum:
+            bound = "above" if exclusive else "at least"
+            raise SegtrainError(f"option {item.name} must be {bound} {minimum}, not {value!r}")
+
+
+def _is(value: Any, kind: type) -> bool:
+    """isinstance, where bool is not an int and an int is a float (as in JSON)."""
+    if kind is type(None):
+        return value is None
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, int | float) if kind is float else isinstance(value, kind)

@@ -1,0 +1,166 @@
+"""Where segtrain meets the machine: Keras and its backend, the dtype policy, the distribution.
+
+This is the only module that imports TensorFlow, and only when Keras runs on it
+(``KERAS_BACKEND``, default ``tensorflow``). Everything else in segtrain is written against
+``keras``/``keras.ops`` and numpy, so ``KERAS_BACKEND=jax`` trains the same model.
+
+- ``import_keras`` imports Keras (and initialises TensorFlow's devices) with TensorFlow's C++
+  start-up banner muted; the other modules get Keras from it.
+- ``resolve_precision`` picks the dtype policy; "auto" reads what the CPU reports.
+- ``distribution`` gives the scope to build the model in and the replica count. Strategies:
+  "default" (one device) and "mirrored" (every local GPU, TensorFlow only). A multi-process
+  strategy on ``keras.distribution`` (JAX) fits here as one more branch returning a
+  ``Distribution`` (which would then also say whether this process writes the run folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from segtrain.errors import SegtrainError
+
+BF16_FLAGS = re.compile(r"^flags\s*:.*\b(avx512_bf16|amx_bf16)\b", re.M)
+
+
+@contextlib.contextmanager
+def _native_stderr_muted() -> Iterator[None]:
+    """Send what C++ code writes to file descriptor 2 to /dev/null; Python's stderr still shows.
+
+    On machines without CUDA, TensorFlow's C++ layer prints driver and CPU notices straight to
+    fd 2 at import and at device start-up, and no setting silences all of them. Python's own
+    messages (warnings, tracebacks) are kept: while fd 2 is muted, ``sys.stderr`` writes to a
+    copy of the original descriptor (kept open: handlers made meanwhile may hold it).
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to mute
+        yield
+        return
+    python_stderr = sys.stderr
+    try:
+        on_fd2 = python_stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # captured (pytest, notebooks): leave it
+        on_fd2 = False
+    python_stderr.flush()
+    if on_fd2:
+        sys.stderr = open(saved, "w", buffering=1, closefd=False)  # noqa: SIM115
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(devnull)
+        sys.stderr = python_stderr
+
+
+@functools.cache
+def import_keras() -> ModuleType:
+    """Import Keras once, quietly, and return it.
+
+    Under the TensorFlow backend the devices are initialised here too, inside the muting, since
+    that is when TensorFlow reports missing CUDA drivers.
+
+    Example::
+
+        keras = import_keras()
+        keras.config.backend()  # "tensorflow", or "jax" with KERAS_BACKEND=jax
+    """
+    with _native_stderr_muted():
+        import keras
+
+        if keras.config.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+    return keras
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, numpy and Keras (weights, shuffles) with ``seed``: reproducible runs.
+
+    ``keras.utils.set_random_seed`` also seeds TensorFlow whenever it is installed (for tf.data
+    pipelines), which imports it even under another backend; its start-up banner is muted here.
+    """
+    keras = import_keras()
+    with _native_stderr_muted():
+        keras.utils.set_random_seed(seed)
+
+
+def backend() -> str:
+    """The name of the Keras backend in use ("tensorflow", "jax", ...)."""
+    return import_keras().config.backend()
+
+
+def versions() -> dict[str, str]:
+    """The versions of Keras and of its backend, to record with a run."""
+    name = backend()
+    return {"keras": import_keras().__version__, name: importlib.metadata.version(name)}
+
+
+def resolve_precision(precision: str, cpuinfo: str | None = None) -> str:
+    """The dtype policy to train with: "auto" is mixed_bfloat16 only on CPUs with bf16 units.
+
+    Without native bf16 (AVX512-BF16 or AMX-BF16) the CPU emulates it, slower than float32.
+
+    Args:
+        precision: "auto", "float32" or "mixed_bfloat16" (checked by ``RunConfig``).
+        cpuinfo: the text of /proc/cpuinfo (read from the machine when None; tests pass it).
+
+    Returns:
+        "float32" or "mixed_bfloat16".
+
+    Example::
+
+        resolve_precision("auto", cpuinfo="flags : fpu avx512_bf16")  # "mixed_bfloat16"
+    """
+    if precision != "auto":
+        return precision
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return "float32"
+    return "mixed_bfloat16" if BF16_FLAGS.search(cpuinfo) else "float32"
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """How a run spreads over devices: build the model in ``scope()``."""
+
+    name: str
+    scope: Callable[[], AbstractContextManager]
+    replicas: int
+
+
+def distribution(name: str) -> Distribution:
+    """The distribution ``name`` ("default" or "mirrored", checked by ``RunConfig``).
+
+    "default" runs on one device of any backend; "mirrored" copies the model onto every local
+    GPU and splits each batch between them (``tf.distribute.MirroredStrategy``).
+
+    Raises:
+        SegtrainError: "mirrored" under another backend than TensorFlow.
+    """
+    if name == "default":
+        return Distribution(name, contextlib.nullcontext, replicas=1)
+    if backend() != "tensorflow":
+        raise SegtrainError(
+            f"--strategy {name} needs the TensorFlow backend, not {backend()}; "
+            "unset KERAS_BACKEND or use --strategy default"
+        )
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy()
+    return Distribution(name, strategy.scope, strategy.num_replicas_in_sync)

@@ -1,0 +1,228 @@
+"""Train a U-Net on a brinelite dataset: the seed workflow, end to end, into a run folder.
+
+    run = segtrain.train("demo/membrane", "runs/membrane", model="small", size=128)
+
+The steps are the seed's: open the dataset, split off a validation fold
+(``create_folds((val,))``), feed both folds through ``to_keras`` with the seed's processing
+function (augmented for training only), build and compile the U-Net, and ``fit`` with the seed's
+callbacks (early stopping, learning-rate reduction, best-weights checkpoint) plus a CSV log and
+TensorBoard logs. Every option is checked, and the run folder too, before Keras is imported;
+``segtrain.run_folder`` lists what the folder then holds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import brinelite
+from segtrain import runtime
+from segtrain.config import RunConfig
+from segtrain.errors import SegtrainError
+from segtrain.processing import make_processor
+from segtrain.run_folder import (
+    BACKUP,
+    BEST_WEIGHTS,
+    FINAL_MODEL,
+    HISTORY,
+    LOGS,
+    RunFolder,
+    dataset_record,
+)
+
+if TYPE_CHECKING:
+    import keras
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` leaves behind: the run folder, the trained model and its history."""
+
+    run_dir: Path
+    model: keras.Model
+    history: dict[str, list[float]]
+    config: dict[str, Any]
+
+
+def check_columns(dataset: brinelite.Dataset, *names: str) -> None:
+    """Refuse a dataset lacking one of the image columns ``names`` (the image and its mask)."""
+    columns = {column.name: column for column in dataset.columns}
+    for name in names:
+        if name not in columns or not columns[name].isimage():
+            found = ", ".join(f"{c.name} ({c.type})" for c in dataset.columns)
+            raise SegtrainError(
+                f"dataset {dataset.name} has no image column {name!r} (its columns: {found}); "
+                "name the image and mask columns with --image-column and --mask-column"
+            )
+
+
+def check_val(dataset: brinelite.Dataset, val: int) -> None:
+    """Refuse a validation size that would leave the validation or training fold empty."""
+    if not 0 < val < len(dataset):
+        raise SegtrainError(
+            f"--val {val} would leave an empty validation or training fold in the "
+            f"{len(dataset)} rows of {dataset.name}; pick a value from 1 to {len(dataset) - 1}"
+        )
+
+
+def make_callbacks(run_dir: str | Path, resume: bool = False) -> list[keras.callbacks.Callback]:
+    """The seed's callbacks, writing into the run folder ``run_dir``, plus logs and a backup.
+
+    On resume, the CSV log is appended to and the checkpoint only replaces the best weights
+    with better ones than history.csv already records. TensorBoard logs need the tensorboard
+    package and the TensorFlow backend (Keras writes them with ``tf.summary``); without either
+    they are skipped with a warning rather than failing the run.
+    """
+    keras = runtime.import_keras()
+    folder = RunFolder(Path(run_dir))
+    folder.path.mkdir(parents=True, exist_ok=True)
+    best_so_far = min(folder.history().get("val_loss", []), default=None) if resume else None
+    callbacks = [
+        keras.callbacks.BackupAndRestore(folder.path / BACKUP, delete_checkpoint=False),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=8, min_delta=1e-4, verbose=1),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.1, patience=4, min_delta=1e-4, verbose=1
+        ),
+        keras.callbacks.ModelCheckpoint(
+            folder.path / BEST_WEIGHTS,
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=best_so_far,
+        ),
+        keras.callbacks.CSVLogger(folder.path / HISTORY, append=resume),
+    ]
+    if runtime.backend() != "tensorflow":  # Keras writes TensorBoard logs with TensorFlow
+        warnings.warn(
+            f"no TensorBoard logs under the {runtime.backend()} backend (Keras writes them with "
+            "TensorFlow); history.csv and curves.png hold the curves",
+            stacklevel=2,
+        )
+    elif importlib.util.find_spec("tensorboard") is None:
+        warnings.warn("no TensorBoard logs: the tensorboard package is not installed", stacklevel=2)
+    else:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=folder.path / LOGS))
+    return callbacks
+
+
+def make_batches(
+    training: brinelite.Dataset, validation: brinelite.Dataset, config: RunConfig
+) -> tuple[Any, Any]:
+    """The seed's generators: shuffled, augmented training batches; plain validation batches."""
+    columns = config.image_column, config.mask_column
+    augmented = make_processor(config.size, config.augment, rng=np.random.default_rng(config.seed))
+    train_batches = training.to_keras(
+        *columns, config.batch_size, shuffle=True, processing_function=augmented, seed=config.seed
+    )
+    validation_batches = validation.to_keras(
+        *columns,
+        config.batch_size,
+        shuffle=False,
+        processing_function=make_processor(config.size, False),
+    )
+    return train_batches, validation_batches
+
+
+def keras_verbosity(verbose: int | str) -> int:
+    """Keras' ``verbose``: "auto" is a progress bar on a terminal, one line per epoch otherwise."""
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)
+
+
+def train(
+    dataset: str,
+    out: str | Path = "runs/unet",
+    *,
+    resume: bool = False,
+    verbose: int | str = "auto",
+    **options: Any,
+) -> TrainResult:
+    """Train a U-Net on the brinelite dataset ``dataset`` into the run folder ``out``.
+
+    Args:
+        dataset: a brinelite ``scope/name[@version]`` or a dataset folder.
+        out: the run folder to write (it must not hold a run, unless ``resume``).
+        resume: continue the run in ``out`` from its last finished epoch; the run-defining
+            options must be the run's own (``epochs``, ``strategy``, ``xla`` may change).
+        verbose: Keras' verbosity: 0 silent, 1 progress bar, 2 one line per epoch; "auto" is 1
+            on a terminal and 2 otherwise (a log file).
+        **options: the fields of ``segtrain.config.RunConfig`` (model, size, batch_size, val,
+            epochs, lr, seed, augment, image_column, mask_column, strategy, precision, xla);
+            the defaults are the seed's: Carvana's 256 U-Net, batches of 1, 20 validation rows,
+            up to 100 epochs at learning rate 1e-4.
+
+    Returns:
+        The run folder, the model after the last epoch, the history of every epoch and the
+        config written to config.json.
+
+    Raises:
+        SegtrainError: a bad option or run folder, before anything is built.
+        brinelite.BrineliteError: a dataset that cannot be found or read.
+
+    Example::
+
+        run = segtrain.train("demo/membrane", "runs/membrane", model="small", size=128)
+        min(run.history["val_loss"]), run.config["precision"]
+    """
+    requested = RunConfig.from_options(options)
+    config = requested.resolved()
+    data = brinelite.load_dataset(dataset)
+    check_columns(data, config.image_column, config.mask_column)
+    check_val(data, config.val)
+    record = dataset_record(data, dataset)
+    folder = RunFolder(Path(out))
+    folder.check_start(config, record, resume)
+
+    # Every check passed: Keras (and its backend) loads now.
+    from segtrain.models import build_model
+
+    distribution = runtime.distribution(config.strategy)
+    runtime.set_seed(config.seed)
+    with distribution.scope():
+        network = build_model(
+            config.model, config.size, precision=config.precision, lr=config.lr, xla=config.xla
+        )
+    if resume:
+        validation, training = folder.split(data)
+    else:
+        validation, training = data.create_folds((config.val,), shuffle=True, seed=config.seed)
+    written = {
+        **config.to_dict(),
+        "precision_requested": requested.precision,
+        "dataset": record,
+        "backend": runtime.backend(),
+        "replicas": distribution.replicas,
+        "versions": runtime.versions(),
+    }
+    verbosity = keras_verbosity(verbose)
+    if verbosity:
+        print(
+            f"Training {config.model} at {config.size}x{config.size} on {record['ref']} "
+            f"({len(training)} training, {len(validation)} validation rows): precision "
+            f"{config.precision} ({requested.precision} asked), {written['backend']} backend, "
+            f"{distribution.replicas} replica(s)."
+        )
+
+    folder.write_record(written)
+    folder.write_split(validation, training)
+    train_batches, validation_batches = make_batches(training, validation, config)
+    with brinelite.original_errors():
+        network.fit(
+            train_batches,
+            steps_per_epoch=train_batches.steps_per_epoch(),
+            validation_data=validation_batches,
+            validation_steps=validation_batches.steps_per_epoch(),
+            epochs=config.epochs,
+            callbacks=make_callbacks(folder.path, resume),
+            verbose=verbosity,
+        )
+    network.save(folder.path / FINAL_MODEL)
+    folder.draw_curves()
+    return TrainResult(folder.path, network, folder.history(), written)

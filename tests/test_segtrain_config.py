@@ -1,0 +1,65 @@
+"""RunConfig: one definition of the training options, checked before anything heavy loads."""
+
+import dataclasses
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from segtrain.config import RunConfig
+from segtrain.errors import SegtrainError
+
+
+def test_defaults_are_the_seeds():
+    config = RunConfig()
+    assert (config.model, config.batch_size, config.val, config.epochs) == ("unet256", 1, 20, 100)
+    assert (config.lr, config.precision, config.strategy) == (1e-4, "auto", "default")
+
+
+def test_json_round_trip():
+    config = RunConfig(model="tiny", size=32, lr=3e-3, augment=False, xla=True)
+    record = json.loads(json.dumps({**config.to_dict(), "dataset": {"ref": "a/b@1.0.0"}}))
+    assert RunConfig.from_dict(record) == config
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"model": "unet99"}, "unknown model 'unet99'"),
+        ({"model": "unet256", "size": 128}, "unet256 takes input size 256 only"),
+        ({"model": "tiny", "size": 36}, "pick a multiple of 8"),
+        ({"model": "tiny", "size": 0}, "pick a multiple of 8"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"epochs": 1.5}, "epochs must be int"),
+        ({"augment": "yes"}, "augment must be bool"),
+        ({"val": True}, "val must be int"),
+        ({"lr": 0.0}, "lr must be above 0"),
+        ({"strategy": "multi-worker"}, "--strategy data-parallel"),
+        ({"strategy": "cluster"}, "unknown strategy 'cluster'; choose one of: default, mirrored"),
+        ({"precision": "float16"}, "unknown precision 'float16'"),
+        ({"learning_rate": 1}, "unknown training option 'learning_rate'"),
+    ],
+)
+def test_bad_options_are_one_clear_line(options, message):
+    with pytest.raises(SegtrainError, match=message) as caught:
+        RunConfig.from_options(options)
+    assert "\n" not in str(caught.value)
+
+
+def test_resume_compares_only_run_defining_options():
+    saved = RunConfig(model="tiny", size=32).resolved(cpuinfo="flags : avx2")
+    faster = dataclasses.replace(saved, epochs=5, xla=True)
+    assert faster.changes_from(saved) == []
+    other = dataclasses.replace(saved, seed=7, precision="mixed_bfloat16")
+    assert other.changes_from(saved) == ["seed 42 -> 7", "precision float32 -> mixed_bfloat16"]
+    assert RunConfig.free_to_change() == ["epochs", "strategy", "xla"]
+
+
+def test_cli_options_are_the_config_fields():
+    from segtrain.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for item in dataclasses.fields(RunConfig):
+        assert f"--{item.name.replace('_', '-')}" in result.output
+    assert "--verbose" in result.output and "--quiet" in result.output
