@@ -18,20 +18,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.console import Console
 
 from brinelite import BrineliteError
-from brinelite.commandline import run_app
+from brinelite.commandline import Output, new_app, run_app
 from segtrain.config import RunConfig
 from segtrain.errors import SegtrainError
 
-app = typer.Typer(
-    help="Train, evaluate and apply U-Net segmentation models on brinelite datasets.",
+app = new_app(
+    "Train, evaluate and apply U-Net segmentation models on brinelite datasets.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
-out = Console()
+out = Output()
 
 
 def train(dataset: str, run_dir: Path, resume: bool, verbose: bool | None, **options: Any) -> None:
@@ -150,4 +147,4 @@ def predict(
 def main() -> None:
     """The ``segtrain`` console script; errors are one line on stderr, as brinelite's are."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no C++ log lines from TensorFlow
-    run_app(app, (SegtrainError, BrineliteError))
+    run_app(app, (SegtrainError, BrineliteError), extra="train")
