@@ -10,6 +10,7 @@ batches for them are requested (``Dataset.to_keras``).
 """
 
 from .build import build
+from .classes import ClassMap
 from .dataset import Dataset, list_datasets, load_dataset
 from .errors import BrineliteError
 from .images import IMAGE_SUFFIXES, read_image
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "IMAGE_SUFFIXES",
     "BrineliteError",
+    "ClassMap",
     "Dataset",
     "build",
     "install",

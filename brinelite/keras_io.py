@@ -296,7 +296,6 @@ class KerasBatches:
         workers: int,
         malloc_fix: bool = False,
     ) -> None:
-        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         self.loader = loader
         self.batch_size = batch_size
         self.order = order
@@ -305,6 +304,7 @@ class KerasBatches:
         self.epoch = 0
         self._next_batch = 0
         self._order = order.epoch(0)
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
 
     def __len__(self) -> int:
         return -(-len(self.order) // self.batch_size)

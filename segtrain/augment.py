@@ -71,12 +71,16 @@ def random_shift_scale_rotate(
     border_mode: int = cv2.BORDER_CONSTANT,
     u: float = 0.5,
     rng: np.random.Generator | None = None,
+    mask_interpolation: int = cv2.INTER_LINEAR,
+    mask_border: float = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shift (fraction of the size), scale, rotate (degrees) image and mask with one transform.
 
     As in Carvana: the image corners are rotated and scaled about the centre, then shifted; the
     perspective transform taking the old corners to the new is applied to both arrays. Pixels
-    coming from outside the image are filled by ``border_mode`` (zeros by default).
+    coming from outside the image are filled by ``border_mode`` (zeros by default). A label map
+    (class ids) is warped with ``mask_interpolation=cv2.INTER_NEAREST`` and
+    ``mask_border=<void id>``, so no id is ever blended with another.
     """
     rng = _generator(rng)
     if rng.random() >= u:
@@ -98,13 +102,18 @@ def random_shift_scale_rotate(
     moved = (corners - centre) @ rotation.T + centre + np.array([dx, dy])
     matrix = cv2.getPerspectiveTransform(corners, moved.astype(np.float32))
 
-    def warp(array: np.ndarray) -> np.ndarray:
+    def warp(array: np.ndarray, flags: int, mode: int, value: float = 0) -> np.ndarray:
         warped = cv2.warpPerspective(
-            array, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=border_mode
+            array, matrix, (width, height), flags=flags, borderMode=mode, borderValue=value
         )
         return warped.reshape(array.shape)  # OpenCV drops a trailing channel axis of 1
 
-    return warp(image), warp(mask)
+    labels = mask_interpolation == cv2.INTER_NEAREST
+    mask_mode = cv2.BORDER_CONSTANT if labels else border_mode
+    return (
+        warp(image, cv2.INTER_LINEAR, border_mode),
+        warp(mask, mask_interpolation, mask_mode, mask_border),
+    )
 
 
 def random_horizontal_flip(
