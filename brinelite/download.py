@@ -16,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import settings, transports
 from .errors import DownloadError, IntegrityError, OfflineError
@@ -38,6 +40,26 @@ class FetchResult:
     path: Path
     size: int
     sha256: str
+
+
+def choose(url: str, headers: dict[str, str] | None = None, timeout: float = 30.0) -> Transport:
+    """The transport for ``url``'s scheme (a plain path is a local file).
+
+    ``headers`` (e.g. a registry's ``Authorization``) go to that URL's host only.
+
+    >>> choose("/data/cells.tar.gz").network
+    False
+    """
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("http", "https"):
+        return transports.HTTPTransport(headers or {}, timeout)
+    if scheme == "s3":
+        from .s3 import S3Transport
+
+        return S3Transport()
+    if scheme in ("", "file") or re.fullmatch(r"[a-z]", scheme):  # "" or a Windows drive
+        return transports.FileTransport()
+    raise DownloadError(f"Cannot download {redact_url(url)}: unknown scheme {scheme!r}.")
 
 
 def fetch(
@@ -61,7 +83,7 @@ def fetch(
 
     Example: ``fetch("https://host/cells.tar.gz", Path("cells.tar.gz")).sha256``.
     """
-    transport = transports.choose(url, headers, timeout)
+    transport = choose(url, headers, timeout)
     if transport.network and settings.offline():
         raise OfflineError(
             f"BRINELITE_OFFLINE is set: not downloading {redact_url(url)}; "

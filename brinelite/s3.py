@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,15 +36,28 @@ _CHANGED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}  #
 MAX_SINGLE_PUT = 5 << 30  # S3's limit for one PUT; larger archives are uploaded multipart
 
 
-def client() -> Any:
-    """A boto3 S3 client with timeouts and retries, or a one-line error when boto3 is missing."""
+def _boto() -> ModuleType:
+    """botocore's exceptions, once boto3 is known to be there (else the extra to install).
+
+    Every S3 call starts here, so a machine without the ``[s3]`` extra gets one line, never an
+    ImportError from the first ``botocore`` name the code happens to need.
+    """
     try:
-        import boto3
-        from botocore.config import Config
+        import boto3  # noqa: F401 (botocore alone is not enough: the client comes from boto3)
+        from botocore import exceptions
     except ImportError:
         raise RegistryError(
             "s3:// registries need boto3; install it with: pip install 'brinelite[s3]'."
         ) from None
+    return exceptions
+
+
+def client() -> Any:
+    """A boto3 S3 client with timeouts and retries, or a one-line error when boto3 is missing."""
+    _boto()
+    import boto3
+    from botocore.config import Config
+
     endpoint = os.environ.get("BRINELITE_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
     config = Config(
         connect_timeout=10, read_timeout=30, retries={"max_attempts": 5, "mode": "standard"}
@@ -61,22 +75,16 @@ def split(url: str) -> tuple[str, str]:
 
 def _error(exc: Exception, url: str) -> Exception:
     """The brinelite error for a boto3 failure on ``url``."""
-    from botocore.exceptions import (
-        ClientError,
-        ConnectionClosedError,
-        ConnectionError,
-        NoCredentialsError,
-        ReadTimeoutError,
-    )
+    boto = _boto()
 
-    if isinstance(exc, NoCredentialsError):
+    if isinstance(exc, boto.NoCredentialsError):
         return AuthError(
             f"No AWS credentials to read {url}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
             "or AWS_PROFILE."
         )
-    if isinstance(exc, ConnectionError | ConnectionClosedError | ReadTimeoutError):
+    if isinstance(exc, boto.ConnectionError | boto.ConnectionClosedError | boto.ReadTimeoutError):
         return UnreachableError(f"S3 endpoint for {url} is unreachable ({exc}).")
-    code = _code(exc) if isinstance(exc, ClientError) else ""
+    code = _code(exc) if isinstance(exc, boto.ClientError) else ""
     if code in _DENIED:
         return AuthError(
             f"S3 refused access to {url} ({code}); check AWS_PROFILE or the AWS_* credentials."
@@ -95,7 +103,7 @@ def read_json(url: str) -> dict[str, Any] | None:
 
 def read_tagged(url: str) -> tuple[dict[str, Any] | None, str | None]:
     """The JSON object at ``url`` and its ETag, for a :func:`put_json` that must not race."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    boto = _boto()
 
     bucket, key = split(url)
     try:
@@ -103,11 +111,11 @@ def read_tagged(url: str) -> tuple[dict[str, Any] | None, str | None]:
         if answer.get("ContentLength", 0) > indexes.MAX_INDEX_BYTES:
             raise indexes.oversized(url)
         body = indexes.read_capped(answer["Body"].iter_chunks(CHUNK), url)
-    except ClientError as exc:
+    except boto.ClientError as exc:
         if _code(exc) in _MISSING:
             return None, None
         raise _error(exc, url) from exc
-    except BotoCoreError as exc:
+    except boto.BotoCoreError as exc:
         raise _error(exc, url) from exc
     return indexes.parse(body, url), answer["ETag"]
 
@@ -120,7 +128,7 @@ def put_file(path: Path, url: str, sha256: str) -> None:
     rerunning a publish that failed later recognises its own upload. Archives over 5 GiB
     (the single-PUT limit) go multipart after a check that the key is free.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
+    boto = _boto()
 
     bucket, key = split(url)
     s3 = client()
@@ -134,22 +142,22 @@ def put_file(path: Path, url: str, sha256: str) -> None:
             s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {"sha256": sha256}})
         else:
             raise _taken(url)
-    except ClientError as exc:
+    except boto.ClientError as exc:
         if _code(exc) not in _CHANGED:
             raise _error(exc, url) from exc
         if _present_sha256(s3, bucket, key) != sha256:
             raise _taken(url) from exc
-    except BotoCoreError as exc:
+    except boto.BotoCoreError as exc:
         raise _error(exc, url) from exc
 
 
 def _present_sha256(s3: Any, bucket: str, key: str) -> str | None:
     """The sha256 recorded on an object ("" if it has none), None when there is no object."""
-    from botocore.exceptions import ClientError
+    boto = _boto()
 
     try:
         return str(s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256", ""))
-    except ClientError as exc:
+    except boto.ClientError as exc:
         if _code(exc) in _MISSING:
             return None
         raise
@@ -168,7 +176,7 @@ def put_json(url: str, data: dict[str, Any], etag: str | None) -> None:
     ``etag`` is what :func:`read_tagged` returned: the PUT carries ``If-Match`` on it, or
     ``If-None-Match: *`` when the object did not exist, so a concurrent change is never lost.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
+    boto = _boto()
 
     bucket, key = split(url)
     body = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
@@ -177,14 +185,14 @@ def put_json(url: str, data: dict[str, Any], etag: str | None) -> None:
         client().put_object(
             Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition
         )
-    except ClientError as exc:
+    except boto.ClientError as exc:
         if _code(exc) in _CHANGED | _MISSING:  # changed, created or deleted since it was read
             raise RegistryError(
                 f"{url} changed while publishing (another publisher at the same moment?); "
                 "nothing was overwritten: run the same command again."
             ) from exc
         raise _error(exc, url) from exc
-    except BotoCoreError as exc:
+    except boto.BotoCoreError as exc:
         raise _error(exc, url) from exc
 
 
@@ -201,7 +209,7 @@ class S3Transport:
 
     def open(self, url: str, offset: int, validator: str | None) -> Opened:
         """GET the object from ``offset``; an object changed since ``validator`` restarts."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        boto = _boto()
         from urllib3.exceptions import HTTPError
 
         bucket, key = split(url)
@@ -210,14 +218,14 @@ class S3Transport:
             answer = self.s3.get_object(
                 Bucket=bucket, Key=key, Range=f"bytes={offset}-", **condition
             )
-        except ClientError as exc:
+        except boto.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in _RESTART:
                 raise Transient(f"{url} changed ({code})", restart=True) from exc
             if code in _MISSING:
                 raise DownloadError(f"{url} was not found ({code}); check the URL.") from exc
             raise _error(exc, url) from exc
-        except (BotoCoreError, HTTPError, OSError) as exc:
+        except (boto.BotoCoreError, HTTPError, OSError) as exc:
             raise Transient(str(exc)) from exc
         body = answer["Body"]
         match = _CONTENT_RANGE.fullmatch(answer.get("ContentRange", ""))
@@ -232,12 +240,12 @@ class S3Transport:
 
 def _chunks(body: Any) -> Iterator[bytes]:
     """An object body in 1 MiB chunks; a cut connection is :class:`Transient`."""
-    from botocore.exceptions import BotoCoreError
+    boto = _boto()
     from urllib3.exceptions import HTTPError
 
     try:
         yield from body.iter_chunks(CHUNK)
-    except (BotoCoreError, HTTPError, OSError) as exc:
+    except (boto.BotoCoreError, HTTPError, OSError) as exc:
         raise Transient(f"connection lost: {exc}") from exc
 
 

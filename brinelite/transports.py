@@ -3,7 +3,8 @@
 A transport opens a URL at an offset and hands back the bytes with what identifies their
 version (an ETag, Last-Modified, or size and time of a local file). Everything else (the
 part file, resume, retries, hashing, the final rename) is done once, by
-:func:`brinelite.download.fetch`. As pooch's ``choose_downloader`` or requests' adapters:
+:func:`brinelite.download.fetch`, which picks the transport once from the URL's scheme
+(:func:`brinelite.download.choose`), as pooch's ``choose_downloader`` or requests' adapters:
 
 - ``http://``, ``https://``: :class:`HTTPTransport` (Range + If-Range, no Content-Encoding undone);
 - ``s3://``: :class:`brinelite.s3.S3Transport` (Range + If-Match, boto3 imported only then);
@@ -75,26 +76,6 @@ class Transport(Protocol):
     def open(self, url: str, offset: int, validator: str | None) -> Opened: ...
 
     def close(self) -> None: ...
-
-
-def choose(url: str, headers: dict[str, str] | None = None, timeout: float = 30.0) -> Transport:
-    """The transport for ``url``'s scheme (a plain path is a local file).
-
-    ``headers`` (e.g. a registry's ``Authorization``) go to that URL's host only.
-
-    >>> choose("/data/cells.tar.gz").network
-    False
-    """
-    scheme = urlsplit(url).scheme.lower()
-    if scheme in ("http", "https"):
-        return HTTPTransport(headers or {}, timeout)
-    if scheme == "s3":
-        from .s3 import S3Transport
-
-        return S3Transport()
-    if scheme in ("", "file") or re.fullmatch(r"[a-z]", scheme):  # "" or a Windows drive
-        return FileTransport()
-    raise DownloadError(f"Cannot download {redact_url(url)}: unknown scheme {scheme!r}.")
 
 
 class HTTPTransport:

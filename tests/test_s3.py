@@ -85,6 +85,19 @@ def test_missing_boto3_gives_one_line_telling_what_to_install(monkeypatch, cli):
     assert result.code == 1 and result.err.count("\n") == 1 and "brinelite[s3]" in result.err
 
 
+@pytest.mark.parametrize("missing", [["boto3"], ["boto3", "botocore", "botocore.exceptions"]])
+def test_every_s3_call_checks_for_boto3_before_botocore(monkeypatch, missing):
+    for module in missing:
+        monkeypatch.setitem(sys.modules, module, None)
+    for call in (
+        lambda: s3.read_json("s3://bucket/reg/index.json"),
+        lambda: s3.put_json("s3://bucket/reg/index.json", {}, None),
+        lambda: s3.S3Transport().open("s3://bucket/a.tar.gz", 0, None),
+    ):
+        with pytest.raises(RegistryError, match=r"pip install 'brinelite\[s3\]'"):
+            call()
+
+
 class CutFirstBody:
     """Wraps a real client: the first object body breaks after 1000 bytes; records Ranges."""
 
