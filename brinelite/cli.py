@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from typer._click.exceptions import MissingParameter
 
-from . import __version__, cache, config, lockfile, registry
+from . import __version__, cache, config, lockfile, publishing, registry
 from . import serve as server
 from .build import build as build_archive
 from .classes import ClassMap
@@ -325,7 +325,7 @@ def build(
     )
     out.print(f"sha256 {result.sha256}")
     if publish_to:
-        _announce(registry.publish(result.archive, publish_to))
+        _announce(publishing.publish(result.archive, publish_to))
 
 
 @app.command()
@@ -338,7 +338,7 @@ def publish(
     ],
 ) -> None:
     """Publish a dataset version to a registry (versions are never overwritten)."""
-    _announce(registry.publish(source, dest))
+    _announce(publishing.publish(source, dest))
 
 
 def _announce(published: registry.Resolved) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 
 import brinelite
-import brinelite.registry
+import brinelite.publishing
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "data" / "membrane"
@@ -59,7 +59,7 @@ def main() -> None:
         )
         # Versions are immutable in a registry: replace the demo's entry on a rebuild.
         shutil.rmtree(REGISTRY / "demo" / "membrane", ignore_errors=True)
-        brinelite.registry.publish(result.archive, str(REGISTRY))
+        brinelite.publishing.publish(result.archive, str(REGISTRY))
     # The publish lock is only needed while publishing; keep it out of the package.
     (REGISTRY / "demo" / "membrane" / ".index.lock").unlink()
     print(f"Published {result.manifest.name}@{result.manifest.version} to {REGISTRY}")

@@ -11,7 +11,7 @@ import pytest
 from conftest import make_pairs
 
 import brinelite
-from brinelite import config, registry
+from brinelite import config, publishing, registry
 from brinelite.errors import (
     AlreadyExistsError,
     DatasetNotFoundError,
@@ -30,7 +30,7 @@ def build(tmp_path: Path, name: str, version: str, seed: int = 0) -> Path:
 def test_publish_writes_the_documented_layout(tmp_path):
     reg = tmp_path / "reg"
     archive = build(tmp_path, "lab/cells", "1.0.0")
-    published = registry.publish(archive, str(reg))
+    published = publishing.publish(archive, str(reg))
 
     index = json.loads((reg / "lab" / "cells" / "index.json").read_text())
     entry = index["versions"]["1.0.0"]
@@ -49,7 +49,7 @@ def test_publish_writes_the_documented_layout(tmp_path):
 def test_newest_version_is_chosen_and_a_pin_is_honoured(tmp_path, monkeypatch):
     reg = tmp_path / "reg"
     for version in ("1.2.0", "1.10.0", "1.9.3"):  # 1.10.0 is newest, though not in text order
-        registry.publish(build(tmp_path, "lab/cells", version), str(reg))
+        publishing.publish(build(tmp_path, "lab/cells", version), str(reg))
     monkeypatch.setenv("BRINELITE_REGISTRY", str(reg))
 
     assert str(registry.resolve(parse_name("lab/cells")).ref) == "lab/cells@1.10.0"
@@ -64,8 +64,8 @@ def test_newest_version_is_chosen_and_a_pin_is_honoured(tmp_path, monkeypatch):
 
 def test_registries_are_asked_in_order(tmp_path, monkeypatch):
     first, second = tmp_path / "first", tmp_path / "second"
-    registry.publish(build(tmp_path, "lab/cells", "1.0.0", seed=1), str(first))
-    registry.publish(build(tmp_path, "lab/cells", "2.0.0", seed=2), str(second))
+    publishing.publish(build(tmp_path, "lab/cells", "1.0.0", seed=1), str(first))
+    publishing.publish(build(tmp_path, "lab/cells", "2.0.0", seed=2), str(second))
     monkeypatch.setenv("BRINELITE_REGISTRY", f"{first}, {second}")
 
     assert registry.resolve(parse_name("lab/cells")).registry == str(first)
@@ -77,12 +77,12 @@ def test_registries_are_asked_in_order(tmp_path, monkeypatch):
 
 def test_publishing_an_existing_version_is_refused(tmp_path, cli):
     reg = tmp_path / "reg"
-    registry.publish(build(tmp_path, "lab/cells", "1.0.0", seed=1), str(reg))
+    publishing.publish(build(tmp_path, "lab/cells", "1.0.0", seed=1), str(reg))
     before = (reg / "lab" / "cells" / "cells-1.0.0.tar.gz").read_bytes()
     other = build(tmp_path / "other", "lab/cells", "1.0.0", seed=2)
 
     with pytest.raises(AlreadyExistsError, match="versions are immutable"):
-        registry.publish(other, str(reg))
+        publishing.publish(other, str(reg))
     result = cli("publish", other, "--registry", f"file://{reg}")
     assert result.code == 1 and "already published" in result.err
     assert (reg / "lab" / "cells" / "cells-1.0.0.tar.gz").read_bytes() == before
@@ -145,7 +145,7 @@ def test_build_publish_shortcut(tmp_path, pairs_src, cli):
 
 def test_unknown_names_say_where_they_looked_and_suggest(tmp_path, monkeypatch, cli):
     reg = tmp_path / "reg"
-    registry.publish(build(tmp_path, "lab/cells", "1.0.0"), str(reg))
+    publishing.publish(build(tmp_path, "lab/cells", "1.0.0"), str(reg))
     monkeypatch.setenv("BRINELITE_REGISTRY", str(reg))
 
     result = cli("install", "lab/cels")
@@ -158,7 +158,7 @@ def test_unknown_names_say_where_they_looked_and_suggest(tmp_path, monkeypatch, 
 
 def test_an_index_pointing_outside_its_folder_is_refused(tmp_path, monkeypatch):
     reg = tmp_path / "reg"
-    registry.publish(build(tmp_path, "lab/cells", "1.0.0"), str(reg))
+    publishing.publish(build(tmp_path, "lab/cells", "1.0.0"), str(reg))
     index_path = reg / "lab" / "cells" / "index.json"
     index = json.loads(index_path.read_text())
     index["versions"]["1.0.0"]["archive"] = "../../../secret.tar.gz"
@@ -173,7 +173,7 @@ def test_registry_add_list_remove_stores_the_variable_not_the_token(
     tmp_path, monkeypatch, cli, brinelite_home
 ):
     reg = tmp_path / "reg"
-    registry.publish(build(tmp_path, "lab/cells", "1.0.0"), str(reg))
+    publishing.publish(build(tmp_path, "lab/cells", "1.0.0"), str(reg))
     monkeypatch.setenv("TEAM_TOKEN", "s3cret-value")
 
     added = cli("registry", "add", "team", str(reg), "--token-env", "TEAM_TOKEN")
@@ -217,7 +217,7 @@ def test_demo_dataset_installs_offline_with_no_registry_configured(cli, monkeypa
 
 def test_an_index_of_an_unknown_format_is_not_used(tmp_path, monkeypatch):
     reg = tmp_path / "reg"
-    registry.publish(build(tmp_path, "lab/cells", "1.0.0"), str(reg))
+    publishing.publish(build(tmp_path, "lab/cells", "1.0.0"), str(reg))
     index_path = reg / "lab" / "cells" / "index.json"
     index_path.write_text(json.dumps(json.loads(index_path.read_text()) | {"format_version": 2}))
     monkeypatch.setenv("BRINELITE_REGISTRY", str(reg))

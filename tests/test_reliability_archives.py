@@ -20,7 +20,7 @@ from conftest import make_pairs, write_zip, zip_entry
 from reliability_helpers import Serving, Site, snapshot, staging_left
 
 import brinelite
-from brinelite import archive, registry
+from brinelite import archive, publishing
 from brinelite.errors import (
     ArchiveError,
     BuildError,
@@ -377,7 +377,7 @@ def test_unknown_dataset_and_version_suggest_close_names(
     good_archive, home, populated, tmp_path, monkeypatch, cli
 ):
     reg = tmp_path / "registry"
-    registry.publish(good_archive, str(reg))
+    publishing.publish(good_archive, str(reg))
     monkeypatch.setenv("BRINELITE_REGISTRY", str(reg))
     with pytest.raises(DatasetNotFoundError, match=r"Did you mean lab/cells\?"):
         brinelite.install("lab/cels", quiet=True)

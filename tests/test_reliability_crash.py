@@ -26,7 +26,7 @@ from reliability_helpers import (
 )
 
 import brinelite
-from brinelite import manifest, registry
+from brinelite import manifest, publishing
 from brinelite.errors import NotInstalledError
 
 pytestmark = pytest.mark.slow
@@ -113,7 +113,7 @@ def test_kill_9_at_random_moments_never_leaves_half_a_dataset(
 
 def _publish(big_archive: Path, tmp_path: Path) -> Path:
     folder = tmp_path / "registry"
-    registry.publish(big_archive, str(folder))
+    publishing.publish(big_archive, str(folder))
     return folder
 
 

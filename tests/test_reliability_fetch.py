@@ -22,7 +22,7 @@ from reliability_helpers import Serving, Site, free_port, smooth_pairs, snapshot
 from werkzeug import Request, Response
 
 import brinelite
-from brinelite import cache, manifest, registry
+from brinelite import cache, manifest, publishing
 
 ROWS = 6
 
@@ -197,7 +197,7 @@ def test_url_credentials_and_query_are_never_stored_or_shown(cells, cli, brineli
 def team_registry(cells, tmp_path) -> Path:
     archive = tmp_path / "cells.tar.gz"
     archive.write_bytes(cells)
-    registry.publish(archive, str(tmp_path / "registry"))
+    publishing.publish(archive, str(tmp_path / "registry"))
     return tmp_path / "registry"
 
 

@@ -20,7 +20,7 @@ from test_s3 import bucket, s3_endpoint  # noqa: F401  (fixtures: a moto server,
 from werkzeug import Response
 
 import brinelite
-from brinelite import backends, registry, s3
+from brinelite import backends, publishing, registry, s3
 from brinelite.errors import (
     AlreadyExistsError,
     DatasetNotFoundError,
@@ -47,7 +47,7 @@ def files(root: Path) -> dict[str, str]:
 def good(tmp_path) -> Path:
     """A folder registry holding lab/cells@1.0.0."""
     root = tmp_path / "good"
-    registry.publish(build(tmp_path, "lab/cells", "1.0.0"), str(root))
+    publishing.publish(build(tmp_path, "lab/cells", "1.0.0"), str(root))
     return root
 
 
@@ -237,9 +237,9 @@ def test_a_publish_cut_between_its_writes_is_completed_by_rerunning_it(tmp_path,
 
         monkeypatch.setattr(backends.FolderStore, "put_json", failing)
         with pytest.raises(OSError):
-            registry.publish(archive, str(good))
+            publishing.publish(archive, str(good))
         monkeypatch.setattr(backends.FolderStore, "put_json", real)
-        published = registry.publish(archive, str(good))  # the same command again
+        published = publishing.publish(archive, str(good))  # the same command again
 
         index = json.loads((good / "lab" / "cells" / "index.json").read_text())
         top = json.loads((good / "index.json").read_text())
@@ -248,7 +248,7 @@ def test_a_publish_cut_between_its_writes_is_completed_by_rerunning_it(tmp_path,
         assert top["datasets"]["lab/cells"]["latest"] == "1.1.0"
         other = build(tmp_path / f"other-{len(cut)}", "lab/cells", "1.1.0", seed=6)
         with pytest.raises(AlreadyExistsError):  # still immutable once listed
-            registry.publish(other, str(good))
+            publishing.publish(other, str(good))
         for name, content in indexes.items():  # forget 1.1.0 for the second round
             (good / name).write_bytes(content)
 
@@ -261,12 +261,12 @@ def s3_keys(bucket_name: str) -> dict[str, str]:
 
 def test_s3_publish_onto_a_malformed_index_writes_nothing(bucket, tmp_path):  # noqa: F811
     url = f"s3://{bucket}/reg"
-    registry.publish(build(tmp_path, "lab/cells", "1.0.0"), url)
+    publishing.publish(build(tmp_path, "lab/cells", "1.0.0"), url)
     s3.client().put_object(Bucket=bucket, Key="reg/index.json", Body=b"[1, 2]")
     before = s3_keys(bucket)
 
     with pytest.raises(RegistryError, match="holds a JSON list.*Nothing was written"):
-        registry.publish(build(tmp_path / "new", "lab/cells", "1.1.0", seed=5), url)
+        publishing.publish(build(tmp_path / "new", "lab/cells", "1.1.0", seed=5), url)
     assert s3_keys(bucket) == before
 
 
@@ -295,7 +295,7 @@ def test_s3_publish_never_overwrites_a_concurrent_change_and_reruns_cleanly(
     monkeypatch,
 ):
     url = f"s3://{bucket}/reg"
-    registry.publish(build(tmp_path, "lab/cells", "1.0.0"), url)
+    publishing.publish(build(tmp_path, "lab/cells", "1.0.0"), url)
     rival = s3.read_json(f"{url}/lab/cells/index.json")
     rival["versions"]["1.0.1"] = rival["versions"]["1.0.0"] | {"description": "rival"}
     archive = build(tmp_path / "new", "lab/cells", "1.1.0", seed=5)
@@ -303,14 +303,14 @@ def test_s3_publish_never_overwrites_a_concurrent_change_and_reruns_cleanly(
     wrapped = ConcurrentPublisher(s3.client(), rival)
     monkeypatch.setattr(s3, "client", lambda: wrapped)
     with pytest.raises(RegistryError, match="changed while publishing.*run the same command"):
-        registry.publish(archive, url)
+        publishing.publish(archive, url)
     monkeypatch.undo()
     monkeypatch.setenv("BRINELITE_S3_ENDPOINT_URL", wrapped.client.meta.endpoint_url)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
-    registry.publish(archive, url)  # the archive is there already (same sha256): completed
+    publishing.publish(archive, url)  # the archive is there already (same sha256): completed
     index = s3.read_json(f"{url}/lab/cells/index.json")
     assert sorted(index["versions"]) == ["1.0.0", "1.0.1", "1.1.0"]  # the rival's kept
     assert s3.read_json(f"{url}/index.json")["datasets"]["lab/cells"]["latest"] == "1.1.0"
@@ -323,7 +323,7 @@ def test_s3_archive_of_other_content_is_not_overwritten(bucket, tmp_path):  # no
         Bucket=bucket, Key=key, Body=b"someone else's bytes"
     )
     with pytest.raises(AlreadyExistsError, match="another archive that no index names"):
-        registry.publish(build(tmp_path, "lab/cells", "1.0.0"), url)
+        publishing.publish(build(tmp_path, "lab/cells", "1.0.0"), url)
     assert s3.client().get_object(Bucket=bucket, Key=key)["Body"].read() == b"someone else's bytes"
     assert s3.read_json(f"{url}/lab/cells/index.json") is None
 

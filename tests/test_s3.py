@@ -11,7 +11,7 @@ from moto.server import ThreadedMotoServer
 from test_registry import build
 from test_sharing import publish_two_versions, teammate_b_installs
 
-from brinelite import download, registry, s3
+from brinelite import download, publishing, s3
 from brinelite.errors import AlreadyExistsError, IntegrityError, OfflineError, RegistryError
 
 BUCKET = "team-datasets"
@@ -62,11 +62,13 @@ def test_publish_prints_the_s3_url_and_refuses_overwrites(bucket, tmp_path, cli)
     assert result.code == 0, result.err
     assert f"BRINELITE_REGISTRY=s3://{bucket}/reg brinelite install lab/cells@1.0.0" in result.out
     with pytest.raises(AlreadyExistsError):
-        registry.publish(build(tmp_path / "b", "lab/cells", "1.0.0", seed=3), f"s3://{bucket}/reg")
+        publishing.publish(
+            build(tmp_path / "b", "lab/cells", "1.0.0", seed=3), f"s3://{bucket}/reg"
+        )
 
 
 def test_the_index_sha256_is_checked_before_extraction(bucket, tmp_path):
-    registry.publish(build(tmp_path, "lab/cells", "1.0.0"), f"s3://{bucket}/reg")
+    publishing.publish(build(tmp_path, "lab/cells", "1.0.0"), f"s3://{bucket}/reg")
     location = f"s3://{bucket}/reg/lab/cells/cells-1.0.0.tar.gz"
     dest = tmp_path / "download.tar.gz"
     with pytest.raises(IntegrityError, match="expected 00"):
@@ -125,7 +127,7 @@ class CutFirstBody:
 
 
 def test_s3_download_resumes_with_range_after_a_cut(bucket, tmp_path, monkeypatch):
-    published = registry.publish(build(tmp_path, "lab/cells", "1.0.0"), f"s3://{bucket}/reg")
+    published = publishing.publish(build(tmp_path, "lab/cells", "1.0.0"), f"s3://{bucket}/reg")
     wrapped = CutFirstBody(s3.client())
     monkeypatch.setattr(s3, "client", lambda: wrapped)
     dest = tmp_path / "resumed.tar.gz"
@@ -136,7 +138,7 @@ def test_s3_download_resumes_with_range_after_a_cut(bucket, tmp_path, monkeypatc
 
 
 def test_s3_download_refuses_offline(bucket, tmp_path, monkeypatch):
-    published = registry.publish(build(tmp_path, "lab/cells", "1.0.0"), f"s3://{bucket}/reg")
+    published = publishing.publish(build(tmp_path, "lab/cells", "1.0.0"), f"s3://{bucket}/reg")
     monkeypatch.setenv("BRINELITE_OFFLINE", "1")
     with pytest.raises(OfflineError, match="BRINELITE_OFFLINE"):
         download.fetch(published.location, tmp_path / "x.tar.gz")

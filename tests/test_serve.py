@@ -18,7 +18,7 @@ from test_registry import build
 from werkzeug import Request, Response
 
 import brinelite
-from brinelite import registry
+from brinelite import publishing
 from brinelite.serve import RegistryHandler, RegistryServer
 
 ARCHIVE = "/lab/cells/cells-1.0.0.tar.gz"
@@ -29,7 +29,7 @@ MIB = 1 << 20
 def reg(tmp_path) -> Path:
     """A folder registry holding lab/cells@1.0.0, beside a secret file outside it."""
     root = tmp_path / "reg"
-    registry.publish(build(tmp_path, "lab/cells", "1.0.0"), str(root))
+    publishing.publish(build(tmp_path, "lab/cells", "1.0.0"), str(root))
     (tmp_path / "secret.txt").write_text("outside the registry\n")
     return root
 
@@ -146,7 +146,7 @@ def test_install_resumes_after_a_cut_connection(tmp_path, monkeypatch):
     src = make_pairs(tmp_path / "noise", count=4, size=(400, 400))
     archive = brinelite.build(src, "lab/noise", "1.0.0", tmp_path / "noise.tar.gz").archive
     assert archive.stat().st_size > 1.2 * MIB
-    registry.publish(archive, str(reg))
+    publishing.publish(archive, str(reg))
     for url in running(reg, CutOnce):
         monkeypatch.setenv("BRINELITE_REGISTRY", url)
         installed = brinelite.install("lab/noise", quiet=True)
@@ -160,7 +160,7 @@ def test_install_resumes_after_a_cut_connection(tmp_path, monkeypatch):
 def index_and_archive(tmp_path) -> tuple[dict, bytes]:
     archive = build(tmp_path, "lab/cells", "1.0.0")
     reg = tmp_path / "reg"
-    registry.publish(archive, str(reg))
+    publishing.publish(archive, str(reg))
     return json.loads((reg / "lab/cells/index.json").read_text()), archive.read_bytes()
 
 
