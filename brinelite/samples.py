@@ -1,0 +1,188 @@
+"""Samples and batches from dataset rows: decode, process, stack, on a thread pool.
+
+:class:`SampleLoader` is what :func:`brinelite.to_keras` feeds Keras from, and knows nothing of
+Keras: it decodes a row's images (optionally keeping them in memory), passes them through the
+user's processing (one ``processing_function``, or a cached ``prepare`` then ``augment``:
+:mod:`brinelite.prepared`), names the row and its files when a function fails, and stacks
+samples into float32 batches, refusing mixed shapes with a hint. OpenCV and numpy release the
+GIL, so its threads really run in parallel; OpenCV's own pool is held at 1 meanwhile
+(:mod:`brinelite.threads`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import BrineliteError, DataError
+from .manifest import Column, Manifest
+from .prepared import PreparedStore, Sample
+from .threads import opencv_single_threaded
+
+ProcessingFunction = Callable[[Sample], Sample]
+
+
+class Rows(Protocol):
+    """What batching needs of a dataset view (:class:`brinelite.Dataset` provides it)."""
+
+    name: str
+    manifest: Manifest
+    indices: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, position: int) -> Any: ...
+
+    def column(self, name: str) -> Column: ...
+
+    def load_image(self, path: str) -> np.ndarray: ...
+
+
+class Preparation:
+    """``prepare`` once per row (kept in a :class:`PreparedStore`), then ``augment`` on copies."""
+
+    def __init__(
+        self, prepare: ProcessingFunction, augment: ProcessingFunction | None, store: PreparedStore
+    ) -> None:
+        self.prepare, self.augment, self.store = prepare, augment, store
+
+
+class SampleLoader:
+    """Turns row numbers into processed samples and stacked float32 batches."""
+
+    def __init__(
+        self,
+        dataset: Rows,
+        x_column: str,
+        y_column: str | None,
+        processing_function: ProcessingFunction | None,
+        workers: int,
+        cache_images: bool,
+        preparation: Preparation | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.columns = columns(dataset, x_column, y_column)
+        self.positions = [dataset.manifest.columns.index(c) for c in self.columns]
+        self.category_index = {
+            c.name: {label: k for k, label in enumerate(c.categories or ())} for c in self.columns
+        }
+        self.processing_function = processing_function
+        self.preparation = preparation
+        self.processed = processing_function is not None or preparation is not None
+        self.workers = max(1, workers)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="brinelite")
+        self.image_cache: dict[str, np.ndarray] | None = {} if cache_images else None
+
+    def value(self, row: Any, position: int) -> Any:
+        """One column of one row as the processing function receives it."""
+        column = self.columns[position]
+        cell = row[self.positions[position]]
+        if column.isimage():
+            image = self.image(cell)
+            # Processing functions get float32 0-255 copies, as Brine's img_to_array gave them
+            # (and a copy keeps cached pixels safe from in-place edits); batches convert anyway.
+            return image.astype(np.float32) if self.processed else image
+        if column.type == "category":
+            return self.category_index[column.name][cell]
+        return cell
+
+    def image(self, relative: str) -> np.ndarray:
+        """Decode an image file, from the in-memory cache when one is kept."""
+        if self.image_cache is None:
+            return self.dataset.load_image(relative)
+        if relative not in self.image_cache:
+            self.image_cache[relative] = self.dataset.load_image(relative)
+        return self.image_cache[relative]
+
+    def loaded(self, position: int) -> Sample:
+        """The decoded ``(x, y)`` (``y`` None without a y column) of one row of the view."""
+        row = self.dataset[position]
+        try:
+            values = [self.value(row, k) for k in range(len(self.columns))]
+        except DataError as exc:
+            raise DataError(f"Cannot load {self.describe(position)}: {exc}") from exc
+        return values[0], values[1] if len(values) > 1 else None
+
+    def sample(self, position: int) -> Sample:
+        """The processed ``(x, y)`` of one row of the view."""
+        if self.preparation is None:
+            if self.processing_function is None:
+                return self.loaded(position)
+            return self.apply("processing_function", self.processing_function, position)
+        preparation = self.preparation
+        prepared = preparation.store.get(position)
+        if prepared is None:
+            made = self.apply("prepare", preparation.prepare, position)
+            prepared = preparation.store.put(position, made, lambda: self.describe(position))
+        if preparation.augment is None:
+            return prepared  # stacking the batch copies it
+        copies = tuple(None if part is None else np.array(part) for part in prepared)
+        return self.apply("augment", preparation.augment, position, copies)
+
+    def apply(
+        self, name: str, function: ProcessingFunction, position: int, sample: Sample | None = None
+    ) -> Sample:
+        """``function(sample)`` (the loaded sample by default), its failures named by row."""
+        sample = self.loaded(position) if sample is None else sample
+        try:
+            result = function(sample)
+        except BrineliteError:
+            raise
+        except Exception as exc:
+            raise DataError(
+                f"{name} failed on {self.describe(position)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(result, tuple | list) or len(result) != 2:
+            raise DataError(
+                f"{name} must return a pair (x, y); on {self.describe(position)} "
+                f"it returned {type(result).__name__}."
+            )
+        return result[0], result[1]
+
+    def describe(self, position: int) -> str:
+        """'row N (files)' for error messages."""
+        row = self.dataset[position]
+        files = [
+            str(row[k]) for k, c in zip(self.positions, self.columns, strict=True) if c.isimage()
+        ]
+        return f"row {int(self.dataset.indices[position])} ({', '.join(files)})"
+
+    def batch(self, positions: np.ndarray) -> Any:
+        """Stack the samples at ``positions`` into float32 arrays: ``(X, Y)``, or ``X`` alone."""
+        single = self.workers == 1 or len(positions) == 1
+        # Our threads already parallelise across samples; OpenCV's own pool on top of them
+        # oversubscribes the cores (its workers spin) and made 2 workers no faster than 1.
+        with contextlib.nullcontext() if single else opencv_single_threaded():
+            if single:
+                samples = [self.sample(p) for p in positions]
+            else:
+                samples = list(self.pool.map(self.sample, positions))
+        xs = self.stack([s[0] for s in samples], positions, "x")
+        if len(self.columns) == 1:
+            return xs
+        return xs, self.stack([s[1] for s in samples], positions, "y")
+
+    def stack(self, arrays: list[Any], positions: np.ndarray, part: str) -> np.ndarray:
+        shapes = {np.shape(a) for a in arrays}
+        if len(shapes) > 1:
+            k = next(k for k, a in enumerate(arrays) if np.shape(a) != np.shape(arrays[0]))
+            raise DataError(
+                f"Samples of one batch have different {part} shapes {sorted(shapes)} "
+                f"({np.shape(arrays[0])} at {self.describe(positions[0])}, "
+                f"{np.shape(arrays[k])} at {self.describe(positions[k])}); pass a "
+                "processing_function that "
+                "resizes them, e.g. segtrain.processing.make_processor(size=256)."
+            )
+        stacked = np.empty((len(arrays), *shapes.pop()), np.float32)
+        for k, array in enumerate(arrays):
+            stacked[k] = array  # converts to float32 in the same pass as the copy
+        return stacked
+
+
+def columns(dataset: Rows, x_column: str, y_column: str | None) -> list[Column]:
+    """The x column, and the y column when there is one."""
+    return [dataset.column(x_column), *([] if y_column is None else [dataset.column(y_column)])]
