@@ -6,7 +6,10 @@ The steps are the seed's: open the dataset, split off a validation fold
 (``create_folds((val,))``), feed both folds through ``to_keras`` with the seed's processing
 function (augmented for training only), build and compile the U-Net, and ``fit`` with the seed's
 callbacks (early stopping, learning-rate reduction, best-weights checkpoint) plus a CSV log and
-TensorBoard logs. Every option is checked, and the run folder too, before Keras is imported;
+TensorBoard logs. A dataset with a class map (``dataset.manifest.classes``) trains a softmax
+head of one output per class with ``SemanticLoss`` (``segtrain.semantic``, ``segtrain.losses``);
+the processing is split in two stages so brinelite caches the deterministic one
+(``segtrain.processing``). Every option is checked, and the run folder too, before Keras is imported;
 ``segtrain.run_folder`` lists what the folder then holds.
 """
 

@@ -232,3 +232,23 @@ def test_binary_two_stage_batches_are_the_one_stage_ones(tmp_path):
         for a, b in zip(ours, theirs, strict=True):
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_class_map_model_has_a_float32_softmax_head_and_saves(tmp_path):
+    import keras
+
+    from segtrain.losses import SemanticLoss
+    from segtrain.models import build_model
+
+    model = build_model(
+        "tiny", 32, precision="mixed_bfloat16", num_classes=4, class_weights=[1, 2, 3, 4]
+    )
+    assert model.output_shape == (None, 32, 32, 4)
+    head = model.layers[-1]
+    assert head.activation is keras.activations.softmax and head.compute_dtype == "float32"
+    assert isinstance(model.loss, SemanticLoss) and model.loss.class_weights == [1, 2, 3, 4]
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.loss.class_weights == [1, 2, 3, 4]
+    batch = np.random.default_rng(0).random((1, 32, 32, 3), np.float32)
+    np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0))
