@@ -9,8 +9,8 @@ callbacks (early stopping, learning-rate reduction, best-weights checkpoint) plu
 TensorBoard logs. A dataset with a class map (``dataset.manifest.classes``) trains a softmax
 head of one output per class with ``SemanticLoss`` (``segtrain.semantic``, ``segtrain.losses``);
 the processing is split in two stages so brinelite caches the deterministic one
-(``segtrain.processing``). Every option is checked, and the run folder too, before Keras is imported;
-``segtrain.run_folder`` lists what the folder then holds.
+(``segtrain.processing``). Every option is checked, and the run folder too, before Keras is
+imported; ``segtrain.run_folder`` lists what the folder then holds.
 """
 
 from __future__ import annotations
