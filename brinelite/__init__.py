@@ -16,6 +16,7 @@ from .errors import BrineliteError
 from .images import IMAGE_SUFFIXES, read_image
 from .install import install
 from .keras_io import original_errors
+from .preview import class_overlay
 
 __version__ = "0.1.0"
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ClassMap",
     "Dataset",
     "build",
+    "class_overlay",
     "install",
     "list_datasets",
     "load_dataset",

@@ -94,21 +94,50 @@ def evaluate(
         Path | None, typer.Option("--out", help="Folder for the CSV and JSON (default: RUN_DIR).")
     ] = None,
 ) -> None:
-    """Score the run's best weights: per-image dice and IoU, and trivial baselines."""
+    """Score the run's best weights: per-image scores, and trivial baselines."""
     from segtrain.evaluation import evaluate as evaluate_run
 
     report = evaluate_run(run_dir, dataset, fold, out_dir)
+    summary = report.summary
+    if "miou" in summary:
+        _print_class_scores(report.per_image, summary)
+    else:
+        _print_binary_scores(report.per_image, summary)
+    written = ", ".join(map(str, (report.csv_path, report.json_path, *report.confusion_paths)))
+    typer.echo(f"Wrote {written}")
+
+
+def _print_binary_scores(per_image: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """Per-image dice and IoU, then the means of the model and of the two trivial masks."""
     typer.echo(f"{'row':>6}  {'dice':>6}  {'iou':>6}  image")
-    for scores in report.per_image:
+    for scores in per_image:
         typer.echo(
             f"{scores['row']:>6}  {scores['dice']:6.4f}  {scores['iou']:6.4f}  {scores['image']}"
         )
-    summary = report.summary
-    typer.echo(f"{summary['dataset']}, fold {fold}, {summary['images']} images:")
+    typer.echo(f"{summary['dataset']}, fold {summary['fold']}, {summary['images']} images:")
     for who in ("model", "all_foreground", "all_background"):
         scores = summary[who]
         typer.echo(f"  {who:<15} dice {scores['dice']:.4f}  iou {scores['iou']:.4f}")
-    typer.echo(f"Wrote {report.csv_path} and {report.json_path}")
+
+
+def _print_class_scores(per_image: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """Per-image accuracy and mIoU, per-class IoU and dice, then model against majority."""
+    typer.echo(f"{'row':>6}  {'pixacc':>6}  {'miou':>6}  image")
+    for scores in per_image:
+        typer.echo(
+            f"{scores['row']:>6}  {scores['pixel_accuracy']:6.4f}  {scores['miou']:6.4f}  "
+            f"{scores['image']}"
+        )
+    typer.echo(f"{'class':<16} {'iou':>6}  {'dice':>6}  pixels")
+    for name, scores in summary["per_class"].items():
+        typer.echo(f"{name:<16} {scores['iou']:6.4f}  {scores['dice']:6.4f}  {scores['pixels']}")
+    typer.echo(f"{summary['dataset']}, fold {summary['fold']}, {summary['images']} images:")
+    majority = summary["majority"]
+    for who, scores in (("model", summary["model"]), (f"majority ({majority['class']})", majority)):
+        typer.echo(
+            f"  {who:<20} miou {scores['miou']:.4f}  dice {scores['dice']:.4f}  "
+            f"pixel accuracy {scores['pixel_accuracy']:.4f}"
+        )
 
 
 @app.command()
@@ -122,10 +151,17 @@ def predict(
         Path | None, typer.Option("--out", help="Output folder (default: RUN_DIR/predictions).")
     ] = None,
     threshold: Annotated[
-        float, typer.Option(help="Probability from which a pixel is foreground.", min=0, max=1)
+        float,
+        typer.Option(
+            help="Probability from which a pixel is foreground (binary masks only).", min=0, max=1
+        ),
     ] = 0.5,
 ) -> None:
-    """Write a mask and a confidence overlay per image, and a contact sheet of overlays."""
+    """Write a mask and an overlay per image, and a contact sheet of overlays.
+
+    Binary: a 0/255 mask and the confidence over the photo. Class map: a mask of class ids and
+    the classes' colours over the photo, with a legend on the sheet.
+    """
     from segtrain.evaluation import load_fold
     from segtrain.prediction import image_files, predict_files
     from segtrain.run_folder import RunFolder
@@ -139,7 +175,7 @@ def predict(
         column = folder.config().image_column
         files = [fold.path / getattr(row, column) for row in fold]
     out_dir = out_dir or run_dir / "predictions"
-    sheet = predict_files(model, files, out_dir, threshold)
+    sheet = predict_files(model, files, out_dir, threshold, classes=folder.classes())
     out.print(f"Wrote masks and overlays of {len(files)} images to {out_dir}")
     out.print(f"Contact sheet: {sheet}")
 

@@ -21,6 +21,7 @@ from typing import Any
 from segtrain.architectures import ARCHITECTURES, architecture
 from segtrain.errors import SegtrainError
 from segtrain.runtime import resolve_precision
+from segtrain.semantic import CLASS_WEIGHTS
 
 STRATEGIES = ("default", "mirrored")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
@@ -62,6 +63,11 @@ class RunConfig:
     augment: bool = option(True, "Augment training samples as the seed.")
     image_column: str = option("image", "The dataset's image column.")
     mask_column: str = option("mask", "The dataset's mask column.")
+    class_weights: str = option(
+        "auto",
+        "Class maps only: auto (median-frequency weights from the pixel shares) or none.",
+        choices=CLASS_WEIGHTS,
+    )
     strategy: str = option(
         "default",
         "default (one device) or mirrored (all local GPUs, TensorFlow backend).",

@@ -1,14 +1,24 @@
-"""Score a run on its validation fold (or any dataset): per-image dice and IoU, and baselines.
+"""Score a run on its validation fold (or any dataset): per-image scores, and baselines.
 
     report = segtrain.evaluate("runs/membrane")
     report.summary["model"]["dice"], report.summary["all_foreground"]["dice"]
 
-Predictions are thresholded at 0.5 and scored at each image's own size against its mask
-(binarised as in training), with the same ``dice`` and ``iou`` as the training metric (unsmoothed
-here: two empty masks score 1). Next to the model's scores stand those of the two trivial
-predictions, all foreground and all background, on the same images: a model is only worth its
-margin over them. Results go to ``evaluation-<fold>.csv`` (one line per image) and
-``evaluation-<fold>.json`` (the means).
+Binary masks: predictions are thresholded at 0.5 and scored at each image's own size against
+its mask (binarised as in training), with the same ``dice`` and ``iou`` as the training metric
+(unsmoothed here: two empty masks score 1). Next to the model's scores stand those of the two
+trivial predictions, all foreground and all background, on the same images: a model is only
+worth its margin over them.
+
+Class maps: each pixel's most probable class, resized back to the mask's full size with
+nearest neighbour, is scored against the mask's classes, void pixels left out
+(``segtrain.confusion``): per-class IoU and dice, mIoU and mean dice over the classes present,
+pixel accuracy, and the fold's confusion matrix (``confusion-<fold>.csv`` and ``.png``). The
+trivial prediction beside it is the training fold's majority class everywhere (``majority``).
+``model`` then holds ``dice`` (mean over classes), ``iou`` (= ``miou``), ``miou`` and
+``pixel_accuracy``, and ``miou``, ``pixel_accuracy``, ``per_class`` are also top-level keys.
+
+Results go to ``evaluation-<fold>.csv`` (one line per image) and ``evaluation-<fold>.json``
+(the means).
 """
 
 import csv
@@ -17,12 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 import brinelite
+from segtrain.confusion import class_scores, confusion, write_confusion
 from segtrain.errors import SegtrainError
 from segtrain.losses import dice, iou
-from segtrain.prediction import predict
+from segtrain.prediction import predict, predict_classes
 from segtrain.processing import fix_mask
 from segtrain.run_folder import RunFolder
 from segtrain.runtime import import_keras
@@ -43,6 +55,7 @@ class Evaluation:
     summary: dict[str, Any]
     csv_path: Path
     json_path: Path
+    confusion_paths: tuple[Path, ...] = ()
 
 
 def load_fold(run_dir: str | Path, dataset: str | None = None, fold: str = "val"):
@@ -86,20 +99,92 @@ def _score(row: int, image: str, probability: np.ndarray, mask: np.ndarray) -> d
     return scores
 
 
-def score(
-    model: keras.Model, data: brinelite.Dataset, image_column: str, mask_column: str
-) -> list[dict[str, Any]]:
-    """Predict every row of ``data`` (``BATCH`` images at a time) and score it (``_score``)."""
-    per_image = []
+def predictions(model: keras.Model, data: brinelite.Dataset, columns: tuple[str, str], predictor):
+    """(row id, image file, prediction, mask) per row, predicting ``BATCH`` images at a time.
+
+    ``predictor`` is ``predict`` or ``predict_classes``; masks are decoded as stored.
+    """
+    image_column, mask_column = columns
     for start in range(0, len(data), BATCH):
         positions = range(start, min(start + BATCH, len(data)))
         rows = [data[i] for i in positions]
         images = [data.load_image(getattr(row, image_column)) for row in rows]
-        for position, row, probability in zip(positions, rows, predict(model, images), strict=True):
+        for position, row, predicted in zip(positions, rows, predictor(model, images), strict=True):
             mask = data.load_image(getattr(row, mask_column))
-            row_id = int(data.indices[position])
-            per_image.append(_score(row_id, getattr(row, image_column), probability, mask))
-    return per_image
+            yield int(data.indices[position]), getattr(row, image_column), predicted, mask
+
+
+def score(
+    model: keras.Model, data: brinelite.Dataset, image_column: str, mask_column: str
+) -> list[dict[str, Any]]:
+    """Predict every row of ``data`` and score it (``_score``): binary masks."""
+    return [
+        _score(row, image, probability, mask)
+        for row, image, probability, mask in predictions(
+            model, data, (image_column, mask_column), predict
+        )
+    ]
+
+
+def majority_class(folder: RunFolder, classes: brinelite.ClassMap) -> int:
+    """The index of the class with most pixels in the run's training fold (void not counted)."""
+    data = brinelite.load_dataset(folder.record()["dataset"]["source"])
+    _, training = folder.split(data)
+    mask_column = folder.config().mask_column
+    counts = np.zeros(classes.void_index + 1, np.int64)
+    for row in training:
+        indices = classes.to_indices(training.load_image(getattr(row, mask_column)))
+        counts += np.bincount(indices.ravel(), minlength=classes.void_index + 1)
+    return int(np.argmax(counts[: classes.void_index]))
+
+
+def score_classes(
+    model: keras.Model,
+    data: brinelite.Dataset,
+    columns: tuple[str, str],
+    classes: brinelite.ClassMap,
+    majority: int,
+) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+    """Per-image pixel accuracy and mIoU of the model and of ``majority`` everywhere, and the
+    fold's two confusion matrices (model, majority), at each mask's full size."""
+    count = classes.void_index
+    per_image, model_matrix, majority_matrix = [], 0, 0
+    for row, image, predicted, mask in predictions(model, data, columns, predict_classes):
+        truth = classes.to_indices(mask)
+        if predicted.shape != truth.shape:
+            size = (truth.shape[1], truth.shape[0])
+            predicted = cv2.resize(predicted, size, interpolation=cv2.INTER_NEAREST)
+        ours = confusion(truth, predicted, count)
+        theirs = confusion(truth, np.full_like(truth, majority), count)
+        model_matrix, majority_matrix = model_matrix + ours, majority_matrix + theirs
+        scores: dict[str, Any] = {"row": row, "image": image}
+        for suffix, matrix in (("", ours), ("_majority", theirs)):
+            measured = class_scores(matrix, classes.names)
+            scores["pixel_accuracy" + suffix] = measured["pixel_accuracy"]
+            scores["miou" + suffix] = measured["miou"]
+        per_image.append(scores)
+    return per_image, np.asarray(model_matrix), np.asarray(majority_matrix)
+
+
+def summarise_classes(
+    matrix: np.ndarray, majority_matrix: np.ndarray, classes: brinelite.ClassMap, majority: int
+) -> dict[str, Any]:
+    """The fold's class-map scores: the model's, and those of the majority class everywhere."""
+
+    def means(scores: dict[str, Any]) -> dict[str, Any]:
+        kept = ("dice", "miou", "pixel_accuracy", "per_class")
+        return {"iou": scores["miou"], **{key: scores[key] for key in kept}}
+
+    ours = class_scores(matrix, classes.names)
+    theirs = class_scores(majority_matrix, classes.names)
+    return {
+        "classes": classes.names,
+        "model": means(ours),
+        "majority": {"class": classes.names[majority], **means(theirs)},
+        "miou": ours["miou"],
+        "pixel_accuracy": ours["pixel_accuracy"],
+        "per_class": ours["per_class"],
+    }
 
 
 def summarise(per_image: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -135,7 +220,9 @@ def evaluate(
 
     Returns:
         An ``Evaluation``: per-image scores, their means (``summary["model"]["dice"]``, and
-        ``"all_foreground"``/``"all_background"`` for the baselines) and the files written.
+        ``"all_foreground"``/``"all_background"`` for the baselines; for a class map
+        ``summary["miou"]``, ``"per_class"`` and ``"majority"``) and the files written
+        (``confusion_paths``: the class map's confusion matrix, CSV and PNG).
 
     Example::
 
@@ -143,24 +230,32 @@ def evaluate(
         print(report.summary["model"]["dice"], report.summary["all_foreground"]["dice"])
     """
     folder = RunFolder(Path(run_dir))
-    config, model = folder.config(), folder.load_model()
+    config, model, classes = folder.config(), folder.load_model(), folder.classes()
     data = load_fold(run_dir, dataset, fold)
     check_columns(data, config.image_column, config.mask_column)
-    per_image = score(model, data, config.image_column, config.mask_column)
-    summary = {
+    out = Path(out or run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {
         "run": str(run_dir),
         "dataset": f"{data.name}@{data.version}",
         "fold": fold,
-        "images": len(per_image),
-        "threshold": THRESHOLD,
-        **summarise(per_image),
     }
-    out = Path(out or run_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    drawn: tuple[Path, ...] = ()
+    if classes is None:
+        per_image = score(model, data, config.image_column, config.mask_column)
+        summary |= {"images": len(per_image), "threshold": THRESHOLD, **summarise(per_image)}
+    else:
+        majority = majority_class(folder, classes)
+        columns = (config.image_column, config.mask_column)
+        per_image, matrix, baseline = score_classes(model, data, columns, classes, majority)
+        summary |= {"images": len(per_image)}
+        summary |= summarise_classes(matrix, baseline, classes, majority)
+        drawn = (out / f"confusion-{fold}.csv", out / f"confusion-{fold}.png")
+        write_confusion(matrix, classes.names, *drawn)
     csv_path, json_path = out / f"evaluation-{fold}.csv", out / f"evaluation-{fold}.json"
     with csv_path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(per_image[0]))
         writer.writeheader()
         writer.writerows(per_image)
     json_path.write_text(json.dumps(summary, indent=2) + "\n")
-    return Evaluation(per_image, summary, csv_path, json_path)
+    return Evaluation(per_image, summary, csv_path, json_path, drawn)

@@ -1,7 +1,12 @@
-"""The seed's training objective: dice and IoU, the bce + dice loss, and compile_model.
+"""The training objectives: binary (the seed's bce + dice) and multi-class (for class maps).
 
-``dice`` and ``iou`` are the one implementation of each score: the training metric (smoothed,
-over a batch) and ``segtrain.evaluate``'s per-image scores (``smooth=0`` on thresholded masks).
+``dice`` and ``iou`` are the one implementation of each binary score: the training metric
+(smoothed, over a batch) and ``segtrain.evaluate``'s per-image scores (``smooth=0`` on
+thresholded masks). For a class map's N classes, the model gives N softmax probabilities per
+pixel and the target holds training indices (0..N-1, void N): ``SemanticLoss`` is sparse
+categorical cross-entropy (optionally class-weighted) plus 1 - ``class_dice``, the mean soft
+dice of the N classes, and void pixels count in neither. The multi-class metric is also named
+``dice``, so history columns and callbacks read the same for both kinds.
 Every function is registered with Keras under the ``segtrain`` package, so a model saved to
 ``.keras`` loads back with ``keras.models.load_model(path)`` once this module is imported,
 without ``custom_objects``. Only ``keras.ops`` is used, so any Keras backend works.
@@ -55,6 +60,106 @@ def bce_dice_loss(y_true, y_pred):
     return keras.losses.binary_crossentropy(y_true, y_pred) + dice_loss(y_true, y_pred)
 
 
+def _valid_pixels(y_true, y_pred):
+    """Per pixel: probabilities (P, N), one-hot truth (P, N), and 1 where not void, else 0.
+
+    Void pixels (index N, or any index past the classes) get an all-zero one-hot row and a
+    zero weight, so nothing computed from them reaches a loss or a score.
+    """
+    classes = y_pred.shape[-1]
+    labels = ops.cast(ops.reshape(y_true, [-1]), "int32")
+    valid = ops.less(labels, classes)
+    labels = ops.where(valid, labels, 0)
+    weight = ops.cast(valid, y_pred.dtype)
+    probabilities = ops.reshape(y_pred, [-1, classes])
+    one_hot = ops.one_hot(labels, classes, dtype=y_pred.dtype) * weight[:, None]
+    return probabilities, one_hot, labels, weight
+
+
+@keras.saving.register_keras_serializable(package="segtrain")
+def class_dice(y_true, y_pred, smooth: float = 1.0):
+    """Mean over the classes of each class's soft dice, void pixels left out.
+
+    ``y_true`` holds training indices (void = the number of classes), ``y_pred`` per-class
+    probabilities (last axis). A class absent from both scores 1 (smoothed, as ``dice``).
+    """
+    probabilities, one_hot, _, weight = _valid_pixels(y_true, y_pred)
+    probabilities = probabilities * weight[:, None]
+    overlap = ops.sum(probabilities * one_hot, axis=0)
+    sizes = ops.sum(probabilities, axis=0) + ops.sum(one_hot, axis=0)
+    return ops.mean(_ratio(2.0 * overlap, sizes, smooth))
+
+
+@keras.saving.register_keras_serializable(package="segtrain")
+class SemanticLoss(keras.losses.Loss):
+    """Sparse categorical cross-entropy + (1 - ``class_dice``) over the pixels that are not void.
+
+    The cross-entropy is the mean over non-void pixels, each weighted by its class's weight
+    (``class_weights``, one per class; None = all 1): sum(w * ce) / sum(w). Changing what the
+    model predicts on void pixels changes neither term.
+
+    Example::
+
+        loss = SemanticLoss(class_weights=[0.5, 2.0, 1.0])
+        value = loss(labels, probabilities)  # labels (B, H, W, 1), probabilities (B, H, W, 3)
+    """
+
+    def __init__(
+        self, class_weights: list[float] | None = None, name: str = "semantic_loss", **kwargs
+    ):
+        super().__init__(name=name, **kwargs)
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+
+    def call(self, y_true, y_pred):
+        """The loss of one batch (a scalar)."""
+        probabilities, _, labels, weight = _valid_pixels(y_true, y_pred)
+        entropy = ops.sparse_categorical_crossentropy(labels, probabilities)
+        if self.class_weights is not None:
+            table = ops.convert_to_tensor(self.class_weights, dtype=y_pred.dtype)
+            weight = weight * ops.take(table, labels)
+        entropy = ops.sum(entropy * weight) / ops.maximum(ops.sum(weight), 1e-7)
+        return entropy + 1.0 - class_dice(y_true, y_pred)
+
+    def get_config(self) -> dict:
+        """What ``keras.saving`` stores to rebuild the loss."""
+        return {**super().get_config(), "class_weights": self.class_weights}
+
+
+def _compile(model: keras.Model, loss, metric, lr: float, xla: bool) -> keras.Model:
+    """Compile with the seed's optimizer (RMSprop at ``lr``), ``loss`` and one ``metric``."""
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(learning_rate=lr),
+        loss=loss,
+        metrics=[metric],
+        jit_compile=xla,
+    )
+    return model
+
+
+def compile_semantic(
+    model: keras.Model,
+    lr: float = 1e-4,
+    xla: bool = False,
+    class_weights: list[float] | None = None,
+) -> keras.Model:
+    """Compile a softmax ``model`` for a class map: ``SemanticLoss``, the ``dice`` metric.
+
+    Args:
+        model: a model whose output's last axis holds one probability per class.
+        lr, xla: as ``compile_model``.
+        class_weights: the cross-entropy's weight per class (see ``segtrain.semantic``).
+
+    Returns:
+        ``model``, compiled; its metric is ``class_dice`` under the name ``dice``.
+
+    Example::
+
+        compile_semantic(unet(64, 8, 3, num_classes=11, activation="softmax"), lr=1e-3)
+    """
+    metric = keras.metrics.MeanMetricWrapper(class_dice, name="dice")
+    return _compile(model, SemanticLoss(class_weights), metric, lr, xla)
+
+
 def compile_model(model: keras.Model, lr: float = 1e-4, xla: bool = False) -> keras.Model:
     """Compile ``model`` as the seed does (RMSprop, bce + dice loss, dice metric); return it.
 
@@ -62,10 +167,4 @@ def compile_model(model: keras.Model, lr: float = 1e-4, xla: bool = False) -> ke
     CPU-only machines under TensorFlow; on 2 CPU cores it made the 256 U-Net ~1.1x faster and
     the small 128 one slower (docs/benchmarks.md), hence off by default.
     """
-    model.compile(
-        optimizer=keras.optimizers.RMSprop(learning_rate=lr),
-        loss=bce_dice_loss,
-        metrics=[dice],
-        jit_compile=xla,
-    )
-    return model
+    return _compile(model, bce_dice_loss, dice, lr, xla)

@@ -9,7 +9,7 @@ compiled the seed's way (``compile_model``); ``unet`` itself returns an uncompil
 """
 
 from segtrain.architectures import ARCHITECTURES, architecture, check_divisible
-from segtrain.losses import compile_model
+from segtrain.losses import compile_model, compile_semantic
 from segtrain.runtime import import_keras
 
 keras = import_keras()
@@ -34,14 +34,16 @@ def unet(
     num_classes: int = 1,
     centre_filters: int | None = None,
     channels: int = 3,
+    activation: str = "sigmoid",
 ) -> keras.Model:
     """Build an uncompiled U-Net for square ``input_size`` inputs with ``channels`` channels.
 
     Encoder level i has base_filters * 2**i filters: two conv blocks, then a 2x2 max-pool. The
     centre has two conv blocks of ``centre_filters`` (default base_filters * 2**depth). Each
     decoder level upsamples 2x, concatenates the matching encoder output (the skip), and applies
-    three conv blocks with that level's filters. The head is a 1x1 convolution with a sigmoid,
-    giving one probability map per class.
+    three conv blocks with that level's filters. The head is a 1x1 convolution with
+    ``num_classes`` filters and ``activation``: "sigmoid" (Carvana's: one independent
+    probability map per class) or "softmax" (one class per pixel, for class maps).
     """
     check_divisible(input_size, depth)
     if centre_filters is None:
@@ -62,7 +64,7 @@ def unet(
         x = layers.Concatenate()([skips[level], x])
         x = _conv_block(x, base_filters * 2**level, convs=3)
 
-    outputs = layers.Conv2D(num_classes, (1, 1), activation="sigmoid")(x)
+    outputs = layers.Conv2D(num_classes, (1, 1), activation=activation)(x)
     return keras.Model(inputs, outputs, name="unet")
 
 
@@ -104,16 +106,21 @@ def build_model(
     precision: str = "float32",
     lr: float = 1e-4,
     xla: bool = False,
+    num_classes: int = 1,
+    class_weights: list[float] | None = None,
 ) -> keras.Model:
-    """Build the model called ``name`` for ``input_size`` inputs, compiled the seed's way.
+    """Build the model called ``name`` for ``input_size`` inputs, compiled for its task.
 
     Args:
         name: a key of ``MODELS`` (``segtrain.architectures``).
         input_size: the square input size; None for the model's default.
         precision: the Keras dtype policy ("float32" or "mixed_bfloat16"), set globally only
-            while the layers are made. The sigmoid head stays float32 whatever the policy, so
+            while the layers are made. The head stays float32 whatever the policy, so
             probabilities and the loss are computed in float32.
-        lr, xla: passed to ``compile_model``.
+        lr, xla: passed to ``compile_model`` / ``compile_semantic``.
+        num_classes: 1 for a binary mask (a sigmoid head, compiled the seed's way); N >= 2 for
+            a class map of N classes (a softmax head of N outputs, ``compile_semantic``).
+        class_weights: the multi-class cross-entropy's weight per class (None: unweighted).
 
     Returns:
         The compiled model.
@@ -126,8 +133,11 @@ def build_model(
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-        model = unet(size, spec.base_filters, spec.depth)
+        activation = "sigmoid" if num_classes == 1 else "softmax"
+        model = unet(size, spec.base_filters, spec.depth, num_classes, activation=activation)
     finally:
         keras.config.set_dtype_policy(previous)
     model.layers[-1].dtype_policy = "float32"
-    return compile_model(model, lr, xla)
+    if num_classes == 1:
+        return compile_model(model, lr, xla)
+    return compile_semantic(model, lr, xla, class_weights)

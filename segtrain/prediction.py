@@ -1,12 +1,14 @@
-"""Apply a trained U-Net to photos: probability maps, binary masks and confidence overlays.
+"""Apply a trained U-Net to photos: probability maps or class maps, masks and overlays.
 
     model = segtrain.load_model("runs/membrane")
     probabilities = segtrain.predict(model, images)  # one HxW map in [0, 1] per image
+    indices = segtrain.predict_classes(model, images)  # a class map's model: HxW class indices
 
-``predict_files`` (the ``segtrain predict`` command) writes, per image, ``<stem>.mask.png`` (0 or
-255, at the image's own size) and ``<stem>.overlay.png`` (the predicted confidence over the
-photo: the more yellow, the more confident, as in the seed), plus ``contact_sheet.png`` with up
-to 16 overlays.
+``predict_files`` (the ``segtrain predict`` command) writes, per image, ``<stem>.mask.png`` and
+``<stem>.overlay.png`` at the image's own size, plus ``contact_sheet.png`` with up to 16
+overlays. Binary: the mask is 0 or 255 and the overlay the predicted confidence over the photo
+(the more yellow, the more confident, as in the seed). Class map: the mask holds the dataset's
+8-bit pixel ids and the overlay colours each class by its palette, with a legend on the sheet.
 """
 
 from collections.abc import Sequence
@@ -16,8 +18,9 @@ import cv2
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from brinelite import IMAGE_SUFFIXES, read_image
+from brinelite import IMAGE_SUFFIXES, ClassMap, class_overlay, read_image
 from segtrain.errors import SegtrainError
 from segtrain.processing import prepare_image, to_rgb
 from segtrain.runtime import import_keras
@@ -52,15 +55,58 @@ def predict(
         maps = segtrain.predict(model, [brinelite.read_image("cell.png")])
         mask = maps[0] >= 0.5
     """
-    if len(images) == 0:
-        return []
-    size = model.input_shape[1]
-    batch = np.stack([prepare_image(image, size) for image in images])
-    outputs = model.predict(batch, batch_size=batch_size, verbose=0)[..., 0].astype(np.float32)
+    outputs = _forward(model, images, batch_size)
+    if outputs.shape[-1] != 1:
+        raise SegtrainError(
+            f"this model has {outputs.shape[-1]} class outputs, not one foreground probability; "
+            "use segtrain.predict_classes"
+        )
     return [
-        cv2.resize(output, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+        cv2.resize(output[..., 0], (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
         for output, image in zip(outputs, images, strict=True)
     ]
+
+
+def predict_classes(
+    model: keras.Model, images: Sequence[np.ndarray], batch_size: int = 8
+) -> list[np.ndarray]:
+    """One map of class indices per image (HxW uint8, 0..N-1) at the image's own size.
+
+    For a model trained on a class map: each pixel gets its most probable class (the class
+    map's order, ``ClassMap.names``); the map is resized back with nearest neighbour, so it
+    only ever holds class indices. ``ClassMap.ids`` turns them into the dataset's pixel ids.
+
+    Args:
+        model: a model from ``segtrain.load_model`` with one softmax output per class.
+        images: decoded images, as for ``predict``.
+        batch_size: images per forward pass.
+
+    Returns:
+        One index map per image, in order.
+
+    Example::
+
+        indices = segtrain.predict_classes(model, [brinelite.read_image("street.png")])[0]
+        ids = np.array(classes.ids, np.uint8)[indices]
+    """
+    outputs = _forward(model, images, batch_size)
+    return [
+        cv2.resize(
+            np.argmax(output, axis=-1).astype(np.uint8),
+            (image.shape[1], image.shape[0]),
+            interpolation=cv2.INTER_NEAREST,
+        )
+        for output, image in zip(outputs, images, strict=True)
+    ]
+
+
+def _forward(model: keras.Model, images: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
+    """The model's float32 outputs for ``images`` prepared as for validation (N, S, S, C)."""
+    if len(images) == 0:
+        return np.zeros((0, 1, 1, model.output_shape[-1]), np.float32)
+    size = model.input_shape[1]
+    batch = np.stack([prepare_image(image, size) for image in images])
+    return model.predict(batch, batch_size=batch_size, verbose=0).astype(np.float32)
 
 
 def image_files(inputs: Sequence[str | Path]) -> list[Path]:
@@ -89,13 +135,24 @@ def overlay(image: np.ndarray, probability: np.ndarray, alpha: float = 0.5) -> n
     ``image`` is a decoded image (any channels); it is shown in the model's channels
     (``to_rgb``), clipped to 0-255.
     """
-    photo = np.clip(to_rgb(image), 0, 255)
+    photo = _photo(image)
     colours = matplotlib.colormaps[COLORMAP](probability)[..., :3] * 255
     return np.rint(photo * (1 - alpha) + colours * alpha).astype(np.uint8)
 
 
-def contact_sheet(overlays: Sequence[tuple[str, np.ndarray]], out: Path, columns: int = 4) -> Path:
-    """A PNG grid of (title, overlay) tiles with one colour bar for the probability."""
+def _photo(image: np.ndarray) -> np.ndarray:
+    """A decoded image in the model's channels (``to_rgb``) as 8-bit RGB, clipped to 0-255."""
+    return np.clip(to_rgb(image), 0, 255).astype(np.uint8)
+
+
+def contact_sheet(
+    overlays: Sequence[tuple[str, np.ndarray]],
+    out: Path,
+    columns: int = 4,
+    classes: ClassMap | None = None,
+) -> Path:
+    """A PNG grid of (title, overlay) tiles: one colour bar for the probability (binary), or a
+    legend of the class map's colours (``classes``)."""
     columns = min(columns, len(overlays))
     rows = -(-len(overlays) // columns)
     figure = Figure(figsize=(2.2 * columns + 0.6, 2.3 * rows), layout="constrained")
@@ -105,8 +162,15 @@ def contact_sheet(overlays: Sequence[tuple[str, np.ndarray]], out: Path, columns
     for ax, (title, image) in zip(axes, overlays, strict=False):
         ax.imshow(image)
         ax.set_title(title, fontsize=9)
-    scale = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), COLORMAP)
-    figure.colorbar(scale, ax=axes.tolist(), shrink=0.6, label="P(foreground)")
+    if classes is None:
+        scale = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), COLORMAP)
+        figure.colorbar(scale, ax=axes.tolist(), shrink=0.6, label="P(foreground)")
+    else:
+        handles = [
+            Patch(color=colour / 255, label=f"{item.id} {item.name}")
+            for item, colour in zip(classes.classes, classes.palette(), strict=True)
+        ]
+        figure.legend(handles=handles, loc="outside lower center", ncols=6, fontsize=8)
     figure.savefig(out, dpi=72)
     return out
 
@@ -124,12 +188,19 @@ def predict_files(
     out: str | Path,
     threshold: float = 0.5,
     batch_size: int = 8,
+    classes: ClassMap | None = None,
 ) -> Path:
     """Predict every file, write its mask and overlay into ``out`` and a contact sheet; return it.
 
-    Pixels with probability >= ``threshold`` are foreground (255) in the mask. Files are decoded
-    with ``brinelite.read_image``, as in training, ``CHUNK`` at a time, so a folder of any size
-    fits in memory.
+    Binary (``classes`` None): pixels with probability >= ``threshold`` are foreground (255) in
+    the mask. Class map: the mask holds each pixel's predicted class id (``classes.ids``, 8-bit)
+    and ``threshold`` is unused. Files are decoded with ``brinelite.read_image``, as in
+    training, ``CHUNK`` at a time, so a folder of any size fits in memory.
+
+    Example::
+
+        folder = RunFolder(Path("runs/camvid"))
+        predict_files(folder.load_model(), files, "predictions", classes=folder.classes())
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,13 +208,33 @@ def predict_files(
     for start in range(0, len(files), CHUNK):
         chunk = files[start : start + CHUNK]
         images = [read_image(path) for path in chunk]
-        for path, image, probability in zip(
-            chunk, images, predict(model, images, batch_size), strict=True
-        ):
-            mask = np.where(probability >= threshold, 255, 0).astype(np.uint8)
+        drawn = _drawn(model, images, threshold, batch_size, classes)
+        for path, (mask, blended) in zip(chunk, drawn, strict=True):
             _write_png(out / f"{path.stem}.mask.png", mask)
-            blended = overlay(image, probability)
             _write_png(out / f"{path.stem}.overlay.png", blended)
             if len(sheet) < SHEET_IMAGES:
                 sheet.append((path.name, blended))
-    return contact_sheet(sheet, out / SHEET)
+    return contact_sheet(sheet, out / SHEET, classes=classes)
+
+
+def _drawn(
+    model: keras.Model,
+    images: list[np.ndarray],
+    threshold: float,
+    batch_size: int,
+    classes: ClassMap | None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(mask, overlay) per image, both uint8 at the image's size (see ``predict_files``)."""
+    if classes is None:
+        return [
+            (
+                np.where(probability >= threshold, 255, 0).astype(np.uint8),
+                overlay(image, probability),
+            )
+            for image, probability in zip(images, predict(model, images, batch_size), strict=True)
+        ]
+    ids = np.array(classes.ids, np.uint8)
+    return [
+        (ids[indices], class_overlay(_photo(image), ids[indices], classes))
+        for image, indices in zip(images, predict_classes(model, images, batch_size), strict=True)
+    ]

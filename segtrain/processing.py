@@ -1,17 +1,27 @@
-"""Turn one dataset sample (image, mask) into network input, as the seed workflow does.
+"""Turn one dataset sample (image, mask) into network input, in two stages.
 
 The processor keeps the image's first 3 channels (grey images are repeated to 3 so the RGB U-Net
-accepts them), makes the mask one grey channel (the red channel of a red-on-blue colour mask) and
-thresholds it ("fix mask"), resizes both,
-optionally augments them, thresholds the mask again (resampling blurs its edge), and scales both
-to [0, 1]. Images arrive in RGB order, values 0-255, HxW or HxWxC. Pure numpy + OpenCV.
+accepts them), makes a binary mask one grey channel (the red channel of a red-on-blue colour
+mask) and thresholds it ("fix mask"), resizes both, optionally augments them, thresholds the mask
+again (resampling blurs its edge), and scales the image to [0, 1] (the binary mask too). A class
+map's mask is turned into training indices instead (``ClassMap.to_indices``: ids -> 0..N-1, void
+and anything undeclared -> N) and only ever resized, warped and flipped with nearest neighbour,
+so no id is blended with another. Images arrive in RGB order, values 0-255, HxW or HxWxC.
+
+The work is split where the seed's processing is split: ``prepare`` (deterministic: channels,
+mask, resize) and ``augment`` (the random part, then the final scaling). brinelite's
+``to_keras(prepare=..., augment=..., prepare_key=...)`` computes ``prepare`` once per row and
+caches it; calling the ``Processor`` runs both stages, the one-stage processing function. Pure
+numpy + OpenCV.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from brinelite import ClassMap
 from segtrain.augment import (
     random_horizontal_flip,
     random_hue_saturation_value,
@@ -82,8 +92,13 @@ def _resized_rgb(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _resize(array: np.ndarray, size: int) -> np.ndarray:
-    """Resize to ``size`` x ``size`` bilinearly (the mask too: it is re-thresholded later)."""
+    """Resize to ``size`` x ``size`` bilinearly (a binary mask too: it is re-thresholded later)."""
     return cv2.resize(array, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def _resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
+    """Resize a label map to ``size`` x ``size`` with nearest neighbour: ids are never blended."""
+    return cv2.resize(labels, (size, size), interpolation=cv2.INTER_NEAREST)
 
 
 def prepare_image(image: np.ndarray, size: int = 256) -> np.ndarray:
@@ -93,6 +108,50 @@ def prepare_image(image: np.ndarray, size: int = 256) -> np.ndarray:
     keeps its range (divided by 255), exactly as ``make_processor`` hands it to training.
     """
     return _resized_rgb(image, size) / 255
+
+
+PROCESSING_VERSION = 1  # bump when a stage's output changes: it names the prepared cache
+
+
+@dataclass(frozen=True)
+class Processor:
+    """The processing of one ``(image, mask)`` sample: ``prepare``, then ``augment``.
+
+    Attributes:
+        prepare: the deterministic stage (channels, mask, resize), safe to cache per row.
+        augment: the random augmentations (if on), then the final scaling; it may edit its
+            arrays in place (brinelite hands it copies of the cached ones).
+        key: ``prepare``'s identity and parameters, e.g. ``"segtrain.prepare:v1:size=256"``
+            (a class map's ids are part of it): brinelite's ``prepare_key``.
+        random: whether ``augment`` draws random numbers (the training processing).
+
+    Calling a processor runs both stages on one sample, the one-stage processing function.
+
+    Example::
+
+        process = make_processor(128)
+        batches = fold.to_keras("image", "mask", 8, seed=0, prepare=process.prepare,
+                                augment=process.augment, prepare_key=process.key)
+    """
+
+    prepare: Callable[[Sample], Sample]
+    augment: Callable[[Sample], Sample]
+    key: str
+    random: bool
+
+    def __call__(self, sample: Sample) -> Sample:
+        """Both stages: the network input for one sample."""
+        return self.augment(self.prepare(sample))
+
+    def whole_key(self) -> str:
+        """The identity of both stages together, for caching a processor that draws nothing.
+
+        Validation batches cache the whole processing (``to_keras(prepare=processor,
+        prepare_key=processor.whole_key())``); an augmenting processor has no such key.
+        """
+        if self.random:
+            raise ValueError("an augmenting processor cannot be cached whole")
+        return self.key.replace("segtrain.prepare:", "segtrain.process:", 1)
 
 
 def make_processor(
@@ -105,26 +164,69 @@ def make_processor(
     shift: tuple[float, float] = (-0.0625, 0.0625),
     scale: tuple[float, float] = (-0.1, 0.1),
     rotate: tuple[float, float] = (-20, 20),
-) -> Callable[[Sample], Sample]:
-    """Return the seed's processing function for one ``(image, mask)`` sample.
+    classes: ClassMap | None = None,
+) -> Processor:
+    """Return the seed's processing of one ``(image, mask)`` sample, as a two-stage ``Processor``.
 
-    It returns ``(image, mask)``: image (size, size, 3) and mask (size, size, 1), float32 in
-    [0, 1], the mask only 0 or 1. With ``augment`` it applies, each with probability 0.5, a
+    It returns ``(image, mask)``: image (size, size, 3) float32 in [0, 1]; mask (size, size, 1),
+    float32 of 0 or 1 for a binary dataset, uint8 training indices (0..N-1, void N) for a class
+    map ``classes``. With ``augment`` it applies, each with probability 0.5, a
     hue/saturation/value shift (``hue``, ``sat``, ``val`` in OpenCV 8-bit HSV units), one
     shift/scale/rotate to both arrays (``shift`` as a fraction of the size, ``scale`` relative,
-    ``rotate`` in degrees), and a horizontal flip of both; the random numbers come from ``rng``
-    (see segtrain.augment). Without ``augment`` it is the validation processing.
-    """
+    ``rotate`` in degrees; a label map is warped with nearest neighbour and a void border), and
+    a horizontal flip of both; the random numbers come from ``rng`` (see segtrain.augment).
+    Without ``augment`` it is the validation processing.
 
-    def process(sample: Sample) -> Sample:
+    Example::
+
+        image, mask = make_processor(128, augment=False)((image, mask))
+    """
+    parameters = f"v{PROCESSING_VERSION}:size={size}"
+    if classes is None:
+        prepare, finish, warp = _binary_prepare(size), _binary_finish, {}
+    else:
+        parameters += f":ids={','.join(map(str, classes.ids))}"
+        prepare, finish = _labels_prepare(size, classes), _labels_finish
+        warp = {"mask_interpolation": cv2.INTER_NEAREST, "mask_border": classes.void_index}
+
+    def augment_stage(sample: Sample) -> Sample:
         image, mask = sample
-        image = _resized_rgb(image, size)
-        mask = _resize(fix_mask(np.asarray(mask, np.float32)), size)
         if augment:
             image = random_hue_saturation_value(image, hue, sat, val, rng=rng)
-            image, mask = random_shift_scale_rotate(image, mask, shift, scale, rotate, rng=rng)
+            image, mask = random_shift_scale_rotate(
+                image, mask, shift, scale, rotate, rng=rng, **warp
+            )
             image, mask = random_horizontal_flip(image, mask, rng=rng)
-        mask = fix_mask(mask)
-        return image / 255, mask[..., np.newaxis] / 255
+        return image / 255, finish(mask)
 
-    return process
+    return Processor(prepare, augment_stage, f"segtrain.prepare:{parameters}", augment)
+
+
+def _binary_prepare(size: int) -> Callable[[Sample], Sample]:
+    """The image resized; the mask binarised then resized (its edge stays soft until finished)."""
+
+    def prepare(sample: Sample) -> Sample:
+        image, mask = sample
+        return _resized_rgb(image, size), _resize(fix_mask(np.asarray(mask, np.float32)), size)
+
+    return prepare
+
+
+def _binary_finish(mask: np.ndarray) -> np.ndarray:
+    """The resized (and maybe warped) mask thresholded again, (size, size, 1) of 0 and 1."""
+    return fix_mask(mask)[..., np.newaxis] / 255
+
+
+def _labels_prepare(size: int, classes: ClassMap) -> Callable[[Sample], Sample]:
+    """The image resized; the mask's ids as training indices, resized with nearest neighbour."""
+
+    def prepare(sample: Sample) -> Sample:
+        image, mask = sample
+        return _resized_rgb(image, size), _resize_labels(classes.to_indices(mask), size)
+
+    return prepare
+
+
+def _labels_finish(indices: np.ndarray) -> np.ndarray:
+    """The label map with its channel axis: (size, size, 1) uint8 training indices."""
+    return indices[..., np.newaxis]

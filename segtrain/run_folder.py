@@ -1,6 +1,7 @@
 """A run folder: what ``segtrain train`` leaves behind, and everything that reads it back.
 
-    config.json       the RunConfig (size and precision resolved), the dataset, the machine
+    config.json       the RunConfig (size and precision resolved), the dataset, its class
+                      map (``classes``: None for binary masks), the machine
     split.json        the row ids of the validation and training folds
     best.weights.h5   the weights with the lowest validation loss
     model.keras       the final model, after the last epoch
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import brinelite
 from segtrain.config import RunConfig
 from segtrain.errors import SegtrainError
+from segtrain.semantic import num_outputs
 
 if TYPE_CHECKING:
     import keras
@@ -84,6 +86,11 @@ class RunFolder:
     def config(self) -> RunConfig:
         """The run's options, as recorded."""
         return RunConfig.from_dict(self.record())
+
+    def classes(self) -> brinelite.ClassMap | None:
+        """The class map the run trained on (None: binary masks), as config.json records it."""
+        recorded = self.record().get("classes")
+        return None if recorded is None else brinelite.ClassMap.from_json(recorded, CONFIG)
 
     def check_start(self, config: RunConfig, dataset: dict[str, Any], resume: bool) -> None:
         """Refuse to overwrite a run, to resume none, or to resume with other run-defining options.
@@ -158,7 +165,10 @@ class RunFolder:
             )
         from segtrain.models import build_model  # Keras loads here, after the checks
 
-        model = build_model(config.model, config.size, precision=config.precision)
+        outputs = num_outputs(self.classes())
+        model = build_model(
+            config.model, config.size, precision=config.precision, num_classes=outputs
+        )
         with warnings.catch_warnings():  # the file also holds the optimizer's state, unused here
             warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
             model.load_weights(weights)

@@ -6,8 +6,11 @@ The steps are the seed's: open the dataset, split off a validation fold
 (``create_folds((val,))``), feed both folds through ``to_keras`` with the seed's processing
 function (augmented for training only), build and compile the U-Net, and ``fit`` with the seed's
 callbacks (early stopping, learning-rate reduction, best-weights checkpoint) plus a CSV log and
-TensorBoard logs. Every option is checked, and the run folder too, before Keras is imported;
-``segtrain.run_folder`` lists what the folder then holds.
+TensorBoard logs. A dataset with a class map (``dataset.manifest.classes``) trains a softmax
+head of one output per class with ``SemanticLoss`` (``segtrain.semantic``, ``segtrain.losses``);
+the processing is split in two stages so brinelite caches the deterministic one
+(``segtrain.processing``). Every option is checked, and the run folder too, before Keras is
+imported; ``segtrain.run_folder`` lists what the folder then holds.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from segtrain.run_folder import (
     RunFolder,
     dataset_record,
 )
+from segtrain.semantic import class_weights, num_outputs
 
 if TYPE_CHECKING:
     import keras
@@ -114,17 +118,29 @@ def make_callbacks(run_dir: str | Path, resume: bool = False) -> list[keras.call
 def make_batches(
     training: brinelite.Dataset, validation: brinelite.Dataset, config: RunConfig
 ) -> tuple[Any, Any]:
-    """The seed's generators: shuffled, augmented training batches; plain validation batches."""
+    """The seed's generators: shuffled, augmented training batches; plain validation batches.
+
+    Both come from brinelite's preprocessed cache: the training fold's ``prepare`` stage (resize,
+    mask to binary or to class indices) is computed once per row and only ``augment`` runs
+    every epoch; the validation fold's whole processing is computed once. The class map, if
+    the dataset has one, decides how masks are read (``segtrain.processing``).
+    """
     columns = config.image_column, config.mask_column
-    augmented = make_processor(config.size, config.augment, rng=np.random.default_rng(config.seed))
+    classes = training.manifest.classes
+    rng = np.random.default_rng(config.seed)
+    process = make_processor(config.size, config.augment, rng=rng, classes=classes)
     train_batches = training.to_keras(
-        *columns, config.batch_size, shuffle=True, processing_function=augmented, seed=config.seed
-    )
-    validation_batches = validation.to_keras(
         *columns,
         config.batch_size,
-        shuffle=False,
-        processing_function=make_processor(config.size, False),
+        shuffle=True,
+        seed=config.seed,
+        prepare=process.prepare,
+        augment=process.augment,
+        prepare_key=process.key,
+    )
+    plain = make_processor(config.size, False, classes=classes)
+    validation_batches = validation.to_keras(
+        *columns, config.batch_size, shuffle=False, prepare=plain, prepare_key=plain.whole_key()
     )
     return train_batches, validation_batches
 
@@ -154,7 +170,8 @@ def train(
         verbose: Keras' verbosity: 0 silent, 1 progress bar, 2 one line per epoch; "auto" is 1
             on a terminal and 2 otherwise (a log file).
         **options: the fields of ``segtrain.config.RunConfig`` (model, size, batch_size, val,
-            epochs, lr, seed, augment, image_column, mask_column, strategy, precision, xla);
+            epochs, lr, seed, augment, image_column, mask_column, class_weights, strategy,
+            precision, xla);
             the defaults are the seed's: Carvana's 256 U-Net, batches of 1, 20 validation rows,
             up to 100 epochs at learning rate 1e-4.
 
@@ -176,6 +193,9 @@ def train(
     data = brinelite.load_dataset(dataset)
     check_columns(data, config.image_column, config.mask_column)
     check_val(data, config.val)
+    classes = data.manifest.classes
+    outputs = num_outputs(classes)
+    weights = class_weights(classes, config.class_weights) if classes else None
     record = dataset_record(data, dataset)
     folder = RunFolder(Path(out))
     folder.check_start(config, record, resume)
@@ -187,7 +207,13 @@ def train(
     runtime.set_seed(config.seed)
     with distribution.scope():
         network = build_model(
-            config.model, config.size, precision=config.precision, lr=config.lr, xla=config.xla
+            config.model,
+            config.size,
+            precision=config.precision,
+            lr=config.lr,
+            xla=config.xla,
+            num_classes=outputs,
+            class_weights=weights,
         )
     if resume:
         validation, training = folder.split(data)
@@ -197,6 +223,8 @@ def train(
         **config.to_dict(),
         "precision_requested": requested.precision,
         "dataset": record,
+        "classes": classes.to_json() if classes else None,
+        "class_weight_values": weights,
         "backend": runtime.backend(),
         "replicas": distribution.replicas,
         "versions": runtime.versions(),

@@ -1,0 +1,77 @@
+"""Class maps in training: how many outputs the model has, and the classes' loss weights.
+
+A dataset whose manifest has a class map (``dataset.manifest.classes``) trains a softmax model
+with one output per class (void has none); a binary dataset (no class map) keeps the seed's one
+sigmoid output. Numpy only: everything here is checked before Keras is imported.
+
+    outputs = num_outputs(dataset.manifest.classes)            # 1 for binary, N for N classes
+    weights = class_weights(dataset.manifest.classes, "auto")  # median-frequency weights
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from brinelite import ClassMap
+from segtrain.errors import SegtrainError
+
+CLASS_WEIGHTS = ("auto", "none")
+
+
+def num_outputs(classes: ClassMap | None) -> int:
+    """The model's output channels: 1 for a binary dataset, N for a class map of N classes.
+
+    Raises:
+        SegtrainError: a class map of a single class (a softmax over one class learns nothing).
+
+    Example::
+
+        num_outputs(None) == 1
+    """
+    if classes is None:
+        return 1
+    if len(classes.classes) < 2:
+        raise SegtrainError(
+            f"the dataset's class map declares one class ({classes.names[0]}); a class map needs "
+            "at least two (e.g. background and the object), or build the dataset without "
+            "classes.json for a binary mask"
+        )
+    return len(classes.classes)
+
+
+def class_weights(classes: ClassMap, mode: str) -> list[float] | None:
+    """The cross-entropy's weight per class: None for "none", median-frequency for "auto".
+
+    Median-frequency balancing (Eigen & Fergus 2015, as SegNet trains CamVid): class c weighs
+    median(f) / f_c, where f_c is its share of the labelled (non-void) pixels in the manifest's
+    pixel shares (computed by ``brinelite build`` over the whole dataset) and the median runs
+    over the classes present. A class with no pixel weighs 1 (no pixel ever uses it).
+
+    Args:
+        classes: the dataset's class map, with its pixel shares.
+        mode: "auto" or "none".
+
+    Returns:
+        One weight per class in the class map's order, or None (unweighted).
+
+    Raises:
+        SegtrainError: "auto" on a class map without pixel shares.
+
+    Example::
+
+        class_weights(dataset.manifest.classes, "auto")  # CamVid: road ~0.14, bicyclist ~15
+    """
+    if mode == "none":
+        return None
+    shares = np.array([classes.shares.get(name, np.nan) for name in classes.names])
+    if np.isnan(shares).any():
+        raise SegtrainError(
+            "--class-weights auto needs the pixel share of every class, which this dataset's "
+            "manifest lacks; rebuild it with brinelite build, or pass --class-weights none"
+        )
+    present = shares > 0
+    if not present.any():
+        return None
+    weights = np.ones_like(shares)
+    weights[present] = np.median(shares[present]) / shares[present]
+    return [round(float(w), 6) for w in weights]
