@@ -233,7 +233,10 @@ class Dataset:
                 once per row and cached (see :mod:`brinelite.prepared`); every row must give
                 the same shapes. Exclusive with ``processing_function``.
             augment: the random part, run every epoch on copies of the prepared sample (it
-                can edit them in place: the cache never changes).
+                can edit them in place: the cache never changes). If it has an ``rng``
+                parameter, each call gets ``rng=`` a ``numpy.random.Generator`` seeded from
+                ``seed``, the epoch and the row, so a seeded run augments identically however
+                many ``workers`` share the work.
             prepare_key: the preparation's identity and parameters, e.g.
                 ``"myproject.prepare:size=256"`` (default: ``prepare.cache_key``). Required:
                 brinelite never guesses one. Change it whenever ``prepare``'s output would.

@@ -147,7 +147,7 @@ class KerasBatches:
             malloc.restore()  # Keras started a tf.data generator on us: undo its malloc settings
         start = index * self.batch_size
         try:
-            return self.loader.batch(self._order[start : start + self.batch_size])
+            return self.loader.batch(self._order[start : start + self.batch_size], self.epoch)
         except BrineliteError as exc:
             _FAILURES.record(exc)
             raise
@@ -208,6 +208,7 @@ def _preparation(
     cache: str,
     cache_bytes: int,
     cache_images: bool,
+    seed: int,
 ) -> Preparation | None:
     """The checked two-stage processing, or None for the one-stage case."""
     if prepare is None:
@@ -224,7 +225,8 @@ def _preparation(
         raise DataError("cache_images is for processing_function; prepare keeps its own cache.")
     stated = identity(prepare, prepare_key)
     key = cache_key(dataset, [c.name for c in columns(dataset, *names)], stated)
-    return Preparation(prepare, augment, PreparedStore(len(dataset), key, cache, cache_bytes))
+    store = PreparedStore(len(dataset), key, cache, cache_bytes)
+    return Preparation(prepare, augment, store, seed)
 
 
 def to_keras(
@@ -263,6 +265,7 @@ def to_keras(
         cache,
         cache_bytes,
         cache_images,
+        order.seed,
     )
     batches_class = _pydataset_class()
     if malloc_fix is None:

@@ -12,6 +12,8 @@ GIL, so its threads really run in parallel; OpenCV's own pool is held at 1 meanw
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -43,12 +45,38 @@ class Rows(Protocol):
 
 
 class Preparation:
-    """``prepare`` once per row (kept in a :class:`PreparedStore`), then ``augment`` on copies."""
+    """``prepare`` once per row (kept in a :class:`PreparedStore`), then ``augment`` on copies.
+
+    An ``augment`` with an ``rng`` parameter is handed a generator of its own for each row and
+    epoch, seeded from ``seed`` (the batches' shuffle entropy), the epoch and the row: a row
+    gets the same augmentation in the same epoch whichever worker thread computes it, so
+    augmented runs repeat exactly with several workers.
+    """
 
     def __init__(
-        self, prepare: ProcessingFunction, augment: ProcessingFunction | None, store: PreparedStore
+        self,
+        prepare: ProcessingFunction,
+        augment: ProcessingFunction | None,
+        store: PreparedStore,
+        seed: int = 0,
     ) -> None:
-        self.prepare, self.augment, self.store = prepare, augment, store
+        self.prepare, self.augment, self.store, self.seed = prepare, augment, store, seed
+        self.seeded = augment is not None and _takes_rng(augment)
+
+    def augmented(self, sample: Sample, epoch: int, row: int) -> Sample:
+        """``augment(sample)``, with the row's own generator when ``augment`` takes one."""
+        assert self.augment is not None
+        if not self.seeded:
+            return self.augment(sample)
+        return self.augment(sample, rng=np.random.default_rng([self.seed, epoch, row]))
+
+
+def _takes_rng(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` accepts an ``rng`` keyword argument."""
+    try:
+        return "rng" in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # builtins and some callables have no signature
+        return False
 
 
 class SampleLoader:
@@ -107,8 +135,8 @@ class SampleLoader:
             raise DataError(f"Cannot load {self.describe(position)}: {exc}") from exc
         return values[0], values[1] if len(values) > 1 else None
 
-    def sample(self, position: int) -> Sample:
-        """The processed ``(x, y)`` of one row of the view."""
+    def sample(self, position: int, epoch: int = 0) -> Sample:
+        """The processed ``(x, y)`` of one row of the view in epoch ``epoch``."""
         if self.preparation is None:
             if self.processing_function is None:
                 return self.loaded(position)
@@ -121,7 +149,9 @@ class SampleLoader:
         if preparation.augment is None:
             return prepared  # stacking the batch copies it
         copies = tuple(None if part is None else np.array(part) for part in prepared)
-        return self.apply("augment", preparation.augment, position, copies)
+        row = int(self.dataset.indices[position])
+        augment = functools.partial(preparation.augmented, epoch=epoch, row=row)
+        return self.apply("augment", augment, position, copies)
 
     def apply(
         self, name: str, function: ProcessingFunction, position: int, sample: Sample | None = None
@@ -151,16 +181,16 @@ class SampleLoader:
         ]
         return f"row {int(self.dataset.indices[position])} ({', '.join(files)})"
 
-    def batch(self, positions: np.ndarray) -> Any:
+    def batch(self, positions: np.ndarray, epoch: int = 0) -> Any:
         """Stack the samples at ``positions`` into float32 arrays: ``(X, Y)``, or ``X`` alone."""
         single = self.workers == 1 or len(positions) == 1
         # Our threads already parallelise across samples; OpenCV's own pool on top of them
         # oversubscribes the cores (its workers spin) and made 2 workers no faster than 1.
         with contextlib.nullcontext() if single else opencv_single_threaded():
             if single:
-                samples = [self.sample(p) for p in positions]
+                samples = [self.sample(p, epoch) for p in positions]
             else:
-                samples = list(self.pool.map(self.sample, positions))
+                samples = list(self.pool.map(self.sample, positions, [epoch] * len(positions)))
         xs = self.stack([s[0] for s in samples], positions, "x")
         if len(self.columns) == 1:
             return xs

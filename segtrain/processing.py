@@ -135,7 +135,7 @@ class Processor:
     """
 
     prepare: Callable[[Sample], Sample]
-    augment: Callable[[Sample], Sample]
+    augment: Callable[..., Sample]
     key: str
     random: bool
 
@@ -174,14 +174,17 @@ def make_processor(
     hue/saturation/value shift (``hue``, ``sat``, ``val`` in OpenCV 8-bit HSV units), one
     shift/scale/rotate to both arrays (``shift`` as a fraction of the size, ``scale`` relative,
     ``rotate`` in degrees; a label map is warped with nearest neighbour and a void border), and
-    a horizontal flip of both; the random numbers come from ``rng`` (see segtrain.augment).
-    Without ``augment`` it is the validation processing.
+    a horizontal flip of both; the random numbers come from ``rng`` (see segtrain.augment), or
+    from the generator brinelite hands ``augment`` for each row and epoch (``to_keras`` passes
+    ``rng=`` to an augment that takes it), which makes seeded runs repeat exactly with several
+    worker threads. Without ``augment`` it is the validation processing.
 
     Example::
 
         image, mask = make_processor(128, augment=False)((image, mask))
     """
     parameters = f"v{PROCESSING_VERSION}:size={size}"
+    shared = rng
     if classes is None:
         prepare, finish, warp = _binary_prepare(size), _binary_finish, {}
     else:
@@ -189,7 +192,7 @@ def make_processor(
         prepare, finish = _labels_prepare(size, classes), _labels_finish
         warp = {"mask_interpolation": cv2.INTER_NEAREST, "mask_border": classes.void_index}
 
-    def augment_stage(sample: Sample) -> Sample:
+    def augment_stage(sample: Sample, rng: np.random.Generator | None = shared) -> Sample:
         image, mask = sample
         if augment:
             image = random_hue_saturation_value(image, hue, sat, val, rng=rng)

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 import brinelite
 from segtrain import runtime
 from segtrain.config import RunConfig
@@ -127,8 +125,7 @@ def make_batches(
     """
     columns = config.image_column, config.mask_column
     classes = training.manifest.classes
-    rng = np.random.default_rng(config.seed)
-    process = make_processor(config.size, config.augment, rng=rng, classes=classes)
+    process = make_processor(config.size, config.augment, classes=classes)  # rng: per row
     train_batches = training.to_keras(
         *columns,
         config.batch_size,

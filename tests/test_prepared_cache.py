@@ -173,3 +173,35 @@ def test_prepare_with_varying_shapes_is_a_clear_error(kvasir_src):
     )
     with pytest.raises(DataError, match=r"prepare gave x of shape .* on row \d+"):
         gen[0]
+
+
+def noisy(sample, rng):
+    """A random augmentation that draws from the generator brinelite hands it."""
+    image, mask = sample
+    return image + rng.random(), mask
+
+
+def test_an_augment_taking_rng_gets_one_generator_per_row_and_epoch(membrane):
+    def run(seed, workers, shuffle=True):
+        gen = membrane.to_keras(
+            "image",
+            "mask",
+            batch_size=4,
+            shuffle=shuffle,
+            seed=seed,
+            workers=workers,
+            prepare=Prepare(),
+            augment=noisy,
+        )
+        return [batch[0] for batch in epochs(gen)]
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    two_workers = run(3, workers=2)
+    assert same(two_workers, run(3, workers=2))  # thread scheduling changes nothing
+    assert same(two_workers, run(3, workers=1))
+    assert not same(two_workers, run(4, workers=2))
+    in_order = run(3, workers=2, shuffle=False)
+    steps = len(in_order) // 2  # the same rows in both epochs, augmented anew in the second
+    assert not same(in_order[:steps], in_order[steps:])

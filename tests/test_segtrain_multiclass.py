@@ -234,6 +234,22 @@ def test_binary_two_stage_batches_are_the_one_stage_ones(tmp_path):
             np.testing.assert_array_equal(a, b)
 
 
+def test_augmented_training_batches_repeat_exactly_with_two_workers(tmp_path):
+    brinelite.install(str(make_pairs(tmp_path / "discs", count=10)), name="gen/discs@1.0.0")
+    data = brinelite.load_dataset("gen/discs")
+    validation, training = data.create_folds((3,), shuffle=True, seed=0)
+
+    def augmented(seed):
+        config = RunConfig(model="tiny", size=32, batch_size=4, augment=True, seed=seed)
+        made = make_batches(training, validation, config)[0]
+        assert made.loader.workers == 2
+        return [next(made)[0] for _ in range(2 * made.steps_per_epoch())]
+
+    first = augmented(5)
+    assert all(np.array_equal(a, b) for a, b in zip(first, augmented(5), strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, augmented(6), strict=True))
+
+
 def test_a_class_map_model_has_a_float32_softmax_head_and_saves(tmp_path):
     import keras
 
