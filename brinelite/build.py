@@ -18,7 +18,6 @@ pass. Builds are reproducible: the same files give the same archive, byte for by
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import archive
+from . import archive, jsonio
 from . import manifest as manifest_io
 from .classes import CLASSES_FILE, ClassMap, mask_ids, pixel_shares, read_classes_file
 from .dataset import Dataset
@@ -163,7 +162,7 @@ def read_config(config_path: Path) -> Source:
     """Read a Brine-style JSON config and the CSV it names."""
     config_path = Path(config_path)
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = jsonio.loads(config_path.read_text(encoding="utf-8"))
         csv_path = config_path.parent / config["path"]
         specs = [(c["name"], _TYPE_ALIASES.get(c["type"], c["type"])) for c in config["columns"]]
         with open(csv_path, newline="", encoding="utf-8") as handle:

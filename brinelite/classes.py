@@ -16,18 +16,18 @@ them onto ``0..N-1`` with :meth:`ClassMap.to_indices`, void onto :attr:`ClassMap
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import jsonio
 from .errors import BuildError, ManifestError
 
 CLASSES_FILE = "classes.json"
-MAX_CLASSES = 256
 MAX_ID = 255  # masks of class ids are 8-bit images
+MAX_CLASSES = MAX_ID  # training indices are 8-bit too, and void takes the one after the last
 _MAX_FILE_BYTES = 1 << 20
 _MAX_NAME = 100
 
@@ -181,6 +181,8 @@ def _parse_class(entry: Any, k: int) -> SegmentationClass:
         raise ValueError(f"class {k} needs a name of 1 to {_MAX_NAME} characters")
     if any(ch in name for ch in ",\n\r\t"):
         raise ValueError(f"class name {name!r} holds a comma, tab or line break")
+    if not name.isprintable():
+        raise ValueError(f"class name {name!r} holds a control or invisible character")
     color = entry.get("color")
     color = None if color is None else _colour(color, f"class {name!r}")
     return SegmentationClass(_pixel_id(entry.get("id"), f"class {name!r}"), name, color)
@@ -226,7 +228,7 @@ def read_classes_file(path: Path) -> ClassMap:
     try:
         if path.stat().st_size > _MAX_FILE_BYTES:
             raise BuildError(f"{path} is larger than 1 MiB; a class map is a short JSON file.")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonio.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise BuildError(f"Cannot read {path}: {exc.strerror}.") from exc
     except ValueError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import platformdirs
 
+from . import jsonio
 from .backends import GLOBAL_TOKEN_ENV, RegistryEntry, check_location
 from .errors import RegistryError
 
@@ -39,7 +40,7 @@ def load() -> list[RegistryEntry]:
     """
     path = config_dir() / CONFIG_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonio.loads(path.read_text(encoding="utf-8"))
         entries = [RegistryEntry(**entry) for entry in data["registries"]]
     except FileNotFoundError:
         return []

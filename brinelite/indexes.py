@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from . import jsonio
 from .errors import InvalidIndexError, InvalidNameError
 from .names import is_name, parse_version
 
@@ -54,7 +55,7 @@ def oversized(where: str) -> InvalidIndexError:
 def parse(body: bytes, where: str) -> dict[str, Any]:
     """The JSON object in ``body``; anything else (bad JSON, a list, a number) is refused."""
     try:
-        data = json.loads(body)
+        data = jsonio.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidIndexError(f"{where} is not valid JSON ({exc}).") from exc
     if not isinstance(data, dict):

@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache
+from . import cache, jsonio
 from . import manifest as manifest_io
 from .errors import InvalidNameError, LockFileError
 from .install import Installed, install, is_sha256, read_install_record
@@ -105,7 +105,7 @@ def read(path: Path) -> list[Locked]:
     if len(raw) > MAX_BYTES:
         raise LockFileError(f"Lock file {path} is over {MAX_BYTES} bytes; it is not a lock file.")
     try:
-        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        data = jsonio.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError) as exc:
         raise LockFileError(f"Lock file {path} is not valid JSON: {exc}.") from exc
     if not isinstance(data, dict) or set(data) != {"lock_version", "datasets"}:

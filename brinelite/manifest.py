@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import jsonio
 from .classes import ClassMap
 from .errors import IntegrityError, ManifestError
 from .hashes import FileInfo, file_info
@@ -200,7 +201,7 @@ def read(folder: Path) -> Manifest:
     """Read ``folder/manifest.json``."""
     path = Path(folder) / MANIFEST
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonio.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ManifestError(
             f"{folder} holds no {MANIFEST}: it is not a brinelite dataset."

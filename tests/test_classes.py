@@ -68,7 +68,11 @@ def test_palette_uses_declared_colours_and_fills_the_rest():
     ("data", "words"),
     [
         ([], "object"),
-        ({"classes": []}, "1 to 256"),
+        ({"classes": []}, "1 to 255"),
+        ({"classes": [{"id": k, "name": f"c{k}"} for k in range(256)]}, "1 to 255"),
+        ({"classes": [{"id": 0, "name": "\x1b[31mred"}]}, "control"),
+        ({"classes": [{"id": 0, "name": "a\x00b"}]}, "control"),
+        ({"classes": [{"id": 0, "name": "\u202eevil"}]}, "control"),
         ({"classes": [{"id": 0, "name": "a"}, {"id": 0, "name": "b"}]}, "share a id"),
         ({"classes": [{"id": 0, "name": "a"}, {"id": 1, "name": "a"}]}, "share a name"),
         ({"classes": [{"id": 300, "name": "a"}]}, "0 to 255"),
@@ -92,11 +96,20 @@ def test_classes_file_errors_are_build_errors(tmp_path):
     path.write_text("{not json")
     with pytest.raises(BuildError, match="not valid JSON"):
         read_classes_file(path)
+    path.write_text("[" * 100_000 + "]" * 100_000)  # under 1 MiB, too deep for Python's parser
+    with pytest.raises(BuildError, match="not valid JSON: it nests"):
+        read_classes_file(path)
     path.write_bytes(b" " * (2 << 20))
     with pytest.raises(BuildError, match="larger than 1 MiB"):
         read_classes_file(path)
     path.write_text(json.dumps({"classes": [{"id": 0, "name": "x"}]}))
     assert read_classes_file(path).names == ["x"]
+
+
+def test_the_most_classes_leave_void_an_8bit_training_index():
+    classes = ClassMap.from_json({"classes": [{"id": k, "name": f"c{k}"} for k in range(255)]})
+    mask = np.array([[0, 254, 255]], dtype=np.uint8)
+    assert classes.to_indices(mask).tolist() == [[0, 254, 255]]  # 255: undeclared -> void
 
 
 def test_pixel_shares_from_a_histogram():

@@ -197,6 +197,21 @@ def test_search_skips_a_bad_or_unreachable_registry_with_one_line(tmp_path, good
     assert "datasets [], expected a dict" in warnings[1]
 
 
+def test_a_deeply_nested_index_is_bad_json_not_a_traceback(tmp_path, good, monkeypatch, cli):
+    bad = tmp_path / "bad"
+    (bad / "lab" / "cells").mkdir(parents=True)
+    (bad / "lab" / "cells" / "index.json").write_text("[" * 100_000 + "]" * 100_000)
+    monkeypatch.setenv("BRINELITE_REGISTRY", f"{bad},{good}")
+
+    found = registry.resolve(CELLS)
+    assert found.registry == str(good)
+    assert "nests arrays or objects too deeply" in found.skipped[0].reason
+    monkeypatch.setenv("BRINELITE_REGISTRY", str(bad))
+    result = cli("install", "lab/cells", "-q")
+    assert result.code == 1 and "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) == 1 and "too deeply" in result.err
+
+
 # -- 11.6: publish is atomic and repairable ------------------------------------------------
 
 
