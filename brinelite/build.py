@@ -416,6 +416,8 @@ def build(
         raise AlreadyExistsError(
             f"{out} already exists; choose another --out or pass --force to overwrite it."
         )
+    if not out.absolute().parent.is_dir():
+        raise BuildError(f"{out.parent} does not exist; create it or choose another --out.")
     source = load_source(src)
     if classes is not None:
         source = replace(source, classes=read_classes_file(Path(classes)))

@@ -280,6 +280,13 @@ def test_show_to_an_unsupported_extension_is_one_line(pairs_src, tmp_path, cli):
     assert not (tmp_path / "x.txt").exists()
 
 
+def test_build_into_a_missing_folder_is_one_line_before_any_work(pairs_src, tmp_path, cli):
+    """`build --out nowhere/x.tar.gz`: before, a FileNotFoundError traceback after staging."""
+    result = cli("build", pairs_src, "--name", "lab/cells", "--out", tmp_path / "no" / "x.tar.gz")
+    assert one_line(result) and "does not exist" in result.err and "--out" in result.err
+    assert not (tmp_path / "no").exists()
+
+
 def test_build_refuses_unsafe_csv_paths(tmp_path, pairs_src, secret):
     (tmp_path / "data.csv").write_text(f"image,mask\n{secret},pairs/masks/000.png\n")
     config = tmp_path / "config.json"
