@@ -104,37 +104,37 @@ def evaluate(
     else:
         _print_binary_scores(report.per_image, summary)
     written = ", ".join(map(str, (report.csv_path, report.json_path, *report.confusion_paths)))
-    typer.echo(f"Wrote {written}")
+    out.print(f"Wrote {written}")
 
 
 def _print_binary_scores(per_image: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """Per-image dice and IoU, then the means of the model and of the two trivial masks."""
-    typer.echo(f"{'row':>6}  {'dice':>6}  {'iou':>6}  image")
+    out.print(f"{'row':>6}  {'dice':>6}  {'iou':>6}  image")
     for scores in per_image:
-        typer.echo(
+        out.print(
             f"{scores['row']:>6}  {scores['dice']:6.4f}  {scores['iou']:6.4f}  {scores['image']}"
         )
-    typer.echo(f"{summary['dataset']}, fold {summary['fold']}, {summary['images']} images:")
+    out.print(f"{summary['dataset']}, fold {summary['fold']}, {summary['images']} images:")
     for who in ("model", "all_foreground", "all_background"):
         scores = summary[who]
-        typer.echo(f"  {who:<15} dice {scores['dice']:.4f}  iou {scores['iou']:.4f}")
+        out.print(f"  {who:<15} dice {scores['dice']:.4f}  iou {scores['iou']:.4f}")
 
 
 def _print_class_scores(per_image: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """Per-image accuracy and mIoU, per-class IoU and dice, then model against majority."""
-    typer.echo(f"{'row':>6}  {'pixacc':>6}  {'miou':>6}  image")
+    out.print(f"{'row':>6}  {'pixacc':>6}  {'miou':>6}  image")
     for scores in per_image:
-        typer.echo(
+        out.print(
             f"{scores['row']:>6}  {scores['pixel_accuracy']:6.4f}  {scores['miou']:6.4f}  "
             f"{scores['image']}"
         )
-    typer.echo(f"{'class':<16} {'iou':>6}  {'dice':>6}  pixels")
+    out.print(f"{'class':<16} {'iou':>6}  {'dice':>6}  pixels")
     for name, scores in summary["per_class"].items():
-        typer.echo(f"{name:<16} {scores['iou']:6.4f}  {scores['dice']:6.4f}  {scores['pixels']}")
-    typer.echo(f"{summary['dataset']}, fold {summary['fold']}, {summary['images']} images:")
+        out.print(f"{name:<16} {scores['iou']:6.4f}  {scores['dice']:6.4f}  {scores['pixels']}")
+    out.print(f"{summary['dataset']}, fold {summary['fold']}, {summary['images']} images:")
     majority = summary["majority"]
     for who, scores in (("model", summary["model"]), (f"majority ({majority['class']})", majority)):
-        typer.echo(
+        out.print(
             f"  {who:<20} miou {scores['miou']:.4f}  dice {scores['dice']:.4f}  "
             f"pixel accuracy {scores['pixel_accuracy']:.4f}"
         )

@@ -34,7 +34,7 @@ import brinelite
 from segtrain.confusion import class_scores, confusion, write_confusion
 from segtrain.errors import SegtrainError
 from segtrain.losses import dice, iou
-from segtrain.prediction import predict, predict_classes
+from segtrain.prediction import output_folder, predict, predict_classes
 from segtrain.processing import fix_mask
 from segtrain.run_folder import RunFolder
 from segtrain.runtime import import_keras
@@ -67,7 +67,7 @@ def load_fold(run_dir: str | Path, dataset: str | None = None, fold: str = "val"
     if fold not in FOLDS:
         raise SegtrainError(f"unknown fold {fold!r}; choose one of: {', '.join(FOLDS)}")
     folder = RunFolder(Path(run_dir))
-    trained_on = folder.record()["dataset"]
+    trained_on = folder.dataset()
     data = brinelite.load_dataset(dataset or trained_on["source"])
     if fold == "all":
         return data
@@ -78,6 +78,37 @@ def load_fold(run_dir: str | Path, dataset: str | None = None, fold: str = "val"
         )
     validation, _ = folder.split(data)
     return validation
+
+
+def check_classes(run: brinelite.ClassMap | None, data: brinelite.Dataset) -> None:
+    """Refuse to score masks that mean other things than the run's: binary masks against a
+    class map (or the reverse), or a class map whose ids name other classes.
+
+    Scored anyway, the mismatch would give silent nonsense: class ids thresholded as a binary
+    mask, or every pixel void (all scores 0). Colours and ``ignore`` may differ.
+    """
+    theirs, where = data.manifest.classes, f"{data.name}@{data.version}"
+    if run is None and theirs is not None:
+        raise SegtrainError(
+            f"the run trained on binary masks but {where} has a class map of "
+            f"{len(theirs.classes)} classes; score it with a run trained on those classes"
+        )
+    if run is not None and theirs is None:
+        raise SegtrainError(
+            f"the run trained on a class map of {len(run.classes)} classes but {where} has "
+            "binary masks; score it with a run trained on binary masks"
+        )
+    if run is not None and theirs is not None and _named_ids(run) != _named_ids(theirs):
+        shown = ", ".join(f"{k} {name}" for k, name in _named_ids(run).items())
+        raise SegtrainError(
+            f"{where}'s classes are not the run's ({shown}); score the run on a dataset with "
+            "its class map"
+        )
+
+
+def _named_ids(classes: brinelite.ClassMap) -> dict[int, str]:
+    """{pixel id: class name}: what a class map's masks mean, whatever its order or colours."""
+    return {item.id: item.name for item in classes.classes}
 
 
 def _scores(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -128,7 +159,7 @@ def score(
 
 def majority_class(folder: RunFolder, classes: brinelite.ClassMap) -> int:
     """The index of the class with most pixels in the run's training fold (void not counted)."""
-    data = brinelite.load_dataset(folder.record()["dataset"]["source"])
+    data = brinelite.load_dataset(folder.dataset()["source"])
     _, training = folder.split(data)
     mask_column = folder.config().mask_column
     counts = np.zeros(classes.void_index + 1, np.int64)
@@ -233,8 +264,8 @@ def evaluate(
     config, model, classes = folder.config(), folder.load_model(), folder.classes()
     data = load_fold(run_dir, dataset, fold)
     check_columns(data, config.image_column, config.mask_column)
-    out = Path(out or run_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_classes(classes, data)
+    out = output_folder(Path(out or run_dir))
     summary: dict[str, Any] = {
         "run": str(run_dir),
         "dataset": f"{data.name}@{data.version}",

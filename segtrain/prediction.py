@@ -175,6 +175,23 @@ def contact_sheet(
     return out
 
 
+def output_folder(path: Path) -> Path:
+    """``path``, created if need be, for the files a command writes; a SegtrainError if it
+    cannot be (a file of that name, no permission).
+
+    Example::
+
+        out = output_folder(Path("predictions"))
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SegtrainError(
+            f"cannot write into {path}: {exc.strerror or exc}; choose another --out"
+        ) from exc
+    return path
+
+
 def _write_png(path: Path, rgb_or_grey: np.ndarray) -> None:
     """Write an RGB or grey uint8 array as PNG; fail clearly if the folder is not writable."""
     array = rgb_or_grey if rgb_or_grey.ndim == 2 else cv2.cvtColor(rgb_or_grey, cv2.COLOR_RGB2BGR)
@@ -202,8 +219,7 @@ def predict_files(
         folder = RunFolder(Path("runs/camvid"))
         predict_files(folder.load_model(), files, "predictions", classes=folder.classes())
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(Path(out))
     sheet: list[tuple[str, np.ndarray]] = []
     for start in range(0, len(files), CHUNK):
         chunk = files[start : start + CHUNK]

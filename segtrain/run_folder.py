@@ -83,6 +83,18 @@ class RunFolder:
             raise SegtrainError(f"{self.path / CONFIG} does not hold a segtrain run config")
         return record
 
+    def dataset(self) -> dict[str, Any]:
+        """config.json's record of the dataset the run trained on (see ``dataset_record``)."""
+        recorded = self.record().get("dataset")
+        if not isinstance(recorded, dict) or not all(
+            isinstance(recorded.get(key), str) for key in ("source", "ref", "fingerprint")
+        ):
+            raise SegtrainError(
+                f"{self.path / CONFIG} has no valid record of the dataset the run trained on "
+                "(source, ref, fingerprint); restore the file segtrain train wrote"
+            )
+        return recorded
+
     def config(self) -> RunConfig:
         """The run's options, as recorded."""
         return RunConfig.from_dict(self.record())
@@ -105,10 +117,10 @@ class RunFolder:
             raise SegtrainError(f"nothing to resume: {self.path} has no {CONFIG}")
         if not resume:
             return
-        saved = self.record()
-        changed = config.changes_from(RunConfig.from_dict(saved))
-        if saved.get("dataset", {}).get("fingerprint") != dataset["fingerprint"]:
-            changed.append(f"dataset {saved.get('dataset', {}).get('ref')} -> {dataset['ref']}")
+        changed = config.changes_from(self.config())
+        saved = self.dataset()
+        if saved["fingerprint"] != dataset["fingerprint"]:
+            changed.append(f"dataset {saved['ref']} -> {dataset['ref']}")
         if changed:
             raise SegtrainError(
                 f"cannot resume {self.path} with other options ({'; '.join(changed)}); "
@@ -127,8 +139,14 @@ class RunFolder:
 
     def split(self, dataset: brinelite.Dataset) -> tuple[brinelite.Dataset, brinelite.Dataset]:
         """The validation and training folds of ``dataset`` recorded in split.json."""
-        rows = json.loads((self.path / SPLIT).read_text())
-        return dataset.subset(rows["val"]), dataset.subset(rows["train"])
+        try:
+            rows = json.loads((self.path / SPLIT).read_text())
+            return dataset.subset(rows["val"]), dataset.subset(rows["train"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise SegtrainError(
+                f"{self.path / SPLIT} does not hold the run's folds of {dataset.name} ({exc}); "
+                "restore the file segtrain train wrote, or score every row with --fold all"
+            ) from exc
 
     def history(self) -> dict[str, list[float]]:
         """history.csv as {column: values per epoch}; empty if there is none yet."""
@@ -158,6 +176,11 @@ class RunFolder:
     def load_model(self) -> keras.Model:
         """The run's model with its best weights (see ``segtrain.load_model``)."""
         config = self.config()
+        if config.size is None or config.precision == "auto":
+            raise SegtrainError(
+                f"{self.path / CONFIG} lacks the size or precision the run used; restore the "
+                "file segtrain train wrote"
+            )
         weights = self.path / BEST_WEIGHTS
         if not weights.is_file():
             raise SegtrainError(
@@ -171,7 +194,14 @@ class RunFolder:
         )
         with warnings.catch_warnings():  # the file also holds the optimizer's state, unused here
             warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
-            model.load_weights(weights)
+            try:
+                model.load_weights(weights)
+            except ValueError as exc:  # the layers' shapes differ from the weights'
+                raise SegtrainError(
+                    f"{weights} does not fit the {config.model} model with {outputs} output(s) "
+                    f"that {self.path / CONFIG} describes (was it edited?); restore the file "
+                    "segtrain train wrote"
+                ) from exc
         return model
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -268,3 +269,95 @@ def test_a_class_map_model_has_a_float32_softmax_head_and_saves(tmp_path):
     assert loaded.loss.class_weights == [1, 2, 3, 4]
     batch = np.random.default_rng(0).random((1, 32, 32, 3), np.float32)
     np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0))
+
+
+# -- hostile or mistaken inputs around a class map's run: one line each, never silent nonsense --
+
+TINY_RUN = ("--model", "tiny", "--size", "16", "--batch-size", "2", "--val", "2", "--epochs", "1",
+            "--precision", "float32")  # fmt: skip
+
+
+def one_line_error(result, *words: str) -> None:
+    """A failed command printed exactly one line, 'Error: ...', holding every word."""
+    assert result.code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def labelled_discs(dest: Path, name: str, ids: tuple[int, int] | None) -> str:
+    """Six generated disc pairs installed as ``name``: binary masks (``ids`` None), or masks of
+    class ids (background ``ids[0]``, disc ``ids[1]``) with a classes.json naming them."""
+    make_pairs(dest, count=6, size=(24, 24))
+    if ids is not None:
+        for path in (dest / "masks").iterdir():
+            disc = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0
+            cv2.imwrite(str(path), np.where(disc, ids[1], ids[0]).astype(np.uint8))
+        entries = [{"id": ids[0], "name": "ground"}, {"id": ids[1], "name": "disc"}]
+        (dest / "classes.json").write_text(json.dumps({"classes": entries}))
+    brinelite.install(str(dest), name=name)
+    return name
+
+
+def test_scoring_masks_that_mean_other_things_than_the_runs_is_refused(tmp_path, segtrain_cli):
+    """Before: a binary run thresholded class ids as 0/255 masks, and a class map's run scored
+    binary masks or another class map's ids as all void: exit 0 and meaningless scores."""
+    classes = labelled_discs(tmp_path / "classes", "gen/classes", (3, 200))
+    binary = labelled_discs(tmp_path / "binary", "gen/binary", None)
+    other = labelled_discs(tmp_path / "other", "gen/other", (0, 1))
+    for data, run in ((classes, "c"), (binary, "b")):
+        trained = segtrain_cli("train", data, *TINY_RUN, "--out", tmp_path / run)
+        assert trained.code == 0, trained.err
+
+    for run, data, words in (
+        ("b", classes, ("trained on binary masks", "gen/classes@1.0.0 has a class map")),
+        ("c", binary, ("class map of 2 classes", "gen/binary@1.0.0 has binary masks")),
+        ("c", other, ("gen/other@1.0.0's classes are not the run's (3 ground, 200 disc)",)),
+    ):
+        out = tmp_path / f"scores-{run}-{data.split('/')[1]}"
+        result = segtrain_cli("evaluate", tmp_path / run, "--dataset", data, "--fold", "all",
+                              "--out", out)  # fmt: skip
+        one_line_error(result, *words)
+        assert not out.exists()
+    assert segtrain_cli("evaluate", tmp_path / "c", "--fold", "all").code == 0
+
+
+def test_a_tampered_run_folder_is_one_line(tmp_path, segtrain_cli):
+    """Before: KeyError, TypeError and Keras ValueError tracebacks, or a silent mis-scoring."""
+    data = labelled_discs(tmp_path / "classes", "gen/classes", (3, 200))
+    trained = segtrain_cli("train", data, *TINY_RUN, "--out", tmp_path / "run")
+    assert trained.code == 0, trained.err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    image = next((tmp_path / "classes" / "images").iterdir())
+
+    def tampered(edit) -> Path:
+        run = tmp_path / f"tampered-{len(list(tmp_path.glob('tampered-*')))}"
+        shutil.copytree(tmp_path / "run", run)
+        changed = json.loads(json.dumps(config))
+        edit(changed)
+        (run / "config.json").write_text(json.dumps(changed))
+        return run
+
+    extra = {"id": 9, "name": "extra"}
+    cases = [
+        (lambda c: c["classes"]["classes"].append(extra), "predict", "does not fit the tiny model"),
+        (lambda c: c.update(classes=None), "predict", "with 1 output(s)"),
+        (lambda c: c.update(model="small"), "evaluate", "does not fit the small model"),
+        (lambda c: c["classes"]["classes"][0].update(id=9), "evaluate", "classes are not the run's"),
+        (lambda c: c.pop("dataset"), "evaluate", "no valid record of the dataset"),
+        (lambda c: c.update(dataset="x"), "predict-fold", "no valid record of the dataset"),
+        (lambda c: c.pop("precision"), "predict", "lacks the size or precision"),
+    ]  # fmt: skip
+    for edit, command, words in cases:
+        run = tampered(edit)
+        images = [image] if command == "predict" else []  # predict-fold: the run's own images
+        result = segtrain_cli(command.split("-")[0], run, *images, "--out", run / "out")
+        one_line_error(result, words)
+        assert not (run / "out").exists()
+    run = tampered(lambda c: None)
+    (run / "split.json").write_text('{"val": [99], "train": [0]}')
+    one_line_error(segtrain_cli("evaluate", run), "split.json does not hold the run's folds")
+    (run / "taken").write_text("")
+    for command in (("predict", run, image), ("evaluate", run, "--fold", "all")):
+        one_line_error(segtrain_cli(*command, "--out", run / "taken"), "cannot write into")
