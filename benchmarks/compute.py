@@ -28,6 +28,10 @@ VARIANTS = {
     "threads_1x2": ({}, {"intra": 1, "inter": 2}),
     "xla_jit": ({}, {"jit": True}),
     "mixed_bfloat16": ({}, {"policy": "mixed_bfloat16"}),
+    "bf16_xla_jit": ({}, {"policy": "mixed_bfloat16", "jit": True}),
+    "bf16_threads_2x1": ({}, {"policy": "mixed_bfloat16", "intra": 2, "inter": 1}),
+    "bf16_batch4": ({}, {"policy": "mixed_bfloat16", "batch": 4}),
+    "fp32_onednn_fpmath_bf16": ({"TF_SET_ONEDNN_FPMATH_MODE": "BF16"}, {}),
     "demo_fp32": ({}, DEMO),
     "demo_xla_jit": ({}, dict(DEMO, jit=True)),
 }
