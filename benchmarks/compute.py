@@ -37,7 +37,7 @@ VARIANTS = {
 }
 
 
-def _matmul_gflops(tf, dtype, n: int = 2048, seconds: float = 2.0) -> float:
+def _matmul_gflops(tf, dtype, n: int = 4096, seconds: float = 2.0) -> float:
     a = tf.cast(tf.random.normal((n, n)), dtype)
     b = tf.cast(tf.random.normal((n, n)), dtype)
     tf.matmul(a, b).numpy()
@@ -63,9 +63,10 @@ def child(options: dict) -> dict:
 
     out = {}
     if options.get("matmul"):
-        seconds = options.get("matmul_s", 3.0)
-        out["matmul_fp32_gflops"] = _matmul_gflops(tf, tf.float32, seconds=seconds)
-        out["matmul_bf16_gflops"] = _matmul_gflops(tf, tf.bfloat16, seconds=seconds)
+        n, seconds = options.get("matmul_n", 4096), options.get("matmul_s", 3.0)
+        out["matmul_n"] = n
+        out["matmul_fp32_gflops"] = _matmul_gflops(tf, tf.float32, n, seconds)
+        out["matmul_bf16_gflops"] = _matmul_gflops(tf, tf.bfloat16, n, seconds)
     if "policy" in options:
         keras.mixed_precision.set_global_policy(options["policy"])
     size, batch = options.get("size", 256), options.get("batch", BATCH)
@@ -115,22 +116,32 @@ def run(smoke: bool = False) -> dict:
     out = {"cpu": cpu_flags(), "cores": os.cpu_count(), "batch": BATCH, "variants": {}}
     if smoke:
         out["note"] = "smoke: a tiny U-Net at 64x64 only"
-    names = ["keras_fp32"] if smoke else list(VARIANTS)
+    names = ["keras_fp32", "mixed_bfloat16"] if smoke else list(VARIANTS)
     for k, name in enumerate(names):
         env, options = VARIANTS[name]
         options = dict(options, matmul=k == 0, budget=20 if smoke else 45)
         if smoke:
-            options.update(model="tiny", size=64, steps=2, matmul_s=0.5)
+            options.update(model="tiny", size=64, steps=2, matmul_n=1024, matmul_s=0.5)
         out["variants"][name] = _variant(name, options, env)
     variants = out["variants"]
+    out["matmul_n"] = variants["keras_fp32"].pop("matmul_n")
     out["matmul_fp32_gflops"] = variants["keras_fp32"].pop("matmul_fp32_gflops")
     out["matmul_bf16_gflops"] = variants["keras_fp32"].pop("matmul_bf16_gflops")
     for name, result in variants.items():
         base = variants["demo_fp32" if name.startswith("demo_") else "keras_fp32"]
         result["speedup_vs_fp32"] = result["img_s"] / base["img_s"]
+        result["bf16_math"] = _bf16_math(*VARIANTS[name])
         if "gflops" in result:
-            result["fraction_of_fp32_matmul"] = result["gflops"] / out["matmul_fp32_gflops"]
+            peak = out["matmul_bf16_gflops" if result["bf16_math"] else "matmul_fp32_gflops"]
+            result["share_of_peak"] = result["gflops"] / peak
     return out
+
+
+def _bf16_math(env: dict, options: dict) -> bool:
+    """Whether a variant multiplies in bfloat16 (its share is of the bf16 matmul peak)."""
+    return (
+        options.get("policy") == "mixed_bfloat16" or env.get("TF_SET_ONEDNN_FPMATH_MODE") == "BF16"
+    )
 
 
 if __name__ == "__main__":
