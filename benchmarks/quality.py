@@ -32,9 +32,18 @@ BUDGET_S = 240
 SMOKE = {"budget": 3, "options": ["--model", "tiny", "--size", "64"]}
 
 
-def _epochs(history: Path) -> int:
-    with history.open() as handle:
-        return len(list(csv.DictReader(handle)))
+def _outcome(out: Path, budget: float, wall: float, summary: dict) -> dict:
+    """A run's budget, process time, epochs (rows of its history.csv) and scores."""
+    with (out / "history.csv").open() as handle:
+        epochs = len(list(csv.DictReader(handle)))
+    return {
+        "budget_s": budget,
+        "process_s": wall,
+        "epochs": epochs,
+        "dice": summary["model"]["dice"],
+        "iou": summary["model"]["iou"],
+        "all_foreground_dice": summary["all_foreground"]["dice"],
+    }
 
 
 def _timed(command: list[str]) -> float:
@@ -53,19 +62,9 @@ def _segtrain(ref: str, out: Path, budget: float, options: list[str]) -> dict:
     command = [sys.executable, "-m", "segtrain", "train", ref, "--val", str(VAL), "--quiet"]
     command += ["--time-limit", repr(budget / 60), "--out", str(out), *options]
     wall = _timed(command)
-    summary = segtrain.evaluate(out).summary
-    config = json.loads((out / "config.json").read_text())
-    return {
-        "who": "segtrain",
-        "options": " ".join(options) or "defaults",
-        "precision": config["precision"],
-        "budget_s": budget,
-        "process_s": wall,
-        "epochs": _epochs(out / "history.csv"),
-        "dice": summary["model"]["dice"],
-        "iou": summary["model"]["iou"],
-        "all_foreground_dice": summary["all_foreground"]["dice"],
-    }
+    precision = json.loads((out / "config.json").read_text())["precision"]
+    run = {"who": "segtrain", "options": " ".join(options) or "defaults", "precision": precision}
+    return run | _outcome(out, budget, wall, segtrain.evaluate(out).summary)
 
 
 def _newcomer(validation, training, out: Path, budget: float, options: list[str]) -> dict:
@@ -88,17 +87,8 @@ def _newcomer(validation, training, out: Path, budget: float, options: list[str]
         warnings.simplefilter("ignore", UserWarning)
         model.load_weights(out / "best.weights.h5")
     summary = summarise(score(model, validation, "image", "mask"))
-    return {
-        "who": "newcomer",
-        "options": "the seed's plain Keras script",
-        "precision": "float32",
-        "budget_s": budget,
-        "process_s": wall,
-        "epochs": _epochs(out / "history.csv"),
-        "dice": summary["model"]["dice"],
-        "iou": summary["model"]["iou"],
-        "all_foreground_dice": summary["all_foreground"]["dice"],
-    }
+    run = {"who": "newcomer", "options": "the seed's plain Keras script", "precision": "float32"}
+    return run | _outcome(out, budget, wall, summary)
 
 
 def run(smoke: bool = False) -> dict:

@@ -368,11 +368,12 @@ COMPUTE_FP32 = """
 """
 
 QUALITY = """
-- **Quality (6).** With the same {budget:.0f} minutes, segtrain's defaults scored dice
-  {ours:.3f} ({ours_epochs} epochs, {ours_precision}) and the newcomer's script {theirs:.3f}
-  ({theirs_epochs} epochs, float32): {gain:+.3f}; at half the budget segtrain scored
-  {half:.3f} ({half_gain:+.3f} against the newcomer's full budget). The trivial
-  all-foreground prediction scores {trivial:.3f} on these images.
+- **Quality (6).** With the same budget ({budget}), segtrain's defaults scored dice
+  {ours[dice]:.3f} ({ours[epochs]} epochs, {ours[precision]}) and the newcomer's script
+  {them[dice]:.3f} ({them[epochs]} epochs, float32): {qu[dice_gain]:+.3f}; at half the budget
+  segtrain scored {half[dice]:.3f} ({qu[half_budget_dice_gain]:+.3f} against the newcomer's
+  full budget). The trivial all-foreground prediction scores {ours[all_foreground_dice]:.3f}
+  on these images.
 """
 
 BF16_LIFTS = {
@@ -436,18 +437,9 @@ def _notes(results: dict[str, Any], rows: list[tuple]) -> str:
         text += _compute_note(results["compute"])
     qu = results.get("quality")
     if qu is not None and "runs" in qu:
-        ours, theirs, half = qu["runs"]
+        ours, theirs, half = qu["runs"][:3]
         text += QUALITY.format(
-            budget=qu["budget_s"] / 60,
-            ours=ours["dice"],
-            ours_epochs=ours["epochs"],
-            ours_precision=ours["precision"],
-            theirs=theirs["dice"],
-            theirs_epochs=theirs["epochs"],
-            gain=qu["dice_gain"],
-            half=half["dice"],
-            half_gain=qu["half_budget_dice_gain"],
-            trivial=ours["all_foreground_dice"],
+            minutes=qu["budget_s"] / 60, qu=qu, ours=ours, them=theirs, half=half
         )
     return text
 
