@@ -439,7 +439,7 @@ def _notes(results: dict[str, Any], rows: list[tuple]) -> str:
     if qu is not None and "runs" in qu:
         ours, theirs, half = qu["runs"][:3]
         text += QUALITY.format(
-            minutes=qu["budget_s"] / 60, qu=qu, ours=ours, them=theirs, half=half
+            budget=_duration(qu["budget_s"]), qu=qu, ours=ours, them=theirs, half=half
         )
     return text
 
