@@ -7,8 +7,9 @@ held in memory, and (b) from ``to_keras`` with the seed's processing in two stag
 preprocessed cache, filled by one epoch before timing, and the augmentation (HSV shift,
 shift/scale/rotate, flip) on every sample. A callback timestamps every batch; rates count only
 batches after a warm-up, so the graph tracing and the 4-10 s stall ``fit`` on shuffled numpy
-arrays shows at epoch start are left out of both. The two sources alternate (a, b, a, b, ...)
-and the medians are compared.
+arrays shows at epoch start are left out of both. The two sources alternate (a, b, a, b, ...);
+the ratio is the median of the rounds' b / a, so a drift of the machine's load across rounds
+cancels out.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def measure(model_name: str, size: int, batch: int, steps: int, warmup: int, rou
         rates["to_keras"].append(_rate(clock.times, warmup, batch))
     a = statistics.median(rates["numpy"])
     b = statistics.median(rates["to_keras"])
+    pairs = [k / n for n, k in zip(rates["numpy"], rates["to_keras"], strict=True)]
     return {
         "model": model_name,
         "precision": precision,
@@ -94,7 +96,8 @@ def measure(model_name: str, size: int, batch: int, steps: int, warmup: int, rou
         "rounds": rounds,
         "numpy_img_s": a,
         "to_keras_img_s": b,
-        "ratio": b / a,
+        "ratio": statistics.median(pairs),
+        "pair_ratios": pairs,
         "numpy_runs": rates["numpy"],
         "to_keras_runs": rates["to_keras"],
     }

@@ -265,7 +265,7 @@ EXPLAIN = """
    (2 workers). A callback timestamps every batch and only batches after a warm-up count, so
    tracing and the epoch-start stall of `fit` on shuffled numpy arrays are excluded. Sources
    alternate (a, b, a, b, a, b: 5 timed steps each for U-Net-256, 9 for the small model);
-   medians are compared. Ratio = b / a.
+   ratio = the median over the 3 rounds of b / a (the rates shown are the medians of each).
 2. **Loader throughput** (`--only loader`). Samples/s of a full epoch of `to_keras` batches
    (batch 8, seed processing with augmentation at 256, membrane 512x512 PNG x8 = 240 rows),
    1 against 2 workers, best of 5 alternating epochs, next to a plain one-thread loop that
