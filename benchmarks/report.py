@@ -159,7 +159,7 @@ def _share_rows(co: dict[str, Any]) -> list[tuple]:
         variant = co["variants"].get(name, {})
         if "share_of_peak" not in variant:
             continue
-        peak = co["matmul_bf16_gflops" if variant["bf16_math"] else "matmul_fp32_gflops"]
+        peak = variant["matmul_bf16_gflops" if variant["bf16_math"] else "matmul_fp32_gflops"]
         rows.append(
             (
                 "4",
@@ -290,13 +290,14 @@ EXPLAIN = """
    whether it grows with archive size.
 4. **Compute** (`--only compute`). The seed's U-Net-256 (RMSprop, bce + dice), batch 2 of
    fixed random data, 6 steps after 2 warm-up steps, one fresh process per variant: Keras
-   defaults fp32, oneDNN off (`TF_ENABLE_ONEDNN_OPTS=0`), intra/inter-op threads 2/1 and 1/2,
-   XLA `jit_compile=True`, the `mixed_bfloat16` policy, and with it XLA, threads 2/1 and
-   batch 4, and fp32 with oneDNN's bf16 math mode (`TF_SET_ONEDNN_FPMATH_MODE=BF16`); each
-   stops after 45 s. GFLOP/s = images/s x 3 x 40.6 GFLOP. The peak is TensorFlow's 4096x4096
-   float32 and bfloat16 matmul GFLOP/s measured in the first variant's process of the same
-   run; a variant's share of peak is its GFLOP/s over the peak of the precision it multiplies
-   in. The demo's model (small U-Net, 128 px, batch 1, 100 steps) is timed with and without
+   defaults fp32, intra/inter-op threads 2/1, XLA `jit_compile=True`, the `mixed_bfloat16`
+   policy, and with it XLA, threads 2/1 and batch 4, and fp32 with oneDNN's bf16 math mode
+   (`TF_SET_ONEDNN_FPMATH_MODE=BF16`); each stops after 45 s. GFLOP/s = images/s x 3 x 40.6
+   GFLOP. Each process first measures TensorFlow's 4096x4096 float32 and bfloat16 matmul
+   GFLOP/s (1.5 s each); a variant's share of peak is its GFLOP/s over its own process's peak
+   of the precision it multiplies in, so both figures share the outside load of the moment
+   (the matmul figures in the first row are the best seen in the run). Speed-ups compare
+   separate processes, so the load's drift between them shows in them. The demo's model (small U-Net, 128 px, batch 1, 100 steps) is timed with and without
    XLA too.
 5. **Scaling** (`--only scaling`). `load_dataset` of generated manifest.json + rows.csv
    (10k, 100k rows, the manifest listing every file with size and sha256 as an installed one
