@@ -297,8 +297,8 @@ EXPLAIN = """
    GFLOP/s (1.5 s each); a variant's share of peak is its GFLOP/s over its own process's peak
    of the precision it multiplies in, so both figures share the outside load of the moment
    (the matmul figures in the first row are the best seen in the run). Speed-ups compare
-   separate processes, so the load's drift between them shows in them. The demo's model (small U-Net, 128 px, batch 1, 100 steps) is timed with and without
-   XLA too.
+   separate processes, so the load's drift between them shows in them. The demo's model
+   (small U-Net, 128 px, batch 1, 100 steps) is timed with and without XLA too.
 5. **Scaling** (`--only scaling`). `load_dataset` of generated manifest.json + rows.csv
    (10k, 100k rows, the manifest listing every file with size and sha256 as an installed one
    does; the image files themselves do not exist, which loading never notices). Time is the
