@@ -231,7 +231,7 @@ def _quality_rows(qu: dict[str, Any]) -> list[tuple]:
             "-",
             "n/a",
         )
-        for run in (ours, theirs, half)
+        for run in qu["runs"]
     ]
     rows.append(
         (
@@ -374,7 +374,7 @@ QUALITY = """
   {them[dice]:.3f} ({them[epochs]} epochs, float32): {qu[dice_gain]:+.3f}; at half the budget
   segtrain scored {half[dice]:.3f} ({qu[half_budget_dice_gain]:+.3f} against the newcomer's
   full budget). The trivial all-foreground prediction scores {ours[all_foreground_dice]:.3f}
-  on these images.
+  on these images.{verdict}
 """
 
 BF16_LIFTS = {
@@ -418,6 +418,26 @@ def _compute_note(co: dict[str, Any]) -> str:
     )
 
 
+def _quality_verdict(runs: list[dict[str, Any]]) -> str:
+    """Which runs learnt more than the trivial prediction, and how the proposed defaults did."""
+    trivial = runs[0]["all_foreground_dice"]
+    learnt = [run for run in runs[:3] if run["dice"] >= trivial + 0.01]
+    text = ""
+    if not learnt:
+        text += (
+            " No run of the race beat the trivial prediction by 0.01 dice: in this budget"
+            " neither the seed's defaults nor the newcomer's copy of them learn membrane, so"
+            " the dice gains above compare two trivial-level models."
+        )
+    for run in runs[3:]:
+        text += (
+            f" With `{run['options']}` instead (proposed defaults, {run['precision']}), segtrain"
+            f" scored {run['dice']:.3f} in the same budget ({run['epochs']} epochs,"
+            f" {run['dice'] - runs[1]['dice']:+.3f} against the newcomer)."
+        )
+    return text
+
+
 def _notes(results: dict[str, Any], rows: list[tuple]) -> str:
     missed = [f"**{row[1]}**: {row[2]}, target {row[3]}" for row in rows if row[4] == "**no**"]
     listed = "\n".join(f"- Missed: {m}." for m in missed) or "Every target measured here was met."
@@ -440,7 +460,12 @@ def _notes(results: dict[str, Any], rows: list[tuple]) -> str:
     if qu is not None and "runs" in qu:
         ours, theirs, half = qu["runs"][:3]
         text += QUALITY.format(
-            budget=_duration(qu["budget_s"]), qu=qu, ours=ours, them=theirs, half=half
+            budget=_duration(qu["budget_s"]),
+            qu=qu,
+            ours=ours,
+            them=theirs,
+            half=half,
+            verdict=_quality_verdict(qu["runs"]),
         )
     return text
 
