@@ -355,10 +355,12 @@ LOADER = """
 COMPUTE_BF16 = """
 - **Compute (4).** This CPU has bf16 units (avx512_bf16/amx_bf16), so `--precision auto`
   picks `mixed_bfloat16`; U-Net-256 trained {bf16:.2f}x as fast as in float32. It reaches
-  {share_bf16:.0%} of the bf16 matmul peak where float32 reaches {share_fp32:.0%} of its own:
-  convolutions at 32-64 channels on 256 px maps, BatchNormalization, ReLU, pooling, upsampling
-  and concatenation are memory-bound, and those do not get faster with bf16 units. Tried to
-  lift it (speed vs plain `mixed_bfloat16`): {tried}. {verdict}
+  {share_bf16:.0%} of the bf16 matmul peak where float32 reaches {share_fp32:.0%} of its own
+  (each against the peak measured in its own process). What holds bf16 back was not profiled
+  here; the shares say the convolutions gain less from bf16 units than a large matmul does,
+  and the rest of the step (BatchNormalization, ReLU, pooling, upsampling, concatenation, the
+  casts between float32 and bf16) gains nothing from them. Tried to lift it (speed against
+  plain `mixed_bfloat16` in another process): {tried}. {verdict}
 """
 
 COMPUTE_FP32 = """
@@ -405,7 +407,8 @@ def _compute_note(co: dict[str, Any]) -> str:
     tried = ", ".join(f"{label} {ratio:.2f}x" for label, ratio in lifts.items()) or "nothing"
     better = [label for label, ratio in lifts.items() if ratio >= 1.05]
     verdict = (
-        f"Only {', '.join(better)} measured better (by 5% or more) here."
+        f"Only {', '.join(better)} measured better (by 5% or more) here; one noisy run is not "
+        "enough to change segtrain's choice."
         if better
         else "None measured better by 5% or more, so segtrain keeps plain `mixed_bfloat16`."
     )
