@@ -6,7 +6,7 @@ from typing import Any
 
 HEADER = """# Benchmarks
 
-Measured by `make bench` (`python -m benchmarks.run`) on {cores} cores ({cpu}, Python
+Measured by `make bench` (`python -m benchmarks.run`) on {cores} cores ({cpu}, {flags}; Python
 {python}), {date}{smoke}. The machine is shared and noisy: compare the figures measured side by
 side in the same run (the ratios), not the absolute rates across runs. Reproduce one section
 with `python -m benchmarks.run --only NAME`; `make bench-smoke` runs everything at toy sizes.
@@ -28,7 +28,8 @@ def _rows(r: dict[str, Any]) -> list[tuple]:
             rows.append(
                 (
                     "1",
-                    f"Feeding ratio b/a, {c['model']} {c['size']}px batch {c['batch']}",
+                    f"Feeding ratio b/a, {c['model']} {c['size']}px batch {c['batch']}, "
+                    f"{c.get('precision', 'float32')}",
                     f"{c['ratio']:.3f} ({c['to_keras_img_s']:.2f} vs {c['numpy_img_s']:.2f} img/s)",
                     f">= {target}",
                     _met(c["ratio"] >= target),
@@ -65,6 +66,7 @@ def _rows(r: dict[str, Any]) -> list[tuple]:
                 _met(lo["cache_no_processing_speedup"] >= 5),
             )
         )
+        rows += _prepared_rows(lo)
     if "install" in r:
         ins = r["install"]
         for kind in ("http", "file"):
@@ -122,18 +124,52 @@ def _rows(r: dict[str, Any]) -> list[tuple]:
             )
         )
     if "quality" in r:
-        for c in r["quality"]["configs"]:
-            rows.append(
-                (
-                    "6",
-                    f"{c['budget_s'] / 60:.0f} min budget: {c['model']} {c['size']}px "
-                    f"batch {c['batch']}",
-                    f"dice {c['val_dice']:.3f}, IoU {c['val_iou']:.3f} ({c['epochs']:.1f} epochs); "
-                    f"all-foreground dice {c['all_foreground_dice']:.3f}",
-                    "dice >= trivial + 0.01",
-                    _met(c["val_dice"] >= c["all_foreground_dice"] + 0.01),
-                )
+        rows += _quality_rows(r["quality"])
+    return rows
+
+
+def _prepared_rows(lo: dict[str, Any]) -> list[tuple]:
+    vs_brine = lo["prepared_later_vs_brine_style"]
+    return [
+        (
+            "2",
+            "Prepared cache, epochs 2+ vs Brine-style loop (seed processing)",
+            f"{vs_brine:.2f}x ({lo['prepared_later_epoch_samples_s']:.0f} vs "
+            f"{lo['brine_style_samples_s']:.0f} samples/s)",
+            ">= 3x",
+            _met(vs_brine >= 3),
+        ),
+        (
+            "2",
+            "Prepared cache, epochs 2+ vs its epoch 1",
+            f"{lo['prepared_later_vs_first']:.2f}x (epoch 1: "
+            f"{lo['prepared_first_epoch_samples_s']:.0f} samples/s, "
+            f"{lo['prepared_first_vs_brine_style']:.2f}x Brine-style; "
+            f"{lo['prepared_cache_mib']:.0f} MiB held)",
+            "-",
+            "n/a",
+        ),
+    ]
+
+
+def _share_rows(co: dict[str, Any]) -> list[tuple]:
+    """U-Net-256's share of the matmul peak measured in the same run, per precision."""
+    rows = []
+    for name, precision in (("keras_fp32", "float32"), ("mixed_bfloat16", "mixed_bfloat16")):
+        variant = co["variants"].get(name, {})
+        if "share_of_peak" not in variant:
+            continue
+        peak = variant["matmul_bf16_gflops" if variant["bf16_math"] else "matmul_fp32_gflops"]
+        rows.append(
+            (
+                "4",
+                f"U-Net-256 share of peak, {precision}",
+                f"{variant['share_of_peak']:.0%} ({variant['gflops']:.0f} of {peak:.0f} "
+                f"GFLOP/s, {variant['img_s']:.2f} img/s)",
+                "-",
+                "n/a",
             )
+        )
     return rows
 
 
@@ -145,12 +181,13 @@ def _compute_rows(co: dict[str, Any]) -> list[tuple]:
         (
             "4",
             "U-Net-256 train step, Keras fp32",
-            f"{flops}{base['img_s']:.2f} img/s (fp32 matmul {co['matmul_fp32_gflops']:.0f} "
-            f"GFLOP/s, bf16 matmul {co['matmul_bf16_gflops']:.0f})",
+            f"{flops}{base['img_s']:.2f} img/s ({co.get('matmul_n', 2048)}² matmul: fp32 "
+            f"{co['matmul_fp32_gflops']:.0f} GFLOP/s, bf16 {co['matmul_bf16_gflops']:.0f})",
             "-",
             "n/a",
         )
     ]
+    rows += _share_rows(co)
     seed = {k: v for k, v in variants.items() if not k.startswith("demo_")}
     best = max(seed, key=lambda k: seed[k]["img_s"])
     bf16 = co["cpu"]["avx512_bf16"] or co["cpu"]["amx_bf16"]
@@ -179,22 +216,69 @@ def _compute_rows(co: dict[str, Any]) -> list[tuple]:
     return rows
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def _quality_rows(qu: dict[str, Any]) -> list[tuple]:
+    ours, theirs, half = qu["runs"][:3]
+    rows = [
+        (
+            "6",
+            f"{_duration(run['budget_s'])}: {run['who']} ({run['options']}, {run['precision']})",
+            f"dice {run['dice']:.3f}, IoU {run['iou']:.3f} ({run['epochs']} epochs); "
+            f"all-foreground dice {run['all_foreground_dice']:.3f}",
+            "-",
+            "n/a",
+        )
+        for run in qu["runs"]
+    ]
+    rows.append(
+        (
+            "6",
+            "segtrain vs newcomer, same budget: dice gain",
+            f"{qu['dice_gain']:+.3f}",
+            ">= +0.02",
+            _met(qu["dice_gain"] >= 0.02),
+        )
+    )
+    rows.append(
+        (
+            "6",
+            "segtrain at half the budget vs newcomer at the full one",
+            f"{qu['half_budget_dice_gain']:+.3f} dice",
+            ">= 0 (newcomer's dice in half the time)",
+            _met(qu["half_budget_dice_gain"] >= 0),
+        )
+    )
+    return rows
+
+
 EXPLAIN = """
 ## What each figure is
 
-1. **Feeding ratio** (`--only feeding`). The same compiled model trains the same number of
-   steps from (a) numpy arrays already processed in memory and (b) `to_keras` with the seed's
-   full processing and augmentation (2 workers). A callback timestamps every batch and only
-   batches after a warm-up count, so tracing and the epoch-start stall of `fit` on shuffled
-   numpy arrays are excluded. Sources alternate (a, b, a, b: 5 timed steps each for
-   U-Net-256, 9 for the small model); medians are compared. Ratio = b / a.
+1. **Feeding ratio** (`--only feeding`). The same compiled model, at the precision
+   `--precision auto` picks on this CPU (the row names it), trains the same number of steps
+   from (a) numpy arrays already processed in memory and (b) `to_keras` with the seed's
+   processing in two stages: the deterministic part (decode, channels, mask, resize) from the
+   preprocessed cache, filled by one epoch before timing, and the augmentation on every sample
+   (2 workers). A callback timestamps every batch and only batches after a warm-up count, so
+   tracing and the epoch-start stall of `fit` on shuffled numpy arrays are excluded. Sources
+   alternate (a, b, a, b, a, b: 5 timed steps each for U-Net-256, 9 for the small model);
+   ratio = the median over the 3 rounds of b / a (the rates shown are the medians of each).
 2. **Loader throughput** (`--only loader`). Samples/s of a full epoch of `to_keras` batches
    (batch 8, seed processing with augmentation at 256, membrane 512x512 PNG x8 = 240 rows),
    1 against 2 workers, best of 5 alternating epochs, next to a plain one-thread loop that
-   decodes and processes the same files; OpenCV's own thread pool is off throughout (as
-   `to_keras` turns it off for 2 workers). The cache rows compare the first epoch of
-   `cache_images=True` (2 workers) with the best of the next three, with the seed processing
-   and without any processing.
+   decodes and processes the same files. OpenCV's own thread pool keeps its default except
+   while `to_keras` makes a batch with 2 workers (it holds the pool at 1 then). The image-cache
+   rows compare the first epoch of `cache_images=True` (2 workers) with the best of the next
+   three, with the seed processing and without any processing. The prepared-cache rows feed
+   `to_keras(prepare=..., augment=..., cache="memory")` with the seed's processing split in
+   two (`benchmarks.loader.seed_stages`: prepare = the validation processing, augment = the
+   seed's augmentation on the prepared 256 px sample): its first epoch (decode + prepare +
+   augment, filling the cache) and the best of 3 later ones (augment only), the later ones
+   alternating with a Brine-style generator that decodes, processes (both stages) and stacks
+   every batch in one thread.
 3. **Install throughput** (`--only install`). A ~200 MB archive of generated smooth 1024x1024
    PNG pairs served by `python -m http.server` on 127.0.0.1, or read from a local file.
    Floor: `curl -s -o` + `sha256sum` + `tar -xzf` (local: `sha256sum` + `tar -xzf`), timed
@@ -206,90 +290,198 @@ EXPLAIN = """
    whether it grows with archive size.
 4. **Compute** (`--only compute`). The seed's U-Net-256 (RMSprop, bce + dice), batch 2 of
    fixed random data, 6 steps after 2 warm-up steps, one fresh process per variant: Keras
-   defaults fp32, oneDNN off (`TF_ENABLE_ONEDNN_OPTS=0`), intra/inter-op threads 2/1 and 1/2,
-   XLA `jit_compile=True`, and the `mixed_bfloat16` policy (stopped after 45 s). GFLOP/s =
-   images/s x 3 x 40.6 GFLOP. TensorFlow's 2048x2048 float32 and bfloat16 matmul GFLOP/s are
-   the ceiling measured in the same run. The demo's model (small U-Net, 128 px, batch 1, 100
-   steps) is timed with and without XLA too.
+   defaults fp32, intra/inter-op threads 2/1, XLA `jit_compile=True`, the `mixed_bfloat16`
+   policy, and with it XLA, threads 2/1 and batch 4, and fp32 with oneDNN's bf16 math mode
+   (`TF_SET_ONEDNN_FPMATH_MODE=BF16`); each stops after 45 s. GFLOP/s = images/s x 3 x 40.6
+   GFLOP. Each process first measures TensorFlow's 4096x4096 float32 and bfloat16 matmul
+   GFLOP/s (1.5 s each); a variant's share of peak is its GFLOP/s over its own process's peak
+   of the precision it multiplies in, so both figures share the outside load of the moment
+   (the matmul figures in the first row are the best seen in the run). Speed-ups compare
+   separate processes, so the load's drift between them shows in them. The demo's model
+   (small U-Net, 128 px, batch 1, 100 steps) is timed with and without XLA too.
 5. **Scaling** (`--only scaling`). `load_dataset` of generated manifest.json + rows.csv
    (10k, 100k rows, the manifest listing every file with size and sha256 as an installed one
    does; the image files themselves do not exist, which loading never notices). Time is the
    best of 3; memory is tracemalloc's count for one load. `create_folds((n/5,))` and one
    epoch's shuffled order at the larger size.
-6. **Quality per CPU minute** (`--only quality`). Train on 24 membrane pairs with the seed's
-   augmentation (lr 3e-4, as the demo) for a wall-clock budget; the small U-Net at 128 px
-   batch 1 (the demo's) trains once for 15 minutes and its weights are also scored as they
-   were at 5 minutes; at 256 px batch 2 it trains 5 minutes. The 6 held-out pairs are scored
-   at full resolution (prediction resized to 512, threshold 0.5): dice and IoU, next to the
-   trivial all-foreground predictor (membrane masks are ~78% foreground).
+6. **Quality per CPU minute** (`--only quality`). `segtrain train` through its CLI with
+   `--time-limit` and every other option at its default (the seed's U-Net-256, batch 1,
+   RMSprop 1e-4, `--precision auto`, 2 loader workers) against `benchmarks/newcomer.py`, the
+   seed's training as a newcomer writes it in plain Keras (file lists, a one-thread
+   generator decoding every pair every epoch, the seed's processing and augmentation,
+   Carvana's `get_unet_256` in float32, batch 1, the seed's callbacks). Both train on the same
+   24 membrane pairs (`--val 6`, seed 42) for the same wall-clock budget counted from the
+   start of `fit`; segtrain also trains for half of it. Runs go one after another, each in a
+   fresh process. Each run's best weights (lowest val_loss) are scored by `segtrain.evaluation`
+   on the 6 held-out pairs: threshold 0.5, each image at its full 512x512 resolution, mean
+   dice and IoU, next to the trivial all-foreground prediction (membrane masks are ~78%
+   foreground).
 """
 
 
 NOTES = """
 ## What limits the figures
 
-On a shared 2-core machine the absolute rates swing with outside load (an earlier run under
-load gave 0.93 for feeding and 1.35x for install), the ratios much less: read the ratios.
+On a shared 2-core machine the absolute rates swing with outside load (other jobs ran tests
+beside this run), the ratios much less: read the ratios of figures measured side by side.
 
 {missed}
+"""
 
+MALLOC = """
 - **TensorFlow's malloc setting (1, 2).** Keras feeds a PyDataset through a `tf.data`
   generator, and starting one makes TensorFlow pin glibc's mmap threshold at 128 KB (its
   mitigation for memory growth under Python 3.11): every array over 128 KB, the model's
   activations included, is then mmapped and unmapped at each use. brinelite's batches restore
   generous thresholds (`brinelite/malloc.py`, glibc only): on the demo's model an epoch took
   5.0 s instead of 9.4 s, for ~200 MB more resident memory, which stayed flat over 25 epochs.
+"""
+
+LOADER = """
 - **Loader (2).** Decoding and the processing's OpenCV calls release the GIL and run on both
   cores; the rest of each sample (row lookup, numpy glue of the processing function) holds it,
-  which is what keeps two workers under 2x ({workers:.2f}x here). With more than one worker
-  `to_keras` turns OpenCV's own thread pool off: with it on, the two levels of threads
-  oversubscribed the cores and two workers were no faster than one.
-- **Image cache (2).** The cache keeps decoded images (uint8, as decoded), so it removes the
-  decoding share of an epoch: {plain:.1f}x without processing. With the seed's processing the
-  augmentation must run every epoch (a cache of augmented samples would repeat them), so later
-  epochs are {seed:.1f}x faster, not 5x; the processing itself was made ~1.7x cheaper
-  (resizing a grey image before repeating it to RGB, OpenCV's flip).
-- **Compute (4).** This CPU has AVX2 but no AVX512-BF16/AMX: bfloat16 has no native units
-  (its matmul runs at about the fp32 rate) and the U-Net under `mixed_bfloat16` trained at
-  {bf16:.2f}x, so `--precision auto` picks float32 here (mixed_bfloat16 only where
-  /proc/cpuinfo lists avx512_bf16 or amx_bf16); the 1.6x bf16
-  target and the dice-within-0.005 comparison need such a CPU. XLA `jit_compile` gave
-  {xla:.2f}x on U-Net-256 but {demo_xla:.2f}x on the demo's small model, so segtrain keeps
-  Keras' default (XLA off on CPU) and offers `segtrain train --xla` for big models.
-- **Quality (6).** These are the figures behind the demo's defaults (small U-Net at 128 px,
-  batch 1, lr 3e-4): at 256 px batch 2 each epoch takes several times longer, so the same
-  minutes train far fewer epochs (see the table) and the model stays nearer the trivial one.
-  At 128 px, 15 minutes gave no better dice than 5 ({long_dice:.3f} against {short_dice:.3f}):
-  at a fixed learning rate the small model levels off within minutes.
+  which is what keeps two workers under 2x ({workers:.2f}x here). While it makes a batch with
+  more than one worker, `to_keras` holds OpenCV's own thread pool at 1 (`brinelite/threads.py`):
+  with it on, the two levels of threads oversubscribed the cores and two workers were no
+  faster than one.
+- **Caches (2).** The image cache keeps decoded images, so it removes only the decoding share
+  of an epoch: {plain:.1f}x without processing, {seed:.1f}x with the seed's. The prepared
+  cache also keeps the resize and the mask fix, so later epochs run only the augmentation
+  (an HSV round trip, one warp and a flip of 256 px float32 arrays, which must run every
+  epoch): {later:.1f}x its first epoch and {brine:.1f}x the Brine-style loop, for
+  {mib:.0f} MiB held in memory (1 MiB per 256 px float32 sample).
 """
+
+COMPUTE_BF16 = """
+- **Compute (4).** This CPU has bf16 units (avx512_bf16/amx_bf16), so `--precision auto`
+  picks `mixed_bfloat16`; U-Net-256 trained {bf16:.2f}x as fast as in float32. It reaches
+  {share_bf16:.0%} of the bf16 matmul peak where float32 reaches {share_fp32:.0%} of its own
+  (each against the peak measured in its own process). What holds bf16 back was not profiled
+  here; the shares say the convolutions gain less from bf16 units than a large matmul does,
+  and the rest of the step (BatchNormalization, ReLU, pooling, upsampling, concatenation, the
+  casts between float32 and bf16) gains nothing from them. Tried to lift it (speed against
+  plain `mixed_bfloat16` in another process): {tried}. {verdict}
+"""
+
+COMPUTE_FP32 = """
+- **Compute (4).** This CPU has no AVX512-BF16/AMX: bfloat16 has no native units (its matmul
+  runs at about the fp32 rate) and the U-Net under `mixed_bfloat16` trained at {bf16:.2f}x, so
+  `--precision auto` picks float32 here (mixed_bfloat16 only where /proc/cpuinfo lists
+  avx512_bf16 or amx_bf16).
+"""
+
+QUALITY = """
+- **Quality (6).** With the same budget ({budget}), segtrain's defaults scored dice
+  {ours[dice]:.3f} ({ours[epochs]} epochs, {ours[precision]}) and the newcomer's script
+  {them[dice]:.3f} ({them[epochs]} epochs, float32): {qu[dice_gain]:+.3f}; at half the budget
+  segtrain scored {half[dice]:.3f} ({qu[half_budget_dice_gain]:+.3f} against the newcomer's
+  full budget). The trivial all-foreground prediction scores {ours[all_foreground_dice]:.3f}
+  on these images.{verdict}
+"""
+
+BF16_LIFTS = {
+    "bf16_xla_jit": "XLA",
+    "bf16_threads_2x1": "threads 2/1",
+    "bf16_batch4": "batch 4 (per image)",
+}
+
+
+def _compute_note(co: dict[str, Any]) -> str:
+    variants = co["variants"]
+    if not {"keras_fp32", "mixed_bfloat16"} <= set(variants):
+        return ""
+    bf16 = variants["mixed_bfloat16"]
+    if not (co["cpu"]["avx512_bf16"] or co["cpu"]["amx_bf16"]):
+        return COMPUTE_FP32.format(bf16=bf16["speedup_vs_fp32"])
+    if "share_of_peak" not in bf16:
+        return ""
+    lifts = {
+        label: variants[name]["img_s"] / bf16["img_s"]
+        for name, label in BF16_LIFTS.items()
+        if name in variants
+    }
+    if "fp32_onednn_fpmath_bf16" in variants:
+        lifts["float32 with oneDNN bf16 math"] = (
+            variants["fp32_onednn_fpmath_bf16"]["img_s"] / bf16["img_s"]
+        )
+    tried = ", ".join(f"{label} {ratio:.2f}x" for label, ratio in lifts.items()) or "nothing"
+    better = [label for label, ratio in lifts.items() if ratio >= 1.05]
+    verdict = (
+        f"Only {', '.join(better)} measured better (by 5% or more) here; one noisy run is not "
+        "enough to change segtrain's choice."
+        if better
+        else "None measured better by 5% or more, so segtrain keeps plain `mixed_bfloat16`."
+    )
+    return COMPUTE_BF16.format(
+        bf16=bf16["speedup_vs_fp32"],
+        share_bf16=bf16["share_of_peak"],
+        share_fp32=variants["keras_fp32"].get("share_of_peak", 0),
+        tried=tried,
+        verdict=verdict,
+    )
+
+
+def _quality_verdict(runs: list[dict[str, Any]]) -> str:
+    """Which runs learnt more than the trivial prediction, and how the proposed defaults did."""
+    trivial = runs[0]["all_foreground_dice"]
+    learnt = [run for run in runs[:3] if run["dice"] >= trivial + 0.01]
+    text = ""
+    if not learnt:
+        text += (
+            " No run of the race beat the trivial prediction by 0.01 dice: in this budget"
+            " neither the seed's defaults nor the newcomer's copy of them learn membrane, so"
+            " the dice gains above compare two trivial-level models."
+        )
+    for run in runs[3:]:
+        text += (
+            f" With `{run['options']}` instead (proposed defaults, {run['precision']}), segtrain"
+            f" scored {run['dice']:.3f} in the same budget ({run['epochs']} epochs,"
+            f" {run['dice'] - runs[1]['dice']:+.3f} against the newcomer)."
+        )
+    return text
 
 
 def _notes(results: dict[str, Any], rows: list[tuple]) -> str:
     missed = [f"**{row[1]}**: {row[2]}, target {row[3]}" for row in rows if row[4] == "**no**"]
     listed = "\n".join(f"- Missed: {m}." for m in missed) or "Every target measured here was met."
-    lo, co, qu = results.get("loader"), results.get("compute"), results.get("quality")
-    if lo is None or co is None or qu is None or "demo_xla_jit" not in co["variants"]:
-        return "\n" + listed + "\n"
-    variants = co["variants"]
-    demo = [c for c in qu["configs"] if (c["model"], c["size"]) == ("small", 128)]
-    return NOTES.format(
-        missed=listed,
-        workers=lo["speedup_2_vs_1"],
-        plain=lo["cache_no_processing_speedup"],
-        seed=lo["cache_speedup"],
-        bf16=variants["mixed_bfloat16"]["speedup_vs_fp32"],
-        xla=variants["xla_jit"]["speedup_vs_fp32"],
-        demo_xla=variants["demo_xla_jit"]["speedup_vs_fp32"],
-        short_dice=demo[0]["val_dice"],
-        long_dice=demo[-1]["val_dice"],
-    )
+    text = NOTES.format(missed=listed)
+    if "feeding" in results or "loader" in results:
+        text += MALLOC
+    lo = results.get("loader")
+    if lo is not None and "prepared_later_vs_brine_style" in lo:
+        text += LOADER.format(
+            workers=lo["speedup_2_vs_1"],
+            plain=lo["cache_no_processing_speedup"],
+            seed=lo["cache_speedup"],
+            later=lo["prepared_later_vs_first"],
+            brine=lo["prepared_later_vs_brine_style"],
+            mib=lo["prepared_cache_mib"],
+        )
+    if "compute" in results:
+        text += _compute_note(results["compute"])
+    qu = results.get("quality")
+    if qu is not None and "runs" in qu:
+        ours, theirs, half = qu["runs"][:3]
+        text += QUALITY.format(
+            budget=_duration(qu["budget_s"]),
+            qu=qu,
+            ours=ours,
+            them=theirs,
+            half=half,
+            verdict=_quality_verdict(qu["runs"]),
+        )
+    return text
 
 
 def render(results: dict[str, Any]) -> str:
     m = results.get("machine", {"cores": "?", "cpu": "?", "python": "?", "date": "?"})
+    flags = m.get("cpu_flags")
     head = HEADER.format(
         cores=m["cores"],
         cpu=m["cpu"],
+        flags="CPU flags " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items())
+        if flags
+        else "CPU flags not recorded",
         python=m["python"],
         date=m["date"],
         smoke=" — SMOKE MODE (toy sizes, figures not meaningful)" if m.get("smoke") else "",

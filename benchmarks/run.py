@@ -16,7 +16,7 @@ import platform
 import time
 from pathlib import Path
 
-from benchmarks import data, report
+from benchmarks import compute, data, report
 
 SECTIONS = ["feeding", "loader", "install", "compute", "scaling", "quality"]
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         results["machine"] = {
             "cores": os.cpu_count(),
             "cpu": platform.processor() or platform.machine(),
+            "cpu_flags": compute.cpu_flags(),
             "python": platform.python_version(),
             "smoke": args.smoke,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

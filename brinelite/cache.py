@@ -6,6 +6,8 @@ Layout under :func:`home` (``$BRINELITE_HOME``, else the platform's user cache d
     tmp/                                 staging folders of installs in progress
     downloads/                           archives being downloaded (partial ones are resumed)
     locks/                               one lock file per dataset name and per download
+    prepared/<key>/                      preprocessed samples of to_keras(prepare=...), see
+                                         brinelite.prepared
 
 A version appears in ``datasets/`` only by a single ``rename`` of a complete,
 verified staging folder, so a reader never sees half a dataset and a failed or
@@ -17,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,13 +254,26 @@ class Cleaned:
     skipped: list[Path] = field(default_factory=list)
 
 
-def clean() -> Cleaned:
+def clean(also: Iterable[Path] = ()) -> Cleaned:
     """Remove partial downloads and abandoned staging folders, sparing those in use.
 
     A staging folder whose process still runs, and a download whose lock another process
     holds, are skipped (and listed), so cleaning never breaks a running install.
+
+    Args:
+        also: more files or folders to delete and count, found stale by other modules
+            (``brinelite cache clean`` passes ``brinelite.prepared.stale_caches()``).
+
+    Returns:
+        The bytes freed and the paths skipped.
+
+    Example::
+
+        print(clean().freed)
     """
     done = Cleaned()
+    for path in also:
+        done.freed += _delete(path)
     tmp = home() / "tmp"
     for child in sorted(tmp.iterdir()) if tmp.is_dir() else ():
         pid = _owner(child)

@@ -16,7 +16,11 @@ from typing import Annotated
 import typer
 from typer._click.exceptions import MissingParameter
 
+<<<<<<< HEAD
 from . import __version__, cache, config, lockfile, publishing, registry
+=======
+from . import __version__, cache, config, lockfile, prepared, registry
+>>>>>>> perf
 from . import serve as server
 from .build import build as build_archive
 from .classes import ClassMap
@@ -461,9 +465,11 @@ def cache_dir() -> None:
 
 @cache_app.command("clean")
 def cache_clean() -> None:
-    """Delete partial downloads and leftovers of interrupted installs (not running ones)."""
-    cleaned = cache.clean()
-    out.print(f"Freed {_human(cleaned.freed)}.")
+    """Delete partial downloads, leftovers of killed installs, and stale prepared caches."""
+    stale = prepared.stale_caches()
+    cleaned = cache.clean(also=stale)
+    removed = f" ({len(stale)} stale prepared cache{'s' * (len(stale) != 1)})" if stale else ""
+    out.print(f"Freed {_human(cleaned.freed)}{removed}.")
     if cleaned.skipped:
         held = ", ".join(str(path.relative_to(cache.home())) for path in cleaned.skipped)
         out.print(f"Skipped {len(cleaned.skipped)} in use by a running install: {held}.")

@@ -21,6 +21,8 @@ caller states (``prepare.cache_key`` or ``prepare_key=``) naming the function *a
 parameters*, e.g. ``"segtrain.prepare:size=256"``. A new dataset version, another fold,
 another size or another function is another key, so a stale cache is never read. brinelite
 does not guess an identity from a function (a lambda or a closure has none it could trust).
+``brinelite cache clean`` deletes the disk caches no installed dataset can use any more
+(:func:`stale_caches`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from typing import Any
 import numpy as np
 
 from . import cache
-from .errors import CacheError, DataError
+from . import manifest as manifest_io
+from .errors import BrineliteError, CacheError, DataError
+from .names import parse_name
 
 Sample = tuple[Any, Any]
 FORMAT = 1
@@ -234,3 +238,38 @@ class PreparedStore:
         if stored != self.key or any(a.ndim == 0 or len(a) != self.rows for a in arrays):
             return None
         return arrays
+
+
+def stale_caches() -> list[Path]:
+    """The published disk caches that no installed dataset can read again, to be deleted.
+
+    A cache is stale when its ``key.json`` is missing or unreadable, or is of another format or
+    another folder name (a damaged or older cache), or when the dataset version it was
+    prepared from is not installed, or is installed with another fingerprint (uninstalled, or
+    reinstalled from other files). Caches of datasets opened from a folder outside the cache
+    count as stale too: brinelite cannot tell whether that folder still exists, and a removed
+    cache is only rebuilt during the next first epoch.
+
+    Returns:
+        The stale folders under :func:`prepared_root`, sorted.
+
+    Example::
+
+        cache.clean(also=stale_caches())  # what ``brinelite cache clean`` does
+    """
+    root = prepared_root()
+    entries = sorted(root.iterdir()) if root.is_dir() else []
+    return [entry for entry in entries if not _usable(entry)]
+
+
+def _usable(entry: Path) -> bool:
+    """Whether a published cache folder matches its key and its key an installed dataset."""
+    try:
+        key = json.loads((entry / KEY_FILE).read_text("utf-8"))
+        if key["format"] != FORMAT or entry.name != digest(key):
+            return False
+        ref = parse_name(f"{key['dataset']}@{key['version']}")
+        installed = manifest_io.read(cache.dataset_path(ref))
+    except (OSError, ValueError, KeyError, TypeError, BrineliteError):
+        return False
+    return installed.fingerprint == key["fingerprint"]

@@ -3,7 +3,8 @@
 The ``segtrain train`` options, the keyword arguments of ``segtrain.train``, the ``config.json``
 of a run folder and the resume check all come from the fields below. A field's metadata holds
 its help text and whether it defines the run: resuming with another value of such a field would
-silently train another model, so it is refused; the others (epochs, strategy, xla) may change.
+silently train another model, so it is refused; the others (epochs, strategy, xla, time_limit)
+may change.
 Checks run in the constructor, before Keras is imported or anything is built.
 
     config = RunConfig(model="tiny", size=32)
@@ -79,6 +80,12 @@ class RunConfig:
     )
     xla: bool = option(
         False, "Compile the train step with XLA (big models on CPU).", defines_run=False
+    )
+    time_limit: float | None = option(
+        None,
+        "Stop after this many minutes of wall-clock time (checked after every batch).",
+        defines_run=False,
+        minimum=0,
     )
 
     def __post_init__(self) -> None:

@@ -73,8 +73,13 @@ def check_val(dataset: brinelite.Dataset, val: int) -> None:
         )
 
 
-def make_callbacks(run_dir: str | Path, resume: bool = False) -> list[keras.callbacks.Callback]:
+def make_callbacks(
+    run_dir: str | Path, resume: bool = False, time_limit: float | None = None
+) -> list[keras.callbacks.Callback]:
     """The seed's callbacks, writing into the run folder ``run_dir``, plus logs and a backup.
+
+    With ``time_limit`` (minutes) a ``segtrain.time_limit.TimeLimit`` stops training once that
+    much wall-clock time has passed (checked after every batch).
 
     On resume, the CSV log is appended to and the checkpoint only replaces the best weights
     with better ones than history.csv already records. TensorBoard logs need the tensorboard
@@ -100,6 +105,10 @@ def make_callbacks(run_dir: str | Path, resume: bool = False) -> list[keras.call
         ),
         keras.callbacks.CSVLogger(folder.path / HISTORY, append=resume),
     ]
+    if time_limit is not None:
+        from segtrain.time_limit import TimeLimit
+
+        callbacks.append(TimeLimit(60 * time_limit, verbose=1))
     if runtime.backend() != "tensorflow":  # Keras writes TensorBoard logs with TensorFlow
         warnings.warn(
             f"no TensorBoard logs under the {runtime.backend()} backend (Keras writes them with "
@@ -163,12 +172,18 @@ def train(
         dataset: a brinelite ``scope/name[@version]`` or a dataset folder.
         out: the run folder to write (it must not hold a run, unless ``resume``).
         resume: continue the run in ``out`` from its last finished epoch; the run-defining
-            options must be the run's own (``epochs``, ``strategy``, ``xla`` may change).
+            options must be the run's own (``epochs``, ``strategy``, ``xla``, ``time_limit``
+            may change).
         verbose: Keras' verbosity: 0 silent, 1 progress bar, 2 one line per epoch; "auto" is 1
             on a terminal and 2 otherwise (a log file).
         **options: the fields of ``segtrain.config.RunConfig`` (model, size, batch_size, val,
+<<<<<<< HEAD
             epochs, lr, seed, augment, image_column, mask_column, class_weights, strategy,
             precision, xla);
+=======
+            epochs, lr, seed, augment, image_column, mask_column, strategy, precision, xla,
+            time_limit);
+>>>>>>> perf
             the defaults are the seed's: Carvana's 256 U-Net, batches of 1, 20 validation rows,
             up to 100 epochs at learning rate 1e-4.
 
@@ -245,7 +260,7 @@ def train(
             validation_data=validation_batches,
             validation_steps=validation_batches.steps_per_epoch(),
             epochs=config.epochs,
-            callbacks=make_callbacks(folder.path, resume),
+            callbacks=make_callbacks(folder.path, resume, config.time_limit),
             verbose=verbosity,
         )
     network.save(folder.path / FINAL_MODEL)

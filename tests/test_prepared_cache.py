@@ -205,3 +205,36 @@ def test_an_augment_taking_rng_gets_one_generator_per_row_and_epoch(membrane):
     in_order = run(3, workers=2, shuffle=False)
     steps = len(in_order) // 2  # the same rows in both epochs, augmented anew in the second
     assert not same(in_order[:steps], in_order[steps:])
+
+
+def test_cache_clean_removes_only_stale_prepared_caches(membrane_src, cli, brinelite_home):
+    def cached(name):
+        ds = brinelite.load_dataset(name)
+        ds.to_keras("image", "mask", batch_size=30, prepare=Prepare(), cache="disk")[0]
+        return {p.name for p in prepared_root().iterdir()}
+
+    for version in ("1.0.0", "1.0.1", "1.0.2"):
+        brinelite.install(str(membrane_src), name=f"isbi/membrane@{version}", quiet=True)
+    first = cached("isbi/membrane@1.0.0")
+    kept = cached("isbi/membrane@1.0.1") - first
+    uninstalled = cached("isbi/membrane@1.0.2") - first - kept
+    (prepared_root() / "damaged").mkdir()  # no key.json
+    fewer = membrane_src.parent / "fewer"
+    fewer.mkdir()
+    for sub in ("images", "masks"):
+        (fewer / sub).mkdir()
+        for path in sorted((membrane_src / sub).iterdir())[1:]:
+            (fewer / sub / path.name).write_bytes(path.read_bytes())
+    brinelite.install(str(fewer), name="isbi/membrane@1.0.0", force=True, quiet=True)
+    assert cli("uninstall", "isbi/membrane@1.0.2").code == 0
+
+    cleaned = cli("cache", "clean")
+    assert cleaned.code == 0 and "3 stale prepared caches" in cleaned.out
+    assert {p.name for p in prepared_root().iterdir()} == kept
+    assert first and uninstalled and not (first | uninstalled) & kept
+    reread = Prepare()
+    brinelite.load_dataset("isbi/membrane@1.0.1").to_keras(
+        "image", "mask", batch_size=30, prepare=reread, cache="disk"
+    )[0]
+    assert reread.calls == 0  # the kept cache still serves its dataset
+    assert "stale" not in cli("cache", "clean").out  # nothing left to remove

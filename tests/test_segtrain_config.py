@@ -34,6 +34,8 @@ def test_json_round_trip():
         ({"augment": "yes"}, "augment must be bool"),
         ({"val": True}, "val must be int"),
         ({"lr": 0.0}, "lr must be above 0"),
+        ({"time_limit": 0}, "time_limit must be above 0"),
+        ({"time_limit": "5"}, "time_limit must be float or None"),
         ({"strategy": "multi-worker"}, "--strategy data-parallel"),
         ({"strategy": "cluster"}, "unknown strategy 'cluster'; choose one of: default, mirrored"),
         ({"precision": "float16"}, "unknown precision 'float16'"),
@@ -52,7 +54,7 @@ def test_resume_compares_only_run_defining_options():
     assert faster.changes_from(saved) == []
     other = dataclasses.replace(saved, seed=7, precision="mixed_bfloat16")
     assert other.changes_from(saved) == ["seed 42 -> 7", "precision float32 -> mixed_bfloat16"]
-    assert RunConfig.free_to_change() == ["epochs", "strategy", "xla"]
+    assert RunConfig.free_to_change() == ["epochs", "strategy", "xla", "time_limit"]
 
 
 def test_cli_options_are_the_config_fields():
