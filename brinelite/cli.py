@@ -16,11 +16,7 @@ from typing import Annotated
 import typer
 from typer._click.exceptions import MissingParameter
 
-<<<<<<< HEAD
-from . import __version__, cache, config, lockfile, publishing, registry
-=======
-from . import __version__, cache, config, lockfile, prepared, registry
->>>>>>> perf
+from . import __version__, cache, config, lockfile, prepared, publishing, registry
 from . import serve as server
 from .build import build as build_archive
 from .classes import ClassMap

@@ -177,13 +177,8 @@ def train(
         verbose: Keras' verbosity: 0 silent, 1 progress bar, 2 one line per epoch; "auto" is 1
             on a terminal and 2 otherwise (a log file).
         **options: the fields of ``segtrain.config.RunConfig`` (model, size, batch_size, val,
-<<<<<<< HEAD
             epochs, lr, seed, augment, image_column, mask_column, class_weights, strategy,
-            precision, xla);
-=======
-            epochs, lr, seed, augment, image_column, mask_column, strategy, precision, xla,
-            time_limit);
->>>>>>> perf
+            precision, xla, time_limit);
             the defaults are the seed's: Carvana's 256 U-Net, batches of 1, 20 validation rows,
             up to 100 epochs at learning rate 1e-4.
 
