@@ -60,12 +60,13 @@ def compile_model(model: keras.Model, lr: float = 1e-4, xla: bool = False) -> ke
 
     ``xla`` compiles the train step with XLA (``jit_compile``), which Keras leaves off on
     CPU-only machines under TensorFlow; on 2 CPU cores it made the 256 U-Net ~1.1x faster and
-    the small 128 one slower (docs/benchmarks.md), hence off by default.
+    the small 128 one slower (docs/benchmarks.md), hence off by default. Off means Keras'
+    own choice ("auto"), not eager steps: JAX always compiles with XLA, TensorFlow on GPUs.
     """
     model.compile(
         optimizer=keras.optimizers.RMSprop(learning_rate=lr),
         loss=bce_dice_loss,
         metrics=[dice],
-        jit_compile=xla,
+        jit_compile=True if xla else "auto",
     )
     return model

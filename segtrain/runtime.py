@@ -7,10 +7,12 @@ This is the only module that imports TensorFlow, and only when Keras runs on it
 - ``import_keras`` imports Keras (and initialises TensorFlow's devices) with TensorFlow's C++
   start-up banner muted; the other modules get Keras from it.
 - ``resolve_precision`` picks the dtype policy; "auto" reads what the CPU reports.
+- ``require_backend`` makes Keras load on a given backend (data-parallel needs JAX), or
+  refuses when it is too late for that.
 - ``distribution`` gives the scope to build the model in and the replica count. Strategies:
-  "default" (one device) and "mirrored" (every local GPU, TensorFlow only). A multi-process
-  strategy on ``keras.distribution`` (JAX) fits here as one more branch returning a
-  ``Distribution`` (which would then also say whether this process writes the run folder).
+  "default" (one device) and "mirrored" (every local GPU, TensorFlow only); "data-parallel"
+  (processes on one or more machines, JAX) is ``segtrain.distributed.start``, which returns
+  the same ``Distribution``, saying also which process this is (process 0 writes the run).
 """
 
 from __future__ import annotations
@@ -135,13 +137,52 @@ def resolve_precision(precision: str, cpuinfo: str | None = None) -> str:
     return "mixed_bfloat16" if BF16_FLAGS.search(cpuinfo) else "float32"
 
 
+def require_backend(name: str, reason: str) -> None:
+    """Make Keras load on the backend ``name``, or refuse if it is set or loaded otherwise.
+
+    Sets ``KERAS_BACKEND``, which Keras reads once, when first imported.
+
+    Args:
+        name: the backend needed ("jax").
+        reason: who needs it, for the error ("--strategy data-parallel").
+
+    Raises:
+        SegtrainError: KERAS_BACKEND asks for another backend, or Keras already runs on one.
+
+    Example::
+
+        require_backend("jax", "--strategy data-parallel")
+        import_keras().config.backend()  # "jax"
+    """
+    asked = os.environ.get("KERAS_BACKEND", name)
+    if asked != name:
+        raise SegtrainError(
+            f"{reason} runs Keras on {name}, but KERAS_BACKEND is {asked}; "
+            f"unset it or set KERAS_BACKEND={name}"
+        )
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.config.backend() != name:
+        raise SegtrainError(
+            f"{reason} runs Keras on {name}, but this Python process already imported Keras on "
+            f"{keras.config.backend()}; run it in a new process (or set KERAS_BACKEND={name} "
+            "before importing keras)"
+        )
+    os.environ["KERAS_BACKEND"] = name
+
+
 @dataclass(frozen=True)
 class Distribution:
-    """How a run spreads over devices: build the model in ``scope()``."""
+    """How a run spreads over devices: build the model in ``scope()``.
+
+    ``replicas`` counts the devices of every process; ``process_id`` is this process's rank
+    among ``processes`` (one, but for data-parallel runs); process 0 writes the run folder.
+    """
 
     name: str
     scope: Callable[[], AbstractContextManager]
     replicas: int
+    process_id: int = 0
+    processes: int = 1
 
 
 def distribution(name: str) -> Distribution:

@@ -13,6 +13,7 @@ TensorBoard logs. Every option is checked, and the run folder too, before Keras 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import warnings
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import brinelite
-from segtrain import runtime
+from segtrain import distributed, runtime
 from segtrain.config import RunConfig
 from segtrain.errors import SegtrainError
 from segtrain.processing import make_processor
@@ -38,6 +39,8 @@ from segtrain.run_folder import (
 
 if TYPE_CHECKING:
     import keras
+
+PER_PROCESS = ("process_id", "coordinator")  # options the processes of one run may differ in
 
 
 @dataclass
@@ -112,19 +115,33 @@ def make_callbacks(run_dir: str | Path, resume: bool = False) -> list[keras.call
 
 
 def make_batches(
-    training: brinelite.Dataset, validation: brinelite.Dataset, config: RunConfig
+    training: brinelite.Dataset,
+    validation: brinelite.Dataset,
+    config: RunConfig,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[Any, Any]:
-    """The seed's generators: shuffled, augmented training batches; plain validation batches."""
+    """The seed's generators: shuffled, augmented training batches; plain validation batches.
+
+    ``shard`` ``(process_id, num_processes)``: this process's share of both folds, each epoch
+    (and its own augmentation draws, so the processes do not warp their images alike).
+    """
     columns = config.image_column, config.mask_column
-    augmented = make_processor(config.size, config.augment, rng=np.random.default_rng(config.seed))
+    entropy = config.seed if shard is None else [config.seed, shard[0]]
+    augmented = make_processor(config.size, config.augment, rng=np.random.default_rng(entropy))
     train_batches = training.to_keras(
-        *columns, config.batch_size, shuffle=True, processing_function=augmented, seed=config.seed
+        *columns,
+        config.batch_size,
+        shuffle=True,
+        processing_function=augmented,
+        seed=config.seed,
+        shard=shard,
     )
     validation_batches = validation.to_keras(
         *columns,
         config.batch_size,
         shuffle=False,
         processing_function=make_processor(config.size, False),
+        shard=shard,
     )
     return train_batches, validation_batches
 
@@ -178,12 +195,47 @@ def train(
     check_val(data, config.val)
     record = dataset_record(data, dataset)
     folder = RunFolder(Path(out))
-    folder.check_start(config, record, resume)
+    if config.process_id == 0 or resume:  # the others write no run folder of their own
+        folder.check_start(config, record, resume)
+    if config.strategy == "data-parallel":
+        runtime.require_backend("jax", "--strategy data-parallel")
 
     # Every check passed: Keras (and its backend) loads now.
+    with distributed.exit_on_failure(config.process_id, config.num_processes):
+        return fit_run(data, folder, config, requested, record, resume, keras_verbosity(verbose))
+
+
+def start_distribution(config: RunConfig, record: dict[str, Any]) -> runtime.Distribution:
+    """The run's distribution; the processes of a data-parallel run join and compare notes."""
+    if config.strategy != "data-parallel":
+        return runtime.distribution(config.strategy)
+    distribution = distributed.start(config.num_processes, config.process_id, config.coordinator)
+    if distribution.processes > 1:
+        options = {k: v for k, v in config.to_dict().items() if k not in PER_PROCESS}
+        distributed.agree(
+            config.process_id,
+            {
+                "dataset": f"{record['ref']} (sha256 {record['sha256'] or '-'}, "
+                f"fingerprint {record['fingerprint']})",
+                "options": json.dumps(options, sort_keys=True),
+            },
+        )
+    return distribution
+
+
+def fit_run(
+    data: brinelite.Dataset,
+    folder: RunFolder,
+    config: RunConfig,
+    requested: RunConfig,
+    record: dict[str, Any],
+    resume: bool,
+    verbosity: int,
+) -> TrainResult:
+    """Build, split, fit and save: ``train`` once every check has passed."""
     from segtrain.models import build_model
 
-    distribution = runtime.distribution(config.strategy)
+    distribution = start_distribution(config, record)
     runtime.set_seed(config.seed)
     with distribution.scope():
         network = build_model(
@@ -196,33 +248,41 @@ def train(
     written = {
         **config.to_dict(),
         "precision_requested": requested.precision,
+        "global_batch": config.global_batch,
         "dataset": record,
         "backend": runtime.backend(),
         "replicas": distribution.replicas,
         "versions": runtime.versions(),
     }
-    verbosity = keras_verbosity(verbose)
     if verbosity:
         print(
             f"Training {config.model} at {config.size}x{config.size} on {record['ref']} "
             f"({len(training)} training, {len(validation)} validation rows): precision "
             f"{config.precision} ({requested.precision} asked), {written['backend']} backend, "
-            f"{distribution.replicas} replica(s)."
+            f"{distribution.replicas} replica(s), global batch {config.global_batch} "
+            f"({config.num_processes} process(es) x {config.batch_size})"
+            + (f"; this is process {config.process_id}." if config.num_processes > 1 else ".")
         )
-
-    folder.write_record(written)
-    folder.write_split(validation, training)
-    train_batches, validation_batches = make_batches(training, validation, config)
-    with brinelite.original_errors():
-        network.fit(
-            train_batches,
-            steps_per_epoch=train_batches.steps_per_epoch(),
-            validation_data=validation_batches,
-            validation_steps=validation_batches.steps_per_epoch(),
-            epochs=config.epochs,
-            callbacks=make_callbacks(folder.path, resume),
-            verbose=verbosity,
-        )
-    network.save(folder.path / FINAL_MODEL)
-    folder.draw_curves()
-    return TrainResult(folder.path, network, folder.history(), written)
+    chief = distribution.process_id == 0
+    if chief:
+        folder.write_record(written)
+        folder.write_split(validation, training)
+    shard = (config.process_id, config.num_processes) if config.num_processes > 1 else None
+    train_batches, validation_batches = make_batches(training, validation, config, shard)
+    copied = (BACKUP, HISTORY) if resume else ()
+    with distributed.output_folder(folder.path, config.process_id, copied) as written_to:
+        with brinelite.original_errors():
+            network.fit(
+                train_batches,
+                steps_per_epoch=train_batches.steps_per_epoch(),
+                validation_data=validation_batches,
+                validation_steps=validation_batches.steps_per_epoch(),
+                epochs=config.epochs,
+                callbacks=make_callbacks(written_to, resume),
+                verbose=verbosity,
+            )
+        network.save(written_to / FINAL_MODEL)  # every process: saving gathers the weights
+        history = RunFolder(written_to).history()
+    if chief:
+        folder.draw_curves()
+    return TrainResult(folder.path, network, history, written)
