@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -36,6 +37,8 @@ from brinelite import BrineliteError
 from segtrain import runtime
 from segtrain.errors import SegtrainError
 
+# What JAX says, in whichever exception type the failing call raises, when a peer is gone.
+PEER_LOST = re.compile(r"\bGloo\b|coordination service|heartbeat|Connection (reset|closed) by peer")
 LAUNCHER_VARIABLES = {
     "num_processes": "KERAS_DISTRIBUTION_NUM_PROCESSES",
     "process_id": "KERAS_DISTRIBUTION_PROCESS_ID",
@@ -257,7 +260,7 @@ def failure_message(exc: BaseException, process_id: int, num_processes: int) -> 
     import jax
 
     who = f"process {process_id} of {num_processes}"
-    if isinstance(exc, jax.errors.JaxRuntimeError):
+    if isinstance(exc, jax.errors.JaxRuntimeError) or PEER_LOST.search(str(exc)):
         return (
             f"{who} lost contact with its peers ({first_line(exc)}); "
             "rerun every process with --resume"

@@ -87,7 +87,11 @@ def make_callbacks(run_dir: str | Path, resume: bool = False) -> list[keras.call
     folder.path.mkdir(parents=True, exist_ok=True)
     best_so_far = min(folder.history().get("val_loss", []), default=None) if resume else None
     callbacks = [
-        keras.callbacks.BackupAndRestore(folder.path / BACKUP, delete_checkpoint=False),
+        # The previous epoch's backup is kept too: a process killed while saving (a peer lost,
+        # the machine preempted) leaves a torn file, and resuming falls back on the other.
+        keras.callbacks.BackupAndRestore(
+            folder.path / BACKUP, double_checkpoint=True, delete_checkpoint=False
+        ),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=8, min_delta=1e-4, verbose=1),
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.1, patience=4, min_delta=1e-4, verbose=1
@@ -269,6 +273,8 @@ def fit_run(
         folder.write_split(validation, training)
     shard = (config.process_id, config.num_processes) if config.num_processes > 1 else None
     train_batches, validation_batches = make_batches(training, validation, config, shard)
+    for _ in range(folder.finished_epochs() if resume else 0):  # Keras resumes at that epoch
+        train_batches.on_epoch_end()  # and the rows read must be that epoch's, not the first's
     copied = (BACKUP, HISTORY) if resume else ()
     with distributed.output_folder(folder.path, config.process_id, copied) as written_to:
         with brinelite.original_errors():
