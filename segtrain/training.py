@@ -171,13 +171,18 @@ def train(
         dataset: a brinelite ``scope/name[@version]`` or a dataset folder.
         out: the run folder to write (it must not hold a run, unless ``resume``).
         resume: continue the run in ``out`` from its last finished epoch; the run-defining
-            options must be the run's own (``epochs``, ``strategy``, ``xla`` may change).
+            options must be the run's own (``epochs``, ``strategy``, ``process_id``,
+            ``coordinator``, ``xla`` may change).
         verbose: Keras' verbosity: 0 silent, 1 progress bar, 2 one line per epoch; "auto" is 1
             on a terminal and 2 otherwise (a log file).
         **options: the fields of ``segtrain.config.RunConfig`` (model, size, batch_size, val,
-            epochs, lr, seed, augment, image_column, mask_column, strategy, precision, xla);
-            the defaults are the seed's: Carvana's 256 U-Net, batches of 1, 20 validation rows,
-            up to 100 epochs at learning rate 1e-4.
+            epochs, lr, seed, augment, image_column, mask_column, strategy, num_processes,
+            process_id, coordinator, precision, xla); the defaults are the seed's: Carvana's
+            256 U-Net, batches of 1, 20 validation rows, up to 100 epochs at learning rate 1e-4.
+            With ``strategy="data-parallel"`` every process calls ``train`` with its own
+            ``process_id`` (``segtrain.distributed``); in a run of several processes a failure
+            after the checks ends the calling process (one line on stderr, exit status 1)
+            rather than raising, since JAX would otherwise wait minutes for its peers.
 
     Returns:
         The run folder, the model after the last epoch, the history of every epoch and the
