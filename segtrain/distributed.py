@@ -197,7 +197,8 @@ def agree(process_id: int, items: dict[str, str]) -> None:
     digests = np.stack(
         [np.frombuffer(hashlib.sha256(text.encode()).digest(), np.uint8) for text in items.values()]
     )
-    gathered = np.asarray(multihost_utils.process_allgather(digests))
+    with runtime.native_output_muted(1):  # Gloo's connection notice, on the first exchange
+        gathered = np.asarray(multihost_utils.process_allgather(digests))
     for k, (what, text) in enumerate(items.items()):
         others = [str(p) for p in range(len(gathered)) if (gathered[p, k] != gathered[0, k]).any()]
         if others:

@@ -35,36 +35,43 @@ BF16_FLAGS = re.compile(r"^flags\s*:.*\b(avx512_bf16|amx_bf16)\b", re.M)
 
 
 @contextlib.contextmanager
-def _native_stderr_muted() -> Iterator[None]:
-    """Send what C++ code writes to file descriptor 2 to /dev/null; Python's stderr still shows.
+def native_output_muted(fd: int = 2) -> Iterator[None]:
+    """Send what C++ code writes to file descriptor ``fd`` (2 or 1) to /dev/null.
 
     On machines without CUDA, TensorFlow's C++ layer prints driver and CPU notices straight to
-    fd 2 at import and at device start-up, and no setting silences all of them. Python's own
-    messages (warnings, tracebacks) are kept: while fd 2 is muted, ``sys.stderr`` writes to a
-    copy of the original descriptor (kept open: handlers made meanwhile may hold it).
+    fd 2 at import and at device start-up, and no setting silences all of them; Gloo prints
+    its connection notice to fd 1 when JAX's processes first exchange data. Python's own output
+    is kept: while the descriptor is muted, ``sys.stderr`` (``sys.stdout``) writes to a copy of
+    the original descriptor (kept open: handlers made meanwhile may hold it).
+
+    Example::
+
+        with native_output_muted(1):
+            agree_across_processes()  # no "[Gloo] Rank 0 is connected" on stdout
     """
+    name = {1: "stdout", 2: "stderr"}[fd]
     try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all: nothing to mute
+        saved = os.dup(fd)
+    except OSError:  # no such stream at all: nothing to mute
         yield
         return
-    python_stderr = sys.stderr
+    python_stream = getattr(sys, name)
     try:
-        on_fd2 = python_stderr.fileno() == 2
+        on_fd = python_stream.fileno() == fd
     except (AttributeError, OSError, ValueError):  # captured (pytest, notebooks): leave it
-        on_fd2 = False
-    python_stderr.flush()
-    if on_fd2:
-        sys.stderr = open(saved, "w", buffering=1, closefd=False)  # noqa: SIM115
+        on_fd = False
+    python_stream.flush()
+    if on_fd:
+        setattr(sys, name, open(saved, "w", buffering=1, closefd=False))  # noqa: SIM115
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
+    os.dup2(devnull, fd)
     try:
         yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
+        getattr(sys, name).flush()
+        os.dup2(saved, fd)
         os.close(devnull)
-        sys.stderr = python_stderr
+        setattr(sys, name, python_stream)
 
 
 @functools.cache
@@ -79,7 +86,7 @@ def import_keras() -> ModuleType:
         keras = import_keras()
         keras.config.backend()  # "tensorflow", or "jax" with KERAS_BACKEND=jax
     """
-    with _native_stderr_muted():
+    with native_output_muted():
         import keras
 
         if keras.config.backend() == "tensorflow":
@@ -96,7 +103,7 @@ def set_seed(seed: int) -> None:
     pipelines), which imports it even under another backend; its start-up banner is muted here.
     """
     keras = import_keras()
-    with _native_stderr_muted():
+    with native_output_muted():
         keras.utils.set_random_seed(seed)
 
 

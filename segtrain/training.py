@@ -244,8 +244,8 @@ def fit_run(
     """Build, split, fit and save: ``train`` once every check has passed."""
     from segtrain.models import build_model
 
+    runtime.set_seed(config.seed)  # first: every process then starts from the same seed
     distribution = start_distribution(config, record)
-    runtime.set_seed(config.seed)
     with distribution.scope():
         network = build_model(
             config.model, config.size, precision=config.precision, lr=config.lr, xla=config.xla
