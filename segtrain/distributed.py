@@ -203,8 +203,8 @@ def agree(process_id: int, items: dict[str, str]) -> None:
         others = [str(p) for p in range(len(gathered)) if (gathered[p, k] != gathered[0, k]).any()]
         if others:
             raise SegtrainError(
-                f"process {', '.join(others)} has another {what} than process 0 (process "
-                f"{process_id} has {text}); start every process with the same options on the "
+                f"process {', '.join(others)} has another {what} than process 0; process "
+                f"{process_id} has {text}; start every process with the same options on the "
                 "same dataset name@version"
             )
 

@@ -214,3 +214,30 @@ def test_two_processes_train_one_run_survive_a_lost_peer_and_resume(discs, tmp_p
     config = json.loads((run / "config.json").read_text())
     assert (config["num_processes"], config["batch_size"], config["global_batch"]) == (2, 2, 4)
     assert (config["backend"], config["replicas"], config["process_id"]) == ("jax", 2, 0)
+
+
+def test_processes_with_different_datasets_refuse_to_train(tmp_path, jax_cache):
+    """Each node installs into its own cache: one with other bytes under the same name stops all."""
+    coordinator = f"127.0.0.1:{free_port()}"
+    processes = []
+    for i in (0, 1):
+        home = tmp_path / f"home{i}"
+        pairs = make_pairs(tmp_path / f"discs{i}", count=12, seed=i)  # other discs on node 1
+        env = environment(jax_cache, tmp_path / f"tmp{i}", BRINELITE_HOME=str(home))
+        install = [sys.executable, "-m", "brinelite", "install", str(pairs)]
+        subprocess.run([*install, "--name", "gen/discs@1.0.0"], env=env, check=True)
+        processes.append(
+            start(cli_command(coordinator, tmp_path / "run", i), env, tmp_path / f"p{i}")
+        )
+    for i, process in enumerate(processes):
+        code, _, err = finish(process, tmp_path / f"p{i}")
+        assert code == 1, err
+        assert (
+            err.strip()
+            .splitlines()[-1]
+            .startswith(
+                f"Error: process 1 has another dataset than process 0; process {i} has "
+                "gen/discs@1.0.0 (sha256 "
+            )
+        ), err
+    assert not (tmp_path / "run" / "model.keras").exists()
