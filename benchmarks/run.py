@@ -18,7 +18,7 @@ from pathlib import Path
 
 from benchmarks import compute, data, report
 
-SECTIONS = ["feeding", "loader", "install", "compute", "scaling", "quality"]
+SECTIONS = ["feeding", "loader", "install", "compute", "scaling", "quality", "distributed"]
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segtrain.architectures import ARCHITECTURES, architecture
+from segtrain.distributed import check_processes, launcher_settings
 from segtrain.errors import SegtrainError
 from segtrain.runtime import resolve_precision
 from segtrain.semantic import CLASS_WEIGHTS
 
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = ("default", "mirrored", "data-parallel")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
@@ -71,9 +72,29 @@ class RunConfig:
     )
     strategy: str = option(
         "default",
-        "default (one device) or mirrored (all local GPUs, TensorFlow backend).",
+        "default (one device), mirrored (all local GPUs, TensorFlow backend) or "
+        "data-parallel (processes on one or more machines, JAX backend).",
         defines_run=False,
         choices=STRATEGIES,
+    )
+    num_processes: int | None = option(
+        None,
+        "data-parallel: processes in the run (default: $KERAS_DISTRIBUTION_NUM_PROCESSES, "
+        "else 1); the global batch is --batch-size times this.",
+        minimum=1,
+    )
+    process_id: int | None = option(
+        None,
+        "data-parallel: this process, 0 to N-1; 0 writes the run folder "
+        "(default: $KERAS_DISTRIBUTION_PROCESS_ID, else 0).",
+        defines_run=False,
+        minimum=0,
+    )
+    coordinator: str | None = option(
+        None,
+        "data-parallel: HOST:PORT where process 0 listens "
+        "(default: $KERAS_DISTRIBUTION_JOB_ADDRESSES).",
+        defines_run=False,
     )
     precision: str = option(
         "auto", "auto: mixed_bfloat16 only on CPUs with bf16 units.", choices=PRECISIONS
@@ -92,6 +113,7 @@ class RunConfig:
         hints = typing.get_type_hints(type(self))
         for item in dataclasses.fields(self):
             _check(item, hints[item.name], getattr(self, item.name))
+        check_processes(self.strategy, self.num_processes, self.process_id, self.coordinator)
         try:
             architecture(self.model).input_size(self.model, self.size)
         except ValueError as exc:  # unknown name, or a size the architecture cannot take
@@ -118,15 +140,42 @@ class RunConfig:
         """The options as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
-    def resolved(self, cpuinfo: str | None = None) -> RunConfig:
-        """This config with the model's default size and the precision "auto" picks filled in.
+    def resolved(
+        self, cpuinfo: str | None = None, environ: dict[str, str] | None = None
+    ) -> RunConfig:
+        """This config with the defaults that depend on the model and the machine filled in.
 
-        ``cpuinfo`` is passed to ``segtrain.runtime.resolve_precision`` (tests inject it).
+        The model's default size, the precision "auto" picks (``cpuinfo`` is passed to
+        ``segtrain.runtime.resolve_precision``; tests inject it) and, for data-parallel, the
+        process options a launcher set in Keras' variables (``environ``, default
+        ``os.environ``; see ``segtrain.distributed.launcher_settings``). Other strategies
+        run as process 0 of 1.
         """
         size = architecture(self.model).input_size(self.model, self.size)
-        return dataclasses.replace(
-            self, size=size, precision=resolve_precision(self.precision, cpuinfo)
+        processes = {"num_processes": 1, "process_id": 0, "coordinator": None}
+        if self.strategy == "data-parallel":
+            given = {name: getattr(self, name) for name in processes}
+            launched = launcher_settings(environ)
+            processes = {
+                name: launched.get(name, default) if given[name] is None else given[name]
+                for name, default in processes.items()
+            }
+        resolved = dataclasses.replace(
+            self, size=size, precision=resolve_precision(self.precision, cpuinfo), **processes
         )
+        check_processes(
+            resolved.strategy,
+            resolved.num_processes,
+            resolved.process_id,
+            resolved.coordinator,
+            complete=True,
+        )
+        return resolved
+
+    @property
+    def global_batch(self) -> int:
+        """Samples per training step over all processes: ``batch_size`` x ``num_processes``."""
+        return self.batch_size * (self.num_processes or 1)
 
     def changes_from(self, saved: RunConfig) -> list[str]:
         """The run-defining options that differ from ``saved``, as "name old -> new"."""

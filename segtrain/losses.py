@@ -131,7 +131,7 @@ def _compile(model: keras.Model, loss, metric, lr: float, xla: bool) -> keras.Mo
         optimizer=keras.optimizers.RMSprop(learning_rate=lr),
         loss=loss,
         metrics=[metric],
-        jit_compile=xla,
+        jit_compile=True if xla else "auto",  # off = Keras' choice: JAX always compiles
     )
     return model
 
@@ -165,6 +165,7 @@ def compile_model(model: keras.Model, lr: float = 1e-4, xla: bool = False) -> ke
 
     ``xla`` compiles the train step with XLA (``jit_compile``), which Keras leaves off on
     CPU-only machines under TensorFlow; on 2 CPU cores it made the 256 U-Net ~1.1x faster and
-    the small 128 one slower (docs/benchmarks.md), hence off by default.
+    the small 128 one slower (docs/benchmarks.md), hence off by default. Off means Keras'
+    own choice ("auto"), not eager steps: JAX always compiles with XLA, TensorFlow on GPUs.
     """
     return _compile(model, bce_dice_loss, dice, lr, xla)

@@ -148,6 +148,17 @@ class RunFolder:
                 "restore the file segtrain train wrote, or score every row with --fold all"
             ) from exc
 
+    def finished_epochs(self) -> int:
+        """Epochs the backup holds (Keras' BackupAndRestore metadata); 0 without a backup.
+
+        Resuming starts at this epoch: the batches must then draw that epoch's order.
+        """
+        metadata = self.path / BACKUP / "training_metadata.json"
+        try:
+            return int(json.loads(metadata.read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
     def history(self) -> dict[str, list[float]]:
         """history.csv as {column: values per epoch}; empty if there is none yet."""
         path = self.path / HISTORY

@@ -7,10 +7,12 @@ This is the only module that imports TensorFlow, and only when Keras runs on it
 - ``import_keras`` imports Keras (and initialises TensorFlow's devices) with TensorFlow's C++
   start-up banner muted; the other modules get Keras from it.
 - ``resolve_precision`` picks the dtype policy; "auto" reads what the CPU reports.
+- ``require_backend`` makes Keras load on a given backend (data-parallel needs JAX), or
+  refuses when it is too late for that.
 - ``distribution`` gives the scope to build the model in and the replica count. Strategies:
-  "default" (one device) and "mirrored" (every local GPU, TensorFlow only). A multi-process
-  strategy on ``keras.distribution`` (JAX) fits here as one more branch returning a
-  ``Distribution`` (which would then also say whether this process writes the run folder).
+  "default" (one device) and "mirrored" (every local GPU, TensorFlow only); "data-parallel"
+  (processes on one or more machines, JAX) is ``segtrain.distributed.start``, which returns
+  the same ``Distribution``, saying also which process this is (process 0 writes the run).
 """
 
 from __future__ import annotations
@@ -33,36 +35,43 @@ BF16_FLAGS = re.compile(r"^flags\s*:.*\b(avx512_bf16|amx_bf16)\b", re.M)
 
 
 @contextlib.contextmanager
-def _native_stderr_muted() -> Iterator[None]:
-    """Send what C++ code writes to file descriptor 2 to /dev/null; Python's stderr still shows.
+def native_output_muted(fd: int = 2) -> Iterator[None]:
+    """Send what C++ code writes to file descriptor ``fd`` (2 or 1) to /dev/null.
 
     On machines without CUDA, TensorFlow's C++ layer prints driver and CPU notices straight to
-    fd 2 at import and at device start-up, and no setting silences all of them. Python's own
-    messages (warnings, tracebacks) are kept: while fd 2 is muted, ``sys.stderr`` writes to a
-    copy of the original descriptor (kept open: handlers made meanwhile may hold it).
+    fd 2 at import and at device start-up, and no setting silences all of them; Gloo prints
+    its connection notice to fd 1 when JAX's processes first exchange data. Python's own output
+    is kept: while the descriptor is muted, ``sys.stderr`` (``sys.stdout``) writes to a copy of
+    the original descriptor (kept open: handlers made meanwhile may hold it).
+
+    Example::
+
+        with native_output_muted(1):
+            agree_across_processes()  # no "[Gloo] Rank 0 is connected" on stdout
     """
+    name = {1: "stdout", 2: "stderr"}[fd]
     try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all: nothing to mute
+        saved = os.dup(fd)
+    except OSError:  # no such stream at all: nothing to mute
         yield
         return
-    python_stderr = sys.stderr
+    python_stream = getattr(sys, name)
     try:
-        on_fd2 = python_stderr.fileno() == 2
+        on_fd = python_stream.fileno() == fd
     except (AttributeError, OSError, ValueError):  # captured (pytest, notebooks): leave it
-        on_fd2 = False
-    python_stderr.flush()
-    if on_fd2:
-        sys.stderr = open(saved, "w", buffering=1, closefd=False)  # noqa: SIM115
+        on_fd = False
+    python_stream.flush()
+    if on_fd:
+        setattr(sys, name, open(saved, "w", buffering=1, closefd=False))  # noqa: SIM115
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
+    os.dup2(devnull, fd)
     try:
         yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
+        getattr(sys, name).flush()
+        os.dup2(saved, fd)
         os.close(devnull)
-        sys.stderr = python_stderr
+        setattr(sys, name, python_stream)
 
 
 @functools.cache
@@ -77,7 +86,7 @@ def import_keras() -> ModuleType:
         keras = import_keras()
         keras.config.backend()  # "tensorflow", or "jax" with KERAS_BACKEND=jax
     """
-    with _native_stderr_muted():
+    with native_output_muted():
         import keras
 
         if keras.config.backend() == "tensorflow":
@@ -94,7 +103,7 @@ def set_seed(seed: int) -> None:
     pipelines), which imports it even under another backend; its start-up banner is muted here.
     """
     keras = import_keras()
-    with _native_stderr_muted():
+    with native_output_muted():
         keras.utils.set_random_seed(seed)
 
 
@@ -135,13 +144,52 @@ def resolve_precision(precision: str, cpuinfo: str | None = None) -> str:
     return "mixed_bfloat16" if BF16_FLAGS.search(cpuinfo) else "float32"
 
 
+def require_backend(name: str, reason: str) -> None:
+    """Make Keras load on the backend ``name``, or refuse if it is set or loaded otherwise.
+
+    Sets ``KERAS_BACKEND``, which Keras reads once, when first imported.
+
+    Args:
+        name: the backend needed ("jax").
+        reason: who needs it, for the error ("--strategy data-parallel").
+
+    Raises:
+        SegtrainError: KERAS_BACKEND asks for another backend, or Keras already runs on one.
+
+    Example::
+
+        require_backend("jax", "--strategy data-parallel")
+        import_keras().config.backend()  # "jax"
+    """
+    asked = os.environ.get("KERAS_BACKEND", name)
+    if asked != name:
+        raise SegtrainError(
+            f"{reason} runs Keras on {name}, but KERAS_BACKEND is {asked}; "
+            f"unset it or set KERAS_BACKEND={name}"
+        )
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.config.backend() != name:
+        raise SegtrainError(
+            f"{reason} runs Keras on {name}, but this Python process already imported Keras on "
+            f"{keras.config.backend()}; run it in a new process (or set KERAS_BACKEND={name} "
+            "before importing keras)"
+        )
+    os.environ["KERAS_BACKEND"] = name
+
+
 @dataclass(frozen=True)
 class Distribution:
-    """How a run spreads over devices: build the model in ``scope()``."""
+    """How a run spreads over devices: build the model in ``scope()``.
+
+    ``replicas`` counts the devices of every process; ``process_id`` is this process's rank
+    among ``processes`` (one, but for data-parallel runs); process 0 writes the run folder.
+    """
 
     name: str
     scope: Callable[[], AbstractContextManager]
     replicas: int
+    process_id: int = 0
+    processes: int = 1
 
 
 def distribution(name: str) -> Distribution:

@@ -16,6 +16,7 @@ imported; ``segtrain.run_folder`` lists what the folder then holds.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import warnings
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import brinelite
-from segtrain import runtime
+from segtrain import distributed, runtime
 from segtrain.config import RunConfig
 from segtrain.errors import SegtrainError
 from segtrain.processing import make_processor
@@ -40,6 +41,8 @@ from segtrain.semantic import class_weights, num_outputs
 
 if TYPE_CHECKING:
     import keras
+
+PER_PROCESS = ("process_id", "coordinator")  # options the processes of one run may differ in
 
 
 @dataclass
@@ -91,7 +94,11 @@ def make_callbacks(
     folder.path.mkdir(parents=True, exist_ok=True)
     best_so_far = min(folder.history().get("val_loss", []), default=None) if resume else None
     callbacks = [
-        keras.callbacks.BackupAndRestore(folder.path / BACKUP, delete_checkpoint=False),
+        # The previous epoch's backup is kept too: a process killed while saving (a peer lost,
+        # the machine preempted) leaves a torn file, and resuming falls back on the other.
+        keras.callbacks.BackupAndRestore(
+            folder.path / BACKUP, double_checkpoint=True, delete_checkpoint=False
+        ),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=8, min_delta=1e-4, verbose=1),
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.1, patience=4, min_delta=1e-4, verbose=1
@@ -123,14 +130,20 @@ def make_callbacks(
 
 
 def make_batches(
-    training: brinelite.Dataset, validation: brinelite.Dataset, config: RunConfig
+    training: brinelite.Dataset,
+    validation: brinelite.Dataset,
+    config: RunConfig,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[Any, Any]:
     """The seed's generators: shuffled, augmented training batches; plain validation batches.
 
     Both come from brinelite's preprocessed cache: the training fold's ``prepare`` stage (resize,
     mask to binary or to class indices) is computed once per row and only ``augment`` runs
     every epoch; the validation fold's whole processing is computed once. The class map, if
-    the dataset has one, decides how masks are read (``segtrain.processing``).
+    the dataset has one, decides how masks are read (``segtrain.processing``). ``shard``
+    ``(process_id, num_processes)``: this process's share of both folds, each epoch; every
+    row's augmentation draws from its own generator (seed, epoch, row), so processes reading
+    different rows never warp them alike.
     """
     columns = config.image_column, config.mask_column
     classes = training.manifest.classes
@@ -143,10 +156,16 @@ def make_batches(
         prepare=process.prepare,
         augment=process.augment,
         prepare_key=process.key,
+        shard=shard,
     )
     plain = make_processor(config.size, False, classes=classes)
     validation_batches = validation.to_keras(
-        *columns, config.batch_size, shuffle=False, prepare=plain, prepare_key=plain.whole_key()
+        *columns,
+        config.batch_size,
+        shuffle=False,
+        prepare=plain,
+        prepare_key=plain.whole_key(),
+        shard=shard,
     )
     return train_batches, validation_batches
 
@@ -172,15 +191,19 @@ def train(
         dataset: a brinelite ``scope/name[@version]`` or a dataset folder.
         out: the run folder to write (it must not hold a run, unless ``resume``).
         resume: continue the run in ``out`` from its last finished epoch; the run-defining
-            options must be the run's own (``epochs``, ``strategy``, ``xla``, ``time_limit``
-            may change).
+            options must be the run's own (``epochs``, ``strategy``, ``process_id``,
+            ``coordinator``, ``xla``, ``time_limit`` may change).
         verbose: Keras' verbosity: 0 silent, 1 progress bar, 2 one line per epoch; "auto" is 1
             on a terminal and 2 otherwise (a log file).
         **options: the fields of ``segtrain.config.RunConfig`` (model, size, batch_size, val,
             epochs, lr, seed, augment, image_column, mask_column, class_weights, strategy,
-            precision, xla, time_limit);
-            the defaults are the seed's: Carvana's 256 U-Net, batches of 1, 20 validation rows,
-            up to 100 epochs at learning rate 1e-4.
+            num_processes, process_id, coordinator, precision, xla, time_limit); the defaults
+            are the seed's: Carvana's 256 U-Net, batches of 1, 20 validation rows, up to 100
+            epochs at learning rate 1e-4.
+            With ``strategy="data-parallel"`` every process calls ``train`` with its own
+            ``process_id`` (``segtrain.distributed``); in a run of several processes a failure
+            after the checks ends the calling process (one line on stderr, exit status 1)
+            rather than raising, since JAX would otherwise wait minutes for its peers.
 
     Returns:
         The run folder, the model after the last epoch, the history of every epoch and the
@@ -201,17 +224,60 @@ def train(
     check_columns(data, config.image_column, config.mask_column)
     check_val(data, config.val)
     classes = data.manifest.classes
-    outputs = num_outputs(classes)
+    num_outputs(classes)  # refuses a class map of one class before Keras loads
     weights = class_weights(classes, config.class_weights) if classes else None
     record = dataset_record(data, dataset)
     folder = RunFolder(Path(out))
-    folder.check_start(config, record, resume)
+    if config.process_id == 0 or resume:  # the others write no run folder of their own
+        folder.check_start(config, record, resume)
+    if config.strategy == "data-parallel":
+        runtime.require_backend("jax", "--strategy data-parallel")
 
     # Every check passed: Keras (and its backend) loads now.
+    with distributed.exit_on_failure(config.process_id, config.num_processes):
+        return fit_run(
+            data, folder, config, requested, record, resume, keras_verbosity(verbose), weights
+        )
+
+
+def start_distribution(config: RunConfig, record: dict[str, Any]) -> runtime.Distribution:
+    """The run's distribution; the processes of a data-parallel run join and compare notes."""
+    if config.strategy != "data-parallel":
+        return runtime.distribution(config.strategy)
+    distribution = distributed.start(config.num_processes, config.process_id, config.coordinator)
+    if distribution.processes > 1:
+        options = {k: v for k, v in config.to_dict().items() if k not in PER_PROCESS}
+        distributed.agree(
+            config.process_id,
+            {
+                "dataset": f"{record['ref']} (sha256 {record['sha256'] or '-'}, "
+                f"fingerprint {record['fingerprint']})",
+                "options": json.dumps(options, sort_keys=True),
+            },
+        )
+    return distribution
+
+
+def fit_run(
+    data: brinelite.Dataset,
+    folder: RunFolder,
+    config: RunConfig,
+    requested: RunConfig,
+    record: dict[str, Any],
+    resume: bool,
+    verbosity: int,
+    weights: list[float] | None = None,
+) -> TrainResult:
+    """Build, split, fit and save: ``train`` once every check has passed.
+
+    ``weights`` are the class weights ``train`` checked (a class map's dataset only).
+    """
     from segtrain.models import build_model
 
-    distribution = runtime.distribution(config.strategy)
-    runtime.set_seed(config.seed)
+    classes = data.manifest.classes
+
+    runtime.set_seed(config.seed)  # first: every process then starts from the same seed
+    distribution = start_distribution(config, record)
     with distribution.scope():
         network = build_model(
             config.model,
@@ -219,7 +285,7 @@ def train(
             precision=config.precision,
             lr=config.lr,
             xla=config.xla,
-            num_classes=outputs,
+            num_classes=num_outputs(classes),
             class_weights=weights,
         )
     if resume:
@@ -229,6 +295,7 @@ def train(
     written = {
         **config.to_dict(),
         "precision_requested": requested.precision,
+        "global_batch": config.global_batch,
         "dataset": record,
         "classes": classes.to_json() if classes else None,
         "class_weight_values": weights,
@@ -236,28 +303,37 @@ def train(
         "replicas": distribution.replicas,
         "versions": runtime.versions(),
     }
-    verbosity = keras_verbosity(verbose)
     if verbosity:
         print(
             f"Training {config.model} at {config.size}x{config.size} on {record['ref']} "
             f"({len(training)} training, {len(validation)} validation rows): precision "
             f"{config.precision} ({requested.precision} asked), {written['backend']} backend, "
-            f"{distribution.replicas} replica(s)."
+            f"{distribution.replicas} replica(s), global batch {config.global_batch} "
+            f"({config.num_processes} process(es) x {config.batch_size})"
+            + (f"; this is process {config.process_id}." if config.num_processes > 1 else ".")
         )
-
-    folder.write_record(written)
-    folder.write_split(validation, training)
-    train_batches, validation_batches = make_batches(training, validation, config)
-    with brinelite.original_errors():
-        network.fit(
-            train_batches,
-            steps_per_epoch=train_batches.steps_per_epoch(),
-            validation_data=validation_batches,
-            validation_steps=validation_batches.steps_per_epoch(),
-            epochs=config.epochs,
-            callbacks=make_callbacks(folder.path, resume, config.time_limit),
-            verbose=verbosity,
-        )
-    network.save(folder.path / FINAL_MODEL)
-    folder.draw_curves()
-    return TrainResult(folder.path, network, folder.history(), written)
+    chief = distribution.process_id == 0
+    if chief:
+        folder.write_record(written)
+        folder.write_split(validation, training)
+    shard = (config.process_id, config.num_processes) if config.num_processes > 1 else None
+    train_batches, validation_batches = make_batches(training, validation, config, shard)
+    for _ in range(folder.finished_epochs() if resume else 0):  # Keras resumes at that epoch
+        train_batches.on_epoch_end()  # and the rows read must be that epoch's, not the first's
+    copied = (BACKUP, HISTORY) if resume else ()
+    with distributed.output_folder(folder.path, config.process_id, copied) as written_to:
+        with brinelite.original_errors():
+            network.fit(
+                train_batches,
+                steps_per_epoch=train_batches.steps_per_epoch(),
+                validation_data=validation_batches,
+                validation_steps=validation_batches.steps_per_epoch(),
+                epochs=config.epochs,
+                callbacks=make_callbacks(written_to, resume, config.time_limit),
+                verbose=verbosity,
+            )
+        network.save(written_to / FINAL_MODEL)  # every process: saving gathers the weights
+        history = RunFolder(written_to).history()
+    if chief:
+        folder.draw_curves()
+    return TrainResult(folder.path, network, history, written)

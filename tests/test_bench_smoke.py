@@ -18,7 +18,7 @@ from benchmarks import report
 
 REPO = Path(__file__).resolve().parents[1]
 
-SECTIONS = ["feeding", "loader", "install", "compute", "scaling", "quality"]
+SECTIONS = ["feeding", "loader", "install", "compute", "scaling", "quality", "distributed"]
 
 
 def _numbers(value):
@@ -68,8 +68,9 @@ def test_smoke_mode_writes_every_section(tmp_path):
         "segtrain",
     ]
     assert all(run["dice"] > 0 for run in results["quality"]["runs"])
+    assert results["distributed"]["processes"]["same_loss"] is True
     markdown = (tmp_path / "benchmarks.md").read_text()
-    assert "| 1 |" in markdown and "| 6 |" in markdown
+    assert "| 1 |" in markdown and "| 7 |" in markdown
 
 
 def test_published_page_is_rendered_from_the_published_results():

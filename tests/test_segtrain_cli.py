@@ -123,6 +123,20 @@ def one_line_error(result: CliResult, *words: str) -> None:
         (("--strategy", "multi-worker"), ("multi-worker is gone", "--strategy data-parallel")),
         (("--precision", "float16"), ("unknown precision 'float16'", "mixed_bfloat16")),
         (("--lr", "-1"), ("lr must be above 0",)),
+        (
+            ("--strategy", "data-parallel", "--coordinator", "nohost"),
+            ("'nohost' is not HOST:PORT",),
+        ),
+        (
+            ("--strategy", "data-parallel", "--num-processes", "2", "--process-id", "2"),
+            ("--process-id 2 is not below --num-processes 2", "0 to 1"),
+        ),
+        (("--strategy", "data-parallel", "--num-processes", "2"), ("needs --coordinator",)),
+        (
+            ("--num-processes", "2"),
+            ("options of --strategy data-parallel, not of --strategy default",),
+        ),
+        (("--strategy", "mirrored", "--process-id", "1"), ("not of --strategy mirrored",)),
     ],
 )
 def test_bad_training_options(discs, tmp_path, segtrain_cli, options, words):
@@ -229,3 +243,16 @@ def test_library_import_prints_no_tensorflow_banner():
         env={**os.environ, "KERAS_BACKEND": "no-such-backend"},
     )
     assert broken.returncode == 1 and "no-such-backend" in broken.stderr
+
+
+def test_data_parallel_refuses_another_backend(discs, tmp_path, segtrain_cli, monkeypatch):
+    """data-parallel runs on JAX: KERAS_BACKEND asking otherwise, or Keras already on TF."""
+    options = (*TINY, "--strategy", "data-parallel", "--out", tmp_path / "run")
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    one_line_error(segtrain_cli("train", discs, *options), "KERAS_BACKEND is tensorflow", "unset")
+    monkeypatch.delenv("KERAS_BACKEND")
+    import keras  # this test process runs Keras on TensorFlow
+
+    assert keras.config.backend() == "tensorflow"
+    result = segtrain_cli("train", discs, *options)
+    one_line_error(result, "already imported Keras on tensorflow", "new process")

@@ -37,7 +37,10 @@ def test_json_round_trip():
         ({"time_limit": 0}, "time_limit must be above 0"),
         ({"time_limit": "5"}, "time_limit must be float or None"),
         ({"strategy": "multi-worker"}, "--strategy data-parallel"),
-        ({"strategy": "cluster"}, "unknown strategy 'cluster'; choose one of: default, mirrored"),
+        (
+            {"strategy": "cluster"},
+            "unknown strategy 'cluster'; choose one of: default, mirrored, data-parallel",
+        ),
         ({"precision": "float16"}, "unknown precision 'float16'"),
         ({"learning_rate": 1}, "unknown training option 'learning_rate'"),
     ],
@@ -54,7 +57,64 @@ def test_resume_compares_only_run_defining_options():
     assert faster.changes_from(saved) == []
     other = dataclasses.replace(saved, seed=7, precision="mixed_bfloat16")
     assert other.changes_from(saved) == ["seed 42 -> 7", "precision float32 -> mixed_bfloat16"]
-    assert RunConfig.free_to_change() == ["epochs", "strategy", "xla", "time_limit"]
+    assert RunConfig.free_to_change() == [
+        "epochs",
+        "strategy",
+        "process_id",
+        "coordinator",
+        "xla",
+        "time_limit",
+    ]
+
+
+def test_process_options_come_from_the_options_then_kerass_variables():
+    launcher = {
+        "KERAS_DISTRIBUTION_NUM_PROCESSES": "4",
+        "KERAS_DISTRIBUTION_PROCESS_ID": "3",
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": "10.0.0.1:1234",
+    }
+    config = RunConfig(model="tiny", size=32, batch_size=2, strategy="data-parallel")
+    launched = config.resolved(cpuinfo="", environ=launcher)
+    assert (launched.num_processes, launched.process_id, launched.coordinator) == (
+        4, 3, "10.0.0.1:1234",
+    )  # fmt: skip
+    assert launched.global_batch == 8
+    given = dataclasses.replace(config, process_id=1, coordinator="h:9").resolved("", launcher)
+    assert (given.num_processes, given.process_id, given.coordinator) == (4, 1, "h:9")
+    alone = config.resolved(cpuinfo="", environ={})
+    assert (alone.num_processes, alone.process_id, alone.global_batch) == (1, 0, 2)
+    # Other strategies ignore the launcher's variables: they run as process 0 of 1.
+    default = RunConfig(model="tiny", size=32).resolved(cpuinfo="", environ=launcher)
+    assert (default.num_processes, default.process_id, default.coordinator) == (1, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("options", "environ", "message"),
+    [
+        ({"num_processes": 2}, {}, "needs --coordinator HOST:PORT"),
+        (
+            {"num_processes": 2, "process_id": 2},
+            {},
+            "--process-id 2 is not below --num-processes 2",
+        ),
+        ({"process_id": 1}, {"KERAS_DISTRIBUTION_NUM_PROCESSES": "1"}, "not below"),
+        ({"coordinator": "10.0.0.1"}, {}, "is not HOST:PORT"),
+        ({"coordinator": "h:99999"}, {}, "is not HOST:PORT"),
+        ({"num_processes": 3, "coordinator": "a:1,b:2"}, {}, "lists 2 addresses for 3"),
+        ({}, {"KERAS_DISTRIBUTION_NUM_PROCESSES": "two"}, "is not a whole number"),
+        ({"num_processes": 0}, {}, "num_processes must be at least 1"),
+    ],
+)
+def test_bad_process_options(options, environ, message):
+    with pytest.raises(SegtrainError, match=message) as caught:
+        RunConfig(strategy="data-parallel", **options).resolved(cpuinfo="", environ=environ)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+def test_process_options_belong_to_data_parallel(strategy):
+    with pytest.raises(SegtrainError, match=f"not of --strategy {strategy}"):
+        RunConfig(strategy=strategy, num_processes=2)
 
 
 def test_cli_options_are_the_config_fields():

@@ -1,0 +1,160 @@
+"""7. Backends and processes: TensorFlow against JAX on CPU, and 2 data-parallel processes vs 1.
+
+Each measurement runs in fresh processes (the backend is chosen when Keras is imported):
+
+- ``backends``: the demo's small U-Net at 128 px (batch 1) and the seed's U-Net-256 (batch 2)
+  train on fixed random batches through ``segtrain.models.build_model`` (segtrain's compile:
+  XLA under JAX, TensorFlow's graph without XLA), img/s over a few steps after 2 warm-up steps.
+- ``processes``: the small U-Net at 128 px at one global batch of 4: one process (batch 4)
+  against two processes on 127.0.0.1 (batch 2 each, ``segtrain.distributed.start``: Keras'
+  ``DataParallel`` over Gloo), img/s of the global batches over the timed steps. On this
+  2-core machine both processes share the cores the single one has to itself, so this shows
+  the cost of the exchange, not a speed-up; the losses show they train the same model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+MODELS = {"small": (128, 1), "unet256": (256, 2)}  # model -> (size, batch)
+STEPS = {"small": 30, "unet256": 4}
+GLOBAL_BATCH = 4
+PROCESS_STEPS = 20
+
+
+class _Clock:
+    """Times the steps after the warm-up ones of one ``fit`` (a Keras callback's hooks)."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.stamps = warmup, []
+
+    def hooks(self, keras):
+        clock = self
+
+        class Hooks(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                clock.stamps.append(time.perf_counter())
+
+        return Hooks()
+
+    def seconds(self) -> float:
+        return self.stamps[-1] - self.stamps[self.warmup - 1]
+
+
+def child(options: dict) -> dict:
+    """Runs in the measured process: trains ``steps`` + 2 steps and returns img/s and loss."""
+    import numpy as np
+
+    from segtrain import distributed, runtime
+
+    processes, process_id = options.get("processes", 1), options.get("process_id", 0)
+    if options.get("data_parallel"):
+        distributed.start(processes, process_id, options.get("coordinator"))
+    keras = runtime.import_keras()
+    runtime.set_seed(0)
+    from segtrain.models import build_model
+
+    size, batch, steps = options["size"], options["batch"], options["steps"]
+    model = build_model(options["model"], size, precision="float32", lr=1e-4)
+    rng = np.random.default_rng(0)  # every process draws the global batch, keeps its share
+    x = rng.uniform(0, 1, (batch * processes, size, size, 3)).astype(np.float32)
+    y = (rng.uniform(0, 1, (batch * processes, size, size, 1)) > 0.5).astype(np.float32)
+    share = slice(process_id * batch, (process_id + 1) * batch)
+    x, y = np.tile(x[share], (steps + 2, 1, 1, 1)), np.tile(y[share], (steps + 2, 1, 1, 1))
+    clock = _Clock(warmup=2)
+    history = model.fit(
+        x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[clock.hooks(keras)]
+    )
+    return {
+        "img_s": steps * batch * processes / clock.seconds(),
+        "steps": steps,
+        "loss": float(history.history["loss"][-1]),
+        "backend": keras.config.backend(),
+    }
+
+
+def _spawn(options: dict, backend: str) -> subprocess.Popen:
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.distributed", json.dumps(options)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _result(process: subprocess.Popen) -> dict:
+    out, err = process.communicate(timeout=1800)
+    if process.returncode:
+        raise RuntimeError(f"benchmark child failed: {err[-2000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def backends(smoke: bool) -> dict:
+    """img/s of each U-Net's train step under TensorFlow and under JAX."""
+    models = {"tiny": (32, 2)} if smoke else MODELS
+    out = {}
+    for model, (size, batch) in models.items():
+        steps = 2 if smoke else STEPS[model]
+        options = {"model": model, "size": size, "batch": batch, "steps": steps}
+        out[model] = {
+            backend: _result(_spawn(options, backend)) for backend in ("tensorflow", "jax")
+        }
+        out[model]["size"], out[model]["batch"] = size, batch
+        out[model]["jax_vs_tensorflow"] = (
+            out[model]["jax"]["img_s"] / out[model]["tensorflow"]["img_s"]
+        )
+    return out
+
+
+def processes(smoke: bool) -> dict:
+    """One process at the global batch against two data-parallel processes sharing it."""
+    model, size = ("tiny", 32) if smoke else ("small", 128)
+    base = {"model": model, "size": size, "steps": 2 if smoke else PROCESS_STEPS}
+    one = _result(_spawn({**base, "batch": GLOBAL_BATCH}, "jax"))
+    coordinator = f"127.0.0.1:{_free_port()}"
+    pair = [
+        _spawn(
+            {
+                **base,
+                "batch": GLOBAL_BATCH // 2,
+                "data_parallel": True,
+                "processes": 2,
+                "process_id": i,
+                "coordinator": coordinator,
+            },
+            "jax",
+        )
+        for i in (0, 1)
+    ]
+    two = [_result(process) for process in pair]
+    return {
+        "model": model,
+        "size": size,
+        "global_batch": GLOBAL_BATCH,
+        "one_process": one,
+        "two_processes": two[0],
+        "two_vs_one": two[0]["img_s"] / one["img_s"],
+        "same_loss": two[0]["loss"] == two[1]["loss"],
+        "loss_rel_diff": abs(two[0]["loss"] - one["loss"]) / one["loss"],
+    }
+
+
+def run(smoke: bool = False) -> dict:
+    return {"backends": backends(smoke), "processes": processes(smoke), "cores": os.cpu_count()}
+
+
+if __name__ == "__main__":
+    print(json.dumps(child(json.loads(sys.argv[1]))))

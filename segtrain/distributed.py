@@ -1,0 +1,280 @@
+"""Data-parallel training over processes on one or more machines: Keras' distribution API on JAX.
+
+Every process of a ``--strategy data-parallel`` run runs the same program: it installs or opens
+the dataset itself, builds the same model from the same seed and fits it on its own share of
+each epoch (``to_keras(..., shard=(process_id, num_processes), seed=...)``). Keras'
+``DataParallel`` joins the shares into one global batch per step (``batch_size`` x processes),
+so all processes hold the same weights, step after step, as one process would at the global
+batch. No gradient exchange is written here: JAX's collectives (Gloo over TCP on CPUs) do it.
+
+- ``check_processes`` and ``launcher_settings``: the process options and Keras' variables
+  (``KERAS_DISTRIBUTION_*``), which cluster launchers set.
+- ``start``: join the other processes and set the distribution; ``agree``: refuse to train
+  unless every process has the same dataset and options.
+- ``output_folder``: process 0 writes the run folder; the others run the same callbacks (JAX
+  needs every process to take part in every operation on the weights, saving included) into a
+  private scratch folder, deleted at the end.
+- ``exit_on_failure``: a process that fails or loses a peer ends at once with one line,
+  instead of waiting minutes at JAX's exit for peers that will never come.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from brinelite import BrineliteError
+from segtrain import runtime
+from segtrain.errors import SegtrainError
+
+# What JAX says, in whichever exception type the failing call raises, when a peer is gone.
+PEER_LOST = re.compile(r"\bGloo\b|coordination service|heartbeat|Connection (reset|closed) by peer")
+LAUNCHER_VARIABLES = {
+    "num_processes": "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "process_id": "KERAS_DISTRIBUTION_PROCESS_ID",
+    "coordinator": "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+}
+
+
+def launcher_settings(environ: Mapping[str, str] | None = None) -> dict[str, int | str]:
+    """The process options a launcher set in Keras' own variables, as option names and values.
+
+    Args:
+        environ: the environment to read (default ``os.environ``; tests pass a dict).
+
+    Returns:
+        Some of ``num_processes``, ``process_id`` (ints) and ``coordinator``: those set.
+
+    Example::
+
+        launcher_settings({"KERAS_DISTRIBUTION_NUM_PROCESSES": "2"})  # {"num_processes": 2}
+    """
+    environ = os.environ if environ is None else environ
+    found: dict[str, int | str] = {}
+    for name, variable in LAUNCHER_VARIABLES.items():
+        value = environ.get(variable, "").strip()
+        if not value:
+            continue
+        if name == "coordinator":
+            found[name] = value
+        elif value.isdigit():
+            found[name] = int(value)
+        else:
+            raise SegtrainError(f"{variable}={value!r} is not a whole number; fix or unset it")
+    return found
+
+
+def check_processes(
+    strategy: str,
+    num_processes: int | None,
+    process_id: int | None,
+    coordinator: str | None,
+    complete: bool = False,
+) -> None:
+    """Refuse process options that cannot describe one run.
+
+    Args:
+        strategy: the run's strategy; the process options belong to "data-parallel" only.
+        num_processes, process_id, coordinator: the options (None: not given).
+        complete: the options are final (launcher variables read): more than one process
+            then needs a coordinator.
+
+    Raises:
+        SegtrainError: what is wrong, in one line.
+    """
+    if strategy != "data-parallel":
+        if (num_processes or 1) != 1 or (process_id or 0) != 0 or coordinator is not None:
+            raise SegtrainError(
+                "--num-processes, --process-id and --coordinator are options of --strategy "
+                f"data-parallel, not of --strategy {strategy}; add --strategy data-parallel "
+                "or drop them"
+            )
+        return
+    addresses = [] if coordinator is None else coordinator_addresses(coordinator)
+    if num_processes is not None and process_id is not None and process_id >= num_processes:
+        raise SegtrainError(
+            f"--process-id {process_id} is not below --num-processes {num_processes}: "
+            f"number the processes 0 to {num_processes - 1}"
+        )
+    if num_processes is not None and len(addresses) > 1 and len(addresses) != num_processes:
+        raise SegtrainError(
+            f"--coordinator lists {len(addresses)} addresses for {num_processes} processes; "
+            "give process 0's HOST:PORT alone, or one address per process"
+        )
+    if complete and (num_processes or 1) > 1 and not addresses:
+        raise SegtrainError(
+            f"--strategy data-parallel with {num_processes} processes needs --coordinator "
+            "HOST:PORT, where process 0 listens (or KERAS_DISTRIBUTION_JOB_ADDRESSES)"
+        )
+
+
+def coordinator_addresses(coordinator: str) -> list[str]:
+    """The ``HOST:PORT`` addresses in ``coordinator`` (comma-separated; the first is process 0).
+
+    Raises:
+        SegtrainError: an address that is not HOST:PORT with a port from 1 to 65535.
+    """
+    addresses = [part.strip() for part in coordinator.split(",")]
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SegtrainError(
+                f"--coordinator {coordinator!r} is not HOST:PORT (process 0's address and a "
+                "free port, e.g. 10.0.0.1:12345)"
+            )
+    return addresses
+
+
+def start(num_processes: int, process_id: int, coordinator: str | None) -> runtime.Distribution:
+    """Join the run's other processes and spread training over all their devices.
+
+    Keras must already run on JAX (``runtime.require_backend("jax", ...)``). With more than
+    one process, JAX's CPU collectives go over Gloo (TCP) and ``keras.distribution.initialize``
+    waits (up to JAX's 5 minutes) until every process has joined at ``coordinator``. The data
+    is not split by Keras (``auto_shard_dataset`` off): each process feeds its own shard.
+
+    Returns:
+        The distribution: global scope, one replica per device of every process.
+
+    Raises:
+        SegtrainError: this process could not join the others at ``coordinator``.
+
+    Example::
+
+        distribution = start(2, 0, "10.0.0.1:12345")  # on process 0; process 1 passes 1
+    """
+    keras = runtime.import_keras()
+    import jax
+
+    if num_processes > 1:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        try:
+            keras.distribution.initialize(coordinator, num_processes, process_id)
+        except Exception as exc:  # noqa: BLE001 (JAX raises several types, all mean one thing)
+            raise SegtrainError(
+                f"process {process_id} of {num_processes} could not join the run at "
+                f"{coordinator} ({first_line(exc)}); check --coordinator and that every process "
+                "was started"
+            ) from exc
+    devices = keras.distribution.list_devices()
+    layout = keras.distribution.DataParallel(devices=devices)
+    layout.auto_shard_dataset = False
+    keras.distribution.set_distribution(layout)
+    return runtime.Distribution(
+        "data-parallel",
+        contextlib.nullcontext,
+        replicas=len(devices),
+        process_id=process_id,
+        processes=num_processes,
+    )
+
+
+def agree(process_id: int, items: dict[str, str]) -> None:
+    """Refuse to train unless every process has the same ``items`` (what -> its description).
+
+    Each process contributes the sha256 of each description; one small collective gathers
+    them, so every process reaches the same verdict and all of them stop together.
+
+    Raises:
+        SegtrainError: the processes that differ from process 0, and on what.
+
+    Example::
+
+        agree(1, {"dataset": "gen/discs@1.0.0 fingerprint 3f2a", "options": "{...}"})
+    """
+    from jax.experimental import multihost_utils
+
+    digests = np.stack(
+        [np.frombuffer(hashlib.sha256(text.encode()).digest(), np.uint8) for text in items.values()]
+    )
+    with runtime.native_output_muted(1):  # Gloo's connection notice, on the first exchange
+        gathered = np.asarray(multihost_utils.process_allgather(digests))
+    for k, (what, text) in enumerate(items.items()):
+        others = [str(p) for p in range(len(gathered)) if (gathered[p, k] != gathered[0, k]).any()]
+        if others:
+            raise SegtrainError(
+                f"process {', '.join(others)} has another {what} than process 0; process "
+                f"{process_id} has {text}; start every process with the same options on the "
+                "same dataset name@version"
+            )
+
+
+@contextlib.contextmanager
+def output_folder(run_dir: Path, process_id: int, copied: tuple[str, ...] = ()) -> Iterator[Path]:
+    """The folder this process writes into: process 0 the run folder, the others a scratch one.
+
+    The scratch folder (under ``tempfile.gettempdir()``) starts with copies of the run
+    folder's entries ``copied`` (the backup and history.csv when resuming, so every process
+    restores the same state) and is deleted on leaving the context.
+
+    Example::
+
+        with output_folder(Path("runs/a"), 1, ("backup",)) as out:
+            out  # PosixPath('/tmp/segtrain-process-1-k2j4x9')
+    """
+    if process_id == 0:
+        yield run_dir
+        return
+    with tempfile.TemporaryDirectory(prefix=f"segtrain-process-{process_id}-") as scratch:
+        for name in copied:
+            source, target = run_dir / name, Path(scratch) / name
+            if source.is_dir():
+                shutil.copytree(source, target)
+            elif source.is_file():
+                shutil.copy2(source, target)
+        yield Path(scratch)
+
+
+@contextlib.contextmanager
+def exit_on_failure(process_id: int, num_processes: int) -> Iterator[None]:
+    """In a run of several processes, end this one at once if anything fails: one line, exit 1.
+
+    Raising would not do: at exit JAX waits (minutes) at a barrier for every process, and the
+    peers wait in a collective for this one. Ending now closes its connections, so each peer
+    fails at its next collective and ends the same way ("lost contact with its peers").
+    Errors of segtrain and brinelite print their message; others (bugs) their traceback.
+    """
+    if num_processes == 1:
+        yield
+        return
+    try:
+        yield
+    except BaseException as exc:  # noqa: BLE001 (every way out must skip JAX's exit barrier)
+        print(f"Error: {failure_message(exc, process_id, num_processes)}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def failure_message(exc: BaseException, process_id: int, num_processes: int) -> str:
+    """The one line a failed process of a data-parallel run prints (see ``exit_on_failure``)."""
+    import jax
+
+    who = f"process {process_id} of {num_processes}"
+    if isinstance(exc, jax.errors.JaxRuntimeError) or PEER_LOST.search(str(exc)):
+        return (
+            f"{who} lost contact with its peers ({first_line(exc)}); "
+            "rerun every process with --resume"
+        )
+    if isinstance(exc, SegtrainError | BrineliteError):
+        return f"{exc} ({who})"
+    if isinstance(exc, KeyboardInterrupt):
+        return f"{who} interrupted; rerun every process with --resume"
+    traceback.print_exception(exc)
+    return f"{who} failed ({first_line(exc)}); rerun every process with --resume"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for a one-line report."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
