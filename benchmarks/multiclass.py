@@ -120,12 +120,7 @@ def hand_written_baseline(budget: float) -> dict:
 
 
 def time_limit_options(budget: float) -> list[str]:
-    """segtrain's wall-clock budget: ``segtrain train --time-limit MINUTES``.
-
-    NOTE: ``--time-limit`` is being added on another branch (perf); until it is merged this
-    section cannot run, which is why it is not in ``benchmarks.run.SECTIONS`` yet. Nothing in
-    the test suite imports this module.
-    """
+    """segtrain's wall-clock budget: ``segtrain train --time-limit MINUTES``."""
     return ["--time-limit", str(budget / 60)]
 
 

@@ -18,7 +18,16 @@ from pathlib import Path
 
 from benchmarks import compute, data, report
 
-SECTIONS = ["feeding", "loader", "install", "compute", "scaling", "quality", "distributed"]
+SECTIONS = [
+    "feeding",
+    "loader",
+    "install",
+    "compute",
+    "scaling",
+    "quality",
+    "distributed",
+    "multiclass",
+]
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -186,16 +186,16 @@ class RunFolder:
 
     def load_model(self) -> keras.Model:
         """The run's model with its best weights (see ``segtrain.load_model``)."""
+        weights = self.path / BEST_WEIGHTS
+        if not weights.is_file():
+            raise SegtrainError(
+                f"{self.path} has no {BEST_WEIGHTS}: train (at least one epoch) first"
+            )
         config = self.config()
         if config.size is None or config.precision == "auto":
             raise SegtrainError(
                 f"{self.path / CONFIG} lacks the size or precision the run used; restore the "
                 "file segtrain train wrote"
-            )
-        weights = self.path / BEST_WEIGHTS
-        if not weights.is_file():
-            raise SegtrainError(
-                f"{self.path} has no {BEST_WEIGHTS}: train (at least one epoch) first"
             )
         from segtrain.models import build_model  # Keras loads here, after the checks
 

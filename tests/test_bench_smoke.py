@@ -69,8 +69,11 @@ def test_smoke_mode_writes_every_section(tmp_path):
     ]
     assert all(run["dice"] > 0 for run in results["quality"]["runs"])
     assert results["distributed"]["processes"]["same_loss"] is True
+    camvid = results["multiclass"]
+    assert 0 <= camvid["majority"]["miou"] <= 1 and 0 <= camvid["segtrain"]["miou"] <= 1
+    assert set(camvid["segtrain"]["per_class_iou"]) == set(camvid["baseline"]["per_class_iou"])
     markdown = (tmp_path / "benchmarks.md").read_text()
-    assert "| 1 |" in markdown and "| 7 |" in markdown
+    assert "| 1 |" in markdown and "| 7 |" in markdown and "| 8 |" in markdown
 
 
 def test_published_page_is_rendered_from_the_published_results():

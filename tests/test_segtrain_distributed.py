@@ -14,13 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import jax  # noqa: F401  (the train extra's JAX: data-parallel runs on it; never skipped)
 import numpy as np
 import pytest
 from conftest import make_pairs
 
 import brinelite
-
-pytest.importorskip("jax")  # the train extra's JAX; without it data-parallel cannot run at all
 
 OPTIONS = {
     "model": "tiny", "size": 32, "val": 4, "lr": 3e-3, "seed": 0, "precision": "float32",
