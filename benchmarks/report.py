@@ -314,9 +314,9 @@ EXPLAIN = """
    start of `fit`; segtrain also trains for half of it, and with proposed defaults (the
    demo's `--model small --size 128 --lr 3e-4`) for all of it. Runs go one after another,
    each in a fresh process. Each run's best weights (lowest val_loss) are scored by
-   `segtrain.evaluation` on the 6 held-out pairs: threshold 0.5, each image at its full 512x512 resolution, mean
-   dice and IoU, next to the trivial all-foreground prediction (membrane masks are ~78%
-   foreground).
+   `segtrain.evaluation` on the 6 held-out pairs: threshold 0.5, each image at its full
+   512x512 resolution, mean dice and IoU, next to the trivial all-foreground prediction
+   (membrane masks are ~78% foreground).
 """
 
 
