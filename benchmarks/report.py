@@ -388,11 +388,12 @@ EXPLAIN = """
    generator decoding every pair every epoch, the seed's processing and augmentation,
    Carvana's `get_unet_256` in float32, batch 1, the seed's callbacks). Both train on the same
    24 membrane pairs (`--val 6`, seed 42) for the same wall-clock budget counted from the
-   start of `fit`; segtrain also trains for half of it. Runs go one after another, each in a
-   fresh process. Each run's best weights (lowest val_loss) are scored by `segtrain.evaluation`
-   on the 6 held-out pairs: threshold 0.5, each image at its full 512x512 resolution, mean
-   dice and IoU, next to the trivial all-foreground prediction (membrane masks are ~78%
-   foreground).
+   start of `fit`; segtrain also trains for half of it, and with proposed defaults (the
+   demo's `--model small --size 128 --lr 3e-4`) for all of it. Runs go one after another,
+   each in a fresh process. Each run's best weights (lowest val_loss) are scored by
+   `segtrain.evaluation` on the 6 held-out pairs: threshold 0.5, each image at its full
+   512x512 resolution, mean dice and IoU, next to the trivial all-foreground prediction
+   (membrane masks are ~78% foreground).
 7. **Backends and processes** (`--only distributed`). Each U-Net trains on fixed random
    batches in a fresh process per backend, as segtrain compiles it (JAX: XLA; TensorFlow: its
    graph, XLA off on CPU): the small U-Net at 128 px batch 1 (30 steps), U-Net-256 batch 2
@@ -444,11 +445,12 @@ MALLOC = """
 
 LOADER = """
 - **Loader (2).** Decoding and the processing's OpenCV calls release the GIL and run on both
-  cores; the rest of each sample (row lookup, numpy glue of the processing function) holds it,
-  which is what keeps two workers under 2x ({workers:.2f}x here). While it makes a batch with
-  more than one worker, `to_keras` holds OpenCV's own thread pool at 1 (`brinelite/threads.py`):
-  with it on, the two levels of threads oversubscribed the cores and two workers were no
-  faster than one.
+  cores; the rest of each sample (row lookup, numpy glue of the processing function) holds it.
+  With one worker OpenCV's own pool (at its default) spreads each resize and warp over the
+  cores; while `to_keras` makes a batch with two workers it holds that pool at 1
+  (`brinelite/threads.py`: both levels of threads at once oversubscribed the cores). So the
+  second worker only replaces OpenCV's threads: {workers:.2f}x here (a run with OpenCV held at
+  1 thread for both, on an AVX2 machine, gave 1.67x).
 - **Caches (2).** The image cache keeps decoded images, so it removes only the decoding share
   of an epoch: {plain:.1f}x without processing, {seed:.1f}x with the seed's. The prepared
   cache also keeps the resize and the mask fix, so later epochs run only the augmentation
@@ -547,8 +549,13 @@ def _quality_verdict(runs: list[dict[str, Any]]) -> str:
         text += (
             f" With `{run['options']}` instead (proposed defaults, {run['precision']}), segtrain"
             f" scored {run['dice']:.3f} in the same budget ({run['epochs']} epochs,"
-            f" {run['dice'] - runs[1]['dice']:+.3f} against the newcomer)."
+            f" {run['dice'] - runs[1]['dice']:+.3f} against the newcomer)"
         )
+        if run["process_s"] < run["budget_s"]:
+            text += (
+                f"; early stopping ended it after {run['process_s'] / 60:.1f} min, process included"
+            )
+        text += "."
     return text
 
 
