@@ -107,13 +107,17 @@ def evaluate(
     out.print(f"Wrote {written}")
 
 
+def _print_per_image(per_image: list[dict[str, Any]], columns: dict[str, str]) -> None:
+    """One row per image: its row id, the scores ``columns`` names (header: key), its file."""
+    out.print(f"{'row':>6}  " + "".join(f"{header:>6}  " for header in columns) + "image")
+    for scores in per_image:
+        values = "".join(f"{scores[key]:6.4f}  " for key in columns.values())
+        out.print(f"{scores['row']:>6}  {values}{scores['image']}")
+
+
 def _print_binary_scores(per_image: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """Per-image dice and IoU, then the means of the model and of the two trivial masks."""
-    out.print(f"{'row':>6}  {'dice':>6}  {'iou':>6}  image")
-    for scores in per_image:
-        out.print(
-            f"{scores['row']:>6}  {scores['dice']:6.4f}  {scores['iou']:6.4f}  {scores['image']}"
-        )
+    _print_per_image(per_image, {"dice": "dice", "iou": "iou"})
     out.print(f"{summary['dataset']}, fold {summary['fold']}, {summary['images']} images:")
     for who in ("model", "all_foreground", "all_background"):
         scores = summary[who]
@@ -122,12 +126,7 @@ def _print_binary_scores(per_image: list[dict[str, Any]], summary: dict[str, Any
 
 def _print_class_scores(per_image: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """Per-image accuracy and mIoU, per-class IoU and dice, then model against majority."""
-    out.print(f"{'row':>6}  {'pixacc':>6}  {'miou':>6}  image")
-    for scores in per_image:
-        out.print(
-            f"{scores['row']:>6}  {scores['pixel_accuracy']:6.4f}  {scores['miou']:6.4f}  "
-            f"{scores['image']}"
-        )
+    _print_per_image(per_image, {"pixacc": "pixel_accuracy", "miou": "miou"})
     out.print(f"{'class':<16} {'iou':>6}  {'dice':>6}  pixels")
     for name, scores in summary["per_class"].items():
         out.print(f"{name:<16} {scores['iou']:6.4f}  {scores['dice']:6.4f}  {scores['pixels']}")
