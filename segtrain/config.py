@@ -14,6 +14,7 @@ Checks run in the constructor, before Keras is imported or anything is built.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -202,6 +203,8 @@ def _check(item: dataclasses.Field, kind: Any, value: Any) -> None:
             "--strategy multi-worker is gone (Keras 3 does not support TensorFlow's "
             "multi-worker strategy); train on several machines with --strategy data-parallel"
         )
+    if isinstance(value, float) and not math.isfinite(value):  # nan passes every comparison
+        raise SegtrainError(f"option {item.name} must be a finite number, not {value!r}")
     choices, minimum = item.metadata["choices"], item.metadata["minimum"]
     if choices and value not in choices:
         raise SegtrainError(f"unknown {item.name} {value!r}; choose one of: {', '.join(choices)}")

@@ -36,6 +36,9 @@ def test_json_round_trip():
         ({"lr": 0.0}, "lr must be above 0"),
         ({"time_limit": 0}, "time_limit must be above 0"),
         ({"time_limit": "5"}, "time_limit must be float or None"),
+        ({"time_limit": float("nan")}, "time_limit must be a finite number, not nan"),
+        ({"time_limit": float("inf")}, "time_limit must be a finite number, not inf"),
+        ({"lr": float("nan")}, "lr must be a finite number, not nan"),
         ({"strategy": "multi-worker"}, "--strategy data-parallel"),
         (
             {"strategy": "cluster"},
