@@ -28,6 +28,7 @@ from segtrain.semantic import CLASS_WEIGHTS
 
 STRATEGIES = ("default", "mirrored", "data-parallel")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+LR_SCHEDULES = ("auto", "plateau", "budget")
 
 
 def option(
@@ -68,7 +69,8 @@ class RunConfig:
     mask_column: str = option("mask", "The dataset's mask column.")
     class_weights: str = option(
         "auto",
-        "Class maps only: auto (median-frequency weights from the pixel shares) or none.",
+        "Class maps only: auto (median-frequency weights from the pixel shares), sqrt (their "
+        "square root: milder) or none.",
         choices=CLASS_WEIGHTS,
     )
     strategy: str = option(
@@ -109,12 +111,24 @@ class RunConfig:
         defines_run=False,
         minimum=0,
     )
+    lr_schedule: str = option(
+        "auto",
+        "plateau (the seed's: cut tenfold when val_loss stalls), budget (decay linearly to 0 "
+        "over --time-limit) or auto (budget with --time-limit, else plateau).",
+        defines_run=False,
+        choices=LR_SCHEDULES,
+    )
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for item in dataclasses.fields(self):
             _check(item, hints[item.name], getattr(self, item.name))
         check_processes(self.strategy, self.num_processes, self.process_id, self.coordinator)
+        if self.lr_schedule == "budget" and self.time_limit is None:
+            raise SegtrainError(
+                "--lr-schedule budget decays the rate over --time-limit; give --time-limit "
+                "MINUTES too, or use --lr-schedule plateau"
+            )
         try:
             architecture(self.model).input_size(self.model, self.size)
         except ValueError as exc:  # unknown name, or a size the architecture cannot take
@@ -171,7 +185,20 @@ class RunConfig:
             resolved.coordinator,
             complete=True,
         )
+        if resolved.num_processes > 1 and resolved.time_limit is not None:
+            raise SegtrainError(
+                f"--time-limit cannot bound a run of {resolved.num_processes} processes yet: "
+                "each would stop at a batch of its own clock and the others would wait for it; "
+                "bound the run with --epochs"
+            )
         return resolved
+
+    @property
+    def schedule(self) -> str:
+        """The learning-rate schedule "auto" stands for: budget with a time limit, else plateau."""
+        if self.lr_schedule != "auto":
+            return self.lr_schedule
+        return "plateau" if self.time_limit is None else "budget"
 
     @property
     def global_batch(self) -> int:

@@ -77,12 +77,19 @@ def check_val(dataset: brinelite.Dataset, val: int) -> None:
 
 
 def make_callbacks(
-    run_dir: str | Path, resume: bool = False, time_limit: float | None = None
+    run_dir: str | Path,
+    resume: bool = False,
+    time_limit: float | None = None,
+    schedule: str = "plateau",
+    lr: float = 1e-4,
 ) -> list[keras.callbacks.Callback]:
     """The seed's callbacks, writing into the run folder ``run_dir``, plus logs and a backup.
 
     With ``time_limit`` (minutes) a ``segtrain.time_limit.TimeLimit`` stops training once that
-    much wall-clock time has passed (checked after every batch).
+    much wall-clock time has passed (checked after every batch). ``schedule`` "plateau" is the
+    seed's EarlyStopping and ReduceLROnPlateau; "budget" (which needs ``time_limit``) replaces
+    both with a ``segtrain.budget_decay.BudgetDecay`` from ``lr`` to 0 over the time limit
+    (the budget, not a validation stall, ends the run).
 
     On resume, the CSV log is appended to and the checkpoint only replaces the best weights
     with better ones than history.csv already records. TensorBoard logs need the tensorboard
@@ -93,16 +100,29 @@ def make_callbacks(
     folder = RunFolder(Path(run_dir))
     folder.path.mkdir(parents=True, exist_ok=True)
     best_so_far = min(folder.history().get("val_loss", []), default=None) if resume else None
+    if schedule == "budget":
+        from segtrain.budget_decay import BudgetDecay
+
+        if time_limit is None:
+            raise ValueError('schedule "budget" decays over time_limit; pass time_limit too')
+        # The budget ends the run: early stopping would end it at a noisy validation stall.
+        schedule_callbacks = [BudgetDecay(60 * time_limit, lr=lr)]
+    else:
+        schedule_callbacks = [
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=8, min_delta=1e-4, verbose=1
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.1, patience=4, min_delta=1e-4, verbose=1
+            ),
+        ]
     callbacks = [
         # The previous epoch's backup is kept too: a process killed while saving (a peer lost,
         # the machine preempted) leaves a torn file, and resuming falls back on the other.
         keras.callbacks.BackupAndRestore(
             folder.path / BACKUP, double_checkpoint=True, delete_checkpoint=False
         ),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=8, min_delta=1e-4, verbose=1),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.1, patience=4, min_delta=1e-4, verbose=1
-        ),
+        *schedule_callbacks,  # before the CSV log, which records the rate they set
         keras.callbacks.ModelCheckpoint(
             folder.path / BEST_WEIGHTS,
             monitor="val_loss",
@@ -329,7 +349,9 @@ def fit_run(
                 validation_data=validation_batches,
                 validation_steps=validation_batches.steps_per_epoch(),
                 epochs=config.epochs,
-                callbacks=make_callbacks(written_to, resume, config.time_limit),
+                callbacks=make_callbacks(
+                    written_to, resume, config.time_limit, config.schedule, config.lr
+                ),
                 verbose=verbosity,
             )
         network.save(written_to / FINAL_MODEL)  # every process: saving gathers the weights

@@ -67,6 +67,7 @@ def test_resume_compares_only_run_defining_options():
         "coordinator",
         "xla",
         "time_limit",
+        "lr_schedule",
     ]
 
 

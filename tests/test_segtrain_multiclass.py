@@ -179,6 +179,7 @@ def test_median_frequency_weights_favour_rare_classes():
                      {"id": 2, "name": "bicyclist"}], "ignore": 255, "shares": shares}
     )  # fmt: skip
     assert class_weights(classes, "auto") == pytest.approx([0.5, 1.0, 3.0])
+    assert class_weights(classes, "sqrt") == pytest.approx([0.5**0.5, 1.0, 3.0**0.5])
     assert class_weights(classes, "none") is None
 
 

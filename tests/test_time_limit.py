@@ -78,4 +78,56 @@ def test_cli_time_limit_stops_the_run_and_still_writes_it(tmp_path, capsys, monk
     with (run / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["0"] and rows[0]["val_loss"]
+    assert float(rows[0]["learning_rate"]) == 0  # auto: the rate decays over the spent budget
     assert (run / "model.keras").is_file() and (run / "curves.png").is_file()
+
+
+def test_budget_decay_lowers_the_rate_linearly_with_the_clock(fit_tiny):
+    from segtrain.budget_decay import BudgetDecay
+
+    # Read at 0 (train begin), then before batches 1..6 at 1..6 s of a 10 s budget.
+    history, steps = fit_tiny(BudgetDecay(10, lr=0.5, clock=ticking()), epochs=1)
+    assert steps == 6
+    assert history["learning_rate"] == pytest.approx([0.5 * (1 - 6 / 10)])
+
+
+def test_budget_decay_holds_zero_once_the_budget_is_spent(fit_tiny):
+    from segtrain.budget_decay import BudgetDecay
+
+    history, _ = fit_tiny(BudgetDecay(2, lr=0.5, clock=ticking()), epochs=2)
+    assert history["learning_rate"] == [0.0, 0.0]
+
+
+def test_budget_decay_refuses_an_empty_budget():
+    from segtrain.budget_decay import BudgetDecay
+
+    with pytest.raises(ValueError, match="budget > 0"):
+        BudgetDecay(0, lr=1e-3)
+
+
+def test_lr_schedule_auto_is_budget_with_a_time_limit_and_plateau_without():
+    from segtrain.config import RunConfig
+
+    assert RunConfig(time_limit=5).schedule == "budget"
+    assert RunConfig().schedule == "plateau"
+    assert RunConfig(time_limit=5, lr_schedule="plateau").schedule == "plateau"
+
+
+def test_budget_schedule_without_a_time_limit_is_refused():
+    from segtrain.config import RunConfig
+    from segtrain.errors import SegtrainError
+
+    with pytest.raises(SegtrainError, match="give --time-limit"):
+        RunConfig(lr_schedule="budget")
+
+
+def test_time_limit_is_refused_for_several_processes():
+    from segtrain.config import RunConfig
+    from segtrain.errors import SegtrainError
+
+    config = RunConfig(
+        model="tiny", size=16, strategy="data-parallel", num_processes=2, process_id=0,
+        coordinator="127.0.0.1:1234", time_limit=5,
+    )  # fmt: skip
+    with pytest.raises(SegtrainError, match="bound the run with --epochs"):
+        config.resolved(environ={})
