@@ -68,9 +68,9 @@ class RunConfig:
     image_column: str = option("image", "The dataset's image column.")
     mask_column: str = option("mask", "The dataset's mask column.")
     class_weights: str = option(
-        "auto",
-        "Class maps only: auto (median-frequency weights from the pixel shares), sqrt (their "
-        "square root: milder) or none.",
+        "sqrt",
+        "Class maps only: sqrt (the square root of median-frequency weights), auto (the full "
+        "median-frequency weights from the pixel shares) or none.",
         choices=CLASS_WEIGHTS,
     )
     strategy: str = option(

@@ -5,7 +5,7 @@ with one output per class (void has none); a binary dataset (no class map) keeps
 sigmoid output. Numpy only: everything here is checked before Keras is imported.
 
     outputs = num_outputs(dataset.manifest.classes)            # 1 for binary, N for N classes
-    weights = class_weights(dataset.manifest.classes, "auto")  # median-frequency weights
+    weights = class_weights(dataset.manifest.classes, "sqrt")  # damped median-frequency
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def class_weights(classes: ClassMap, mode: str) -> list[float] | None:
     pixel shares (computed by ``brinelite build`` over the whole dataset) and the median runs
     over the classes present. "sqrt" takes the square root of those weights: rare classes still
     count more, but common ones are not sacrificed to them (CamVid's range shrinks from
-    0.14-15 to 0.37-3.9). A class with no pixel weighs 1 (no pixel ever uses it).
+    0.14-15 to 0.37-3.9; it is ``segtrain train``'s default: in 4 minutes on CamVid it scored
+    0.557 mIoU where the full weights scored 0.506). A class with no pixel weighs 1 (no pixel
+    ever uses it).
 
     Args:
         classes: the dataset's class map, with its pixel shares.
@@ -57,7 +59,7 @@ def class_weights(classes: ClassMap, mode: str) -> list[float] | None:
         One weight per class in the class map's order, or None (unweighted).
 
     Raises:
-        SegtrainError: "auto" on a class map without pixel shares.
+        SegtrainError: "auto" or "sqrt" on a class map without pixel shares.
 
     Example::
 
