@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[bench] {name} ...", flush=True)
             start = time.perf_counter()
             results[name] = _module(name).run(smoke=args.smoke)
+            results[name]["machine"] = results["machine"]  # sections may come from other runs
             results["seconds"][name] = time.perf_counter() - start
             print(f"[bench] {name} done in {results['seconds'][name]:.0f} s", flush=True)
             results_path.parent.mkdir(parents=True, exist_ok=True)
