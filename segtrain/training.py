@@ -81,15 +81,15 @@ def make_callbacks(
     resume: bool = False,
     time_limit: float | None = None,
     schedule: str = "plateau",
-    lr: float = 1e-4,
+    lr: float | None = None,
 ) -> list[keras.callbacks.Callback]:
     """The seed's callbacks, writing into the run folder ``run_dir``, plus logs and a backup.
 
     With ``time_limit`` (minutes) a ``segtrain.time_limit.TimeLimit`` stops training once that
     much wall-clock time has passed (checked after every batch). ``schedule`` "plateau" is the
-    seed's EarlyStopping and ReduceLROnPlateau; "budget" (which needs ``time_limit``) replaces
-    both with a ``segtrain.budget_decay.BudgetDecay`` from ``lr`` to 0 over the time limit
-    (the budget, not a validation stall, ends the run).
+    seed's EarlyStopping and ReduceLROnPlateau; "budget" (which needs ``time_limit`` and
+    ``lr``) replaces both with a ``segtrain.budget_decay.BudgetDecay`` from ``lr`` to 0 over
+    the time limit (the budget, not a validation stall, ends the run).
 
     On resume, the CSV log is appended to and the checkpoint only replaces the best weights
     with better ones than history.csv already records. TensorBoard logs need the tensorboard
@@ -101,10 +101,10 @@ def make_callbacks(
     folder.path.mkdir(parents=True, exist_ok=True)
     best_so_far = min(folder.history().get("val_loss", []), default=None) if resume else None
     if schedule == "budget":
+        if time_limit is None or lr is None:
+            raise ValueError('schedule "budget" decays from lr over time_limit; pass both')
         from segtrain.budget_decay import BudgetDecay
 
-        if time_limit is None:
-            raise ValueError('schedule "budget" decays over time_limit; pass time_limit too')
         # The budget ends the run: early stopping would end it at a noisy validation stall.
         schedule_callbacks = [BudgetDecay(60 * time_limit, lr=lr)]
     else:
