@@ -7,10 +7,18 @@ model (small U-Net, 128 px, batch 1), where its effect differs. Every process fi
 TensorFlow's float32 and bfloat16 matmul GFLOP/s (4096x4096), the ceiling its train step is
 compared with (the share of peak); on a CPU without AVX512-BF16/AMX, bfloat16 matmul is
 emulated and slow, which is why ``mixed_bfloat16`` cannot pay off there.
+
+A profile then runs the U-Net-256 step under ``ONEDNN_VERBOSE=1`` with oneDNN's graph rewrite
+on (``TF_ENABLE_ONEDNN_OPTS=1``, TensorFlow's default only on CPUs with AVX512-VNNI/BF16/AMX)
+and sums oneDNN's own time per primitive kind over the timed steps: in float32, and in
+``mixed_bfloat16`` where the CPU has bf16 units (elsewhere bf16 is emulated and its profile
+says nothing about bf16 hardware). The profile's lines reach the parent through the child's
+stdout; C's stdio buffers them, so a few lines near each mark may fall on the wrong side.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import subprocess
@@ -30,9 +38,12 @@ VARIANTS = {
     "bf16_threads_2x1": ({}, {"policy": "mixed_bfloat16", "intra": 2, "inter": 1}),
     "bf16_batch4": ({}, {"policy": "mixed_bfloat16", "batch": 4}),
     "fp32_onednn_fpmath_bf16": ({"TF_SET_ONEDNN_FPMATH_MODE": "BF16"}, {}),
+    "fp32_onednn_opts": ({"TF_ENABLE_ONEDNN_OPTS": "1"}, {}),
     "demo_fp32": ({}, DEMO),
     "demo_xla_jit": ({}, dict(DEMO, jit=True)),
 }
+PROFILE_ENV = {"ONEDNN_VERBOSE": "1", "TF_ENABLE_ONEDNN_OPTS": "1"}
+PROFILE_MARK = "segtrain-benchmark-profile-mark"
 
 
 def _matmul_gflops(tf, dtype, n: int = 4096, seconds: float = 2.0) -> float:
@@ -80,17 +91,25 @@ def child(options: dict) -> dict:
     y = (rng.uniform(0, 1, (batch, size, size, 1)) > 0.5).astype(np.float32)
     for _ in range(2):  # trace / compile
         model.train_on_batch(x, y)
+    _mark(options)
     steps, start = 0, time.perf_counter()
     while steps < options.get("steps", 6) and time.perf_counter() - start < options["budget"]:
         model.train_on_batch(x, y)
         steps += 1
     seconds = time.perf_counter() - start
+    _mark(options)
     out["img_s"] = steps * batch / seconds
     out["steps"] = steps
     if "model" not in options:  # the FLOP count is the seed's U-Net-256's
         out["gflops"] = out["img_s"] * TRAIN_GFLOP_PER_IMAGE
     out["intra_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
     return out
+
+
+def _mark(options: dict) -> None:
+    """Print the line that bounds a profile's timed steps (profiles only)."""
+    if options.get("profile"):
+        print(PROFILE_MARK, flush=True)
 
 
 def _variant(name: str, options: dict, env: dict) -> dict:
@@ -101,7 +120,27 @@ def _variant(name: str, options: dict, env: dict) -> dict:
         text=True,
         check=True,
     )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = proc.stdout.splitlines()
+    result = json.loads(next(line for line in reversed(lines) if line.startswith("{")))
+    if options.get("profile"):
+        result["primitive_ms_per_step"] = primitive_ms(lines, result["steps"])
+    return result
+
+
+def primitive_ms(lines: list[str], steps: int) -> dict[str, float]:
+    """oneDNN's milliseconds per step by primitive kind, from the verbose lines between marks.
+
+    A line reads ``onednn_verbose,v1,primitive,exec,cpu,KIND,IMPL,PROP_KIND,...,TIME_MS``;
+    the kind is named with its propagation (``convolution backward_weights``).
+    """
+    marks = [i for i, line in enumerate(lines) if line == PROFILE_MARK]
+    totals: collections.Counter[str] = collections.Counter()
+    for line in lines[marks[0] : marks[-1]]:
+        fields = line.split(",")
+        if line.startswith("onednn_verbose,") and fields[2:4] == ["primitive", "exec"]:
+            kind = fields[5] if fields[7] in ("", "undef") else f"{fields[5]} {fields[7]}"
+            totals[kind] += float(fields[-1])
+    return {kind: ms / steps for kind, ms in totals.most_common()}
 
 
 def cpu_flags() -> dict:
@@ -132,7 +171,19 @@ def run(smoke: bool = False) -> dict:
         if "gflops" in result:
             peak = result["matmul_bf16_gflops" if result["bf16_math"] else "matmul_fp32_gflops"]
             result["share_of_peak"] = result["gflops"] / peak
+    out["profiles"] = _profiles(out["cpu"], smoke)
     return out
+
+
+def _profiles(cpu: dict, smoke: bool) -> dict:
+    """The oneDNN profile of a U-Net step per precision (bf16 only on CPUs with bf16 units)."""
+    policies = ["float32"] + (["mixed_bfloat16"] if cpu["avx512_bf16"] or cpu["amx_bf16"] else [])
+    options = {"profile": True, "steps": 2, "budget": 600, "matmul_n": 256, "matmul_s": 0.1}
+    if smoke:
+        options.update(model="tiny", size=64)
+    return {
+        policy: _variant(policy, dict(options, policy=policy), PROFILE_ENV) for policy in policies
+    }
 
 
 def _bf16_math(env: dict, options: dict) -> bool:

@@ -265,6 +265,16 @@ def _compute_rows(co: dict[str, Any]) -> list[tuple]:
         )
     ]
     rows += _share_rows(co)
+    rows += [
+        (
+            "4",
+            f"U-Net-256 oneDNN time per step by primitive, {policy} (verbose profile)",
+            _profile_summary(profile, co["batch"]),
+            "-",
+            "n/a",
+        )
+        for policy, profile in co.get("profiles", {}).items()
+    ]
     seed = {k: v for k, v in variants.items() if not k.startswith("demo_")}
     best = max(seed, key=lambda k: seed[k]["img_s"])
     bf16 = co["cpu"]["avx512_bf16"] or co["cpu"]["amx_bf16"]
@@ -291,6 +301,17 @@ def _compute_rows(co: dict[str, Any]) -> list[tuple]:
             )
         )
     return rows
+
+
+def _profile_summary(profile: dict[str, Any], batch: int, kinds: int = 5) -> str:
+    """A profile's top primitive kinds by share of oneDNN's time, and that time per step."""
+    ms = profile["primitive_ms_per_step"]
+    total = sum(ms.values())
+    if not total:
+        return "no oneDNN primitive ran"
+    top = ", ".join(f"{kind} {t / total:.0%}" for kind, t in list(ms.items())[:kinds])
+    step_s = batch / profile["img_s"]
+    return f"{top}; {total / 1e3:.2f} s of primitives per {step_s:.2f} s step"
 
 
 def _duration(seconds: float) -> str:
@@ -369,27 +390,35 @@ EXPLAIN = """
    fixed random data, 6 steps after 2 warm-up steps, one fresh process per variant: Keras
    defaults fp32, intra/inter-op threads 2/1, XLA `jit_compile=True`, the `mixed_bfloat16`
    policy, and with it XLA, threads 2/1 and batch 4, and fp32 with oneDNN's bf16 math mode
-   (`TF_SET_ONEDNN_FPMATH_MODE=BF16`); each stops after 45 s. GFLOP/s = images/s x 3 x 40.6
+   (`TF_SET_ONEDNN_FPMATH_MODE=BF16`), and fp32 with oneDNN's graph rewrite forced on
+   (`TF_ENABLE_ONEDNN_OPTS=1`, TensorFlow's default only on CPUs with AVX512-VNNI/BF16/AMX);
+   each stops after 45 s. GFLOP/s = images/s x 3 x 40.6
    GFLOP. Each process first measures TensorFlow's 4096x4096 float32 and bfloat16 matmul
    GFLOP/s (1.5 s each); a variant's share of peak is its GFLOP/s over its own process's peak
    of the precision it multiplies in, so both figures share the outside load of the moment
    (the matmul figures in the first row are the best seen in the run). Speed-ups compare
    separate processes, so the load's drift between them shows in them. The demo's model
    (small U-Net, 128 px, batch 1, 100 steps) is timed with and without XLA too.
+   A profile runs 2 steps of U-Net-256 under `ONEDNN_VERBOSE=1` with the graph rewrite on and
+   sums oneDNN's own time per primitive kind (convolution by direction, reorders between
+   memory layouts, pooling, ...): in float32, and in `mixed_bfloat16` on CPUs with bf16 units.
+   Inter-op parallelism can run two primitives at once, so their sum may exceed the step.
 5. **Scaling** (`--only scaling`). `load_dataset` of generated manifest.json + rows.csv
    (10k, 100k rows, the manifest listing every file with size and sha256 as an installed one
    does; the image files themselves do not exist, which loading never notices). Time is the
    best of 3; memory is tracemalloc's count for one load. `create_folds((n/5,))` and one
    epoch's shuffled order at the larger size.
 6. **Quality per CPU minute** (`--only quality`). `segtrain train` through its CLI with
-   `--time-limit` and every other option at its default (the seed's U-Net-256, batch 1,
-   RMSprop 1e-4, `--precision auto`, 2 loader workers) against `benchmarks/newcomer.py`, the
+   `--time-limit` and every other option at its default (the `small` U-Net at 128 px, batch
+   1, RMSprop 3e-4, `--precision auto`, the budget learning-rate schedule, 2 loader workers,
+   the preprocessed cache) against `benchmarks/newcomer.py`, the
    seed's training as a newcomer writes it in plain Keras (file lists, a one-thread
    generator decoding every pair every epoch, the seed's processing and augmentation,
    Carvana's `get_unet_256` in float32, batch 1, the seed's callbacks). Both train on the same
    24 membrane pairs (`--val 6`, seed 42) for the same wall-clock budget counted from the
-   start of `fit`; segtrain also trains for half of it, and with proposed defaults (the
-   demo's `--model small --size 128 --lr 3e-4`) for all of it. Runs go one after another,
+   start of `fit`; segtrain also trains for half of it, and with the seed's recipe
+   (`--model unet256 --lr 1e-4`, its defaults before this benchmark chose the ones above) for
+   all of it. Runs go one after another,
    each in a fresh process. Each run's best weights (lowest val_loss) are scored by
    `segtrain.evaluation` on the 6 held-out pairs: threshold 0.5, each image at its full
    512x512 resolution, mean dice and IoU, next to the trivial all-foreground prediction
@@ -478,18 +507,20 @@ COMPUTE_BF16 = """
 - **Compute (4).** This CPU has bf16 units (avx512_bf16/amx_bf16), so `--precision auto`
   picks `mixed_bfloat16`; U-Net-256 trained {bf16:.2f}x as fast as in float32. It reaches
   {share_bf16:.0%} of the bf16 matmul peak where float32 reaches {share_fp32:.0%} of its own
-  (each against the peak measured in its own process). What holds bf16 back was not profiled
-  here; the shares say the convolutions gain less from bf16 units than a large matmul does,
-  and the rest of the step (BatchNormalization, ReLU, pooling, upsampling, concatenation, the
-  casts between float32 and bf16) gains nothing from them. Tried to lift it (speed against
-  plain `mixed_bfloat16` in another process): {tried}. {verdict}
+  (each against the peak measured in its own process). Where a bf16 step's oneDNN time goes
+  (the profile rows): {profile}. The rest of the step (BatchNormalization, ReLU, upsampling,
+  concatenation, the casts between float32 and bf16) runs outside oneDNN and gains nothing
+  from bf16 units. Tried to lift it (speed against plain `mixed_bfloat16` in another process):
+  {tried}. {verdict}
 """
 
 COMPUTE_FP32 = """
 - **Compute (4).** This CPU has no AVX512-BF16/AMX: bfloat16 has no native units (its matmul
   runs at about the fp32 rate) and the U-Net under `mixed_bfloat16` trained at {bf16:.2f}x, so
   `--precision auto` picks float32 here (mixed_bfloat16 only where /proc/cpuinfo lists
-  avx512_bf16 or amx_bf16).
+  avx512_bf16 or amx_bf16). TensorFlow leaves oneDNN's graph rewrite off on such CPUs;
+  turning it on (`TF_ENABLE_ONEDNN_OPTS=1`) trained U-Net-256 at {opts} the default's speed.
+  Where a float32 step's oneDNN time goes, with the rewrite on: {profile}.
 """
 
 QUALITY = """
@@ -514,7 +545,12 @@ def _compute_note(co: dict[str, Any]) -> str:
         return ""
     bf16 = variants["mixed_bfloat16"]
     if not (co["cpu"]["avx512_bf16"] or co["cpu"]["amx_bf16"]):
-        return COMPUTE_FP32.format(bf16=bf16["speedup_vs_fp32"])
+        opts = variants.get("fp32_onednn_opts", {}).get("speedup_vs_fp32")
+        return COMPUTE_FP32.format(
+            bf16=bf16["speedup_vs_fp32"],
+            opts="(not measured)" if opts is None else f"{opts:.2f}x",
+            profile=_profile_text(co, "float32"),
+        )
     if "share_of_peak" not in bf16:
         return ""
     lifts = {
@@ -536,6 +572,7 @@ def _compute_note(co: dict[str, Any]) -> str:
     )
     return COMPUTE_BF16.format(
         bf16=bf16["speedup_vs_fp32"],
+        profile=_profile_text(co, "mixed_bfloat16"),
         share_bf16=bf16["share_of_peak"],
         share_fp32=variants["keras_fp32"].get("share_of_peak", 0),
         tried=tried,
@@ -543,28 +580,31 @@ def _compute_note(co: dict[str, Any]) -> str:
     )
 
 
+def _profile_text(co: dict[str, Any], policy: str) -> str:
+    profile = co.get("profiles", {}).get(policy)
+    return "not profiled" if profile is None else _profile_summary(profile, co["batch"], 3)
+
+
 def _quality_verdict(runs: list[dict[str, Any]]) -> str:
-    """Which runs learnt more than the trivial prediction, and how the proposed defaults did."""
+    """Which runs of the race did no better than the trivial prediction; how the seed's did."""
     trivial = runs[0]["all_foreground_dice"]
-    learnt = [run for run in runs[:3] if run["dice"] >= trivial + 0.01]
+    flat = [
+        f"{run['who']} ({run['options']}) at {_duration(run['budget_s'])}"
+        for run in runs
+        if run["dice"] < trivial + 0.01
+    ]
     text = ""
-    if not learnt:
-        text += (
-            " No run of the race beat the trivial prediction by 0.01 dice: in this budget"
-            " neither the seed's defaults nor the newcomer's copy of them learn membrane, so"
-            " the dice gains above compare two trivial-level models."
-        )
     for run in runs[3:]:
         text += (
-            f" With `{run['options']}` instead (proposed defaults, {run['precision']}), segtrain"
+            f" With the seed's recipe instead (`{run['options']}`, {run['precision']}), segtrain"
             f" scored {run['dice']:.3f} in the same budget ({run['epochs']} epochs,"
-            f" {run['dice'] - runs[1]['dice']:+.3f} against the newcomer)"
+            f" {run['dice'] - runs[1]['dice']:+.3f} against the newcomer's copy of it)."
         )
-        if run["process_s"] < run["budget_s"]:
-            text += (
-                f"; early stopping ended it after {run['process_s'] / 60:.1f} min, process included"
-            )
-        text += "."
+    if flat:
+        text += (
+            f" Within 0.01 dice of the trivial prediction, so not better than it: "
+            f"{', '.join(flat)}."
+        )
     return text
 
 

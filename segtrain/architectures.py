@@ -7,12 +7,13 @@ imported or built; ``segtrain.models`` builds the networks from these specs.
   (petrosgk/Kaggle-Carvana-Image-Masking-Challenge, ``model/u_net.py``). Their layout is tied to
   their own size: any other input size is refused.
 - ``small`` (base 16, depth 4) and ``tiny`` (base 8, depth 3) are light models for CPU runs. They
-  take any input size that is a multiple of 2**depth (16 and 8); the default is 256.
+  take any input size that is a multiple of 2**depth (16 and 8); the default is 128, where
+  ``small`` learns most per CPU-minute (benchmark 6 in docs/benchmarks.md).
 """
 
 from dataclasses import dataclass
 
-DEFAULT_SIZE = 256
+DEFAULT_SIZE = 128
 
 
 @dataclass(frozen=True)

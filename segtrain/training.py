@@ -217,9 +217,9 @@ def train(
             on a terminal and 2 otherwise (a log file).
         **options: the fields of ``segtrain.config.RunConfig`` (model, size, batch_size, val,
             epochs, lr, seed, augment, image_column, mask_column, class_weights, strategy,
-            num_processes, process_id, coordinator, precision, xla, time_limit); the defaults
-            are the seed's: Carvana's 256 U-Net, batches of 1, 20 validation rows, up to 100
-            epochs at learning rate 1e-4.
+            num_processes, process_id, coordinator, precision, xla, time_limit, lr_schedule);
+            by default the ``small`` U-Net at 128 px, batches of 1, 20 validation rows, up to
+            100 epochs at RMSprop 3e-4 (``model="unet256", lr=1e-4`` is the seed's recipe).
             With ``strategy="data-parallel"`` every process calls ``train`` with its own
             ``process_id`` (``segtrain.distributed``); in a run of several processes a failure
             after the checks ends the calling process (one line on stderr, exit status 1)
@@ -235,7 +235,7 @@ def train(
 
     Example::
 
-        run = segtrain.train("demo/membrane", "runs/membrane", model="small", size=128)
+        run = segtrain.train("demo/membrane", "runs/membrane", val=6)
         min(run.history["val_loss"]), run.config["precision"]
     """
     requested = RunConfig.from_options(options)

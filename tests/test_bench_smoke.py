@@ -58,6 +58,8 @@ def test_smoke_mode_writes_every_section(tmp_path):
     assert results["loader"]["workers2_samples_s"] > 0
     assert results["install"]["http"]["ours_s"] > 0
     assert results["compute"]["variants"]["keras_fp32"]["img_s"] > 0
+    profile = results["compute"]["profiles"]["float32"]["primitive_ms_per_step"]
+    assert any(kind.startswith("convolution") for kind in profile), profile
     assert results["scaling"]["create_folds_s"] > 0
     assert results["loader"]["prepared_later_vs_brine_style"] > 0
     assert results["feeding"]["cases"][0]["precision"] in ("float32", "mixed_bfloat16")
@@ -74,6 +76,23 @@ def test_smoke_mode_writes_every_section(tmp_path):
     assert set(camvid["segtrain"]["per_class_iou"]) == set(camvid["baseline"]["per_class_iou"])
     markdown = (tmp_path / "benchmarks.md").read_text()
     assert "| 1 |" in markdown and "| 7 |" in markdown and "| 8 |" in markdown
+
+
+def test_profile_sums_onednn_time_per_kind_between_the_marks():
+    from benchmarks.compute import PROFILE_MARK, primitive_ms
+
+    line = "onednn_verbose,v1,primitive,exec,cpu,{},brg:avx2,{},src:f32,,,mb2ic3oc32,{}"
+    lines = [
+        line.format("convolution", "forward_training", "9.0"),  # a warm-up step: not counted
+        PROFILE_MARK,
+        line.format("convolution", "backward_weights", "3.0"),
+        line.format("reorder", "undef", "1.0"),
+        "onednn_verbose,v1,primitive,create:cache_hit,cpu,reorder,jit,undef,,,,0.5",
+        line.format("convolution", "backward_weights", "5.0"),
+        PROFILE_MARK,
+        line.format("reorder", "undef", "7.0"),
+    ]
+    assert primitive_ms(lines, steps=2) == {"convolution backward_weights": 4.0, "reorder": 0.5}
 
 
 def test_published_page_is_rendered_from_the_published_results():

@@ -10,10 +10,11 @@ from segtrain.config import RunConfig
 from segtrain.errors import SegtrainError
 
 
-def test_defaults_are_the_seeds():
+def test_defaults_are_the_seeds_but_model_and_rate():
     config = RunConfig()
-    assert (config.model, config.batch_size, config.val, config.epochs) == ("unet256", 1, 20, 100)
-    assert (config.lr, config.precision, config.strategy) == (1e-4, "auto", "default")
+    assert (config.model, config.batch_size, config.val, config.epochs) == ("small", 1, 20, 100)
+    assert (config.lr, config.precision, config.strategy) == (3e-4, "auto", "default")
+    assert config.resolved(cpuinfo="flags : avx2").size == 128
 
 
 def test_json_round_trip():

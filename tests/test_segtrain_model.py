@@ -117,8 +117,8 @@ def test_build_model_light_models_take_any_valid_size(name, size):
     assert model.loss is bce_dice_loss
 
 
-def test_build_model_light_default_size_is_256():
-    assert build_model("tiny").input_shape == (None, 256, 256, 3)
+def test_build_model_light_default_size_is_128():
+    assert build_model("tiny").input_shape == (None, 128, 128, 3)
 
 
 def test_build_model_light_rejects_indivisible_size():

@@ -129,7 +129,7 @@ def test_auto_precision_follows_the_cpu_flags(cpuinfo, chosen):
     for forced in ("float32", "mixed_bfloat16"):
         assert resolve_precision(forced, cpuinfo=cpuinfo) == forced
     config = segtrain.RunConfig(model="tiny").resolved(cpuinfo=cpuinfo)
-    assert (config.precision, config.size) == (chosen, 256)
+    assert (config.precision, config.size) == (chosen, 128)
 
 
 def test_import_segtrain_is_light():
