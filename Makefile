@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Two workers: most tests wait on a child process's start-up, so two share the cores well.
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist worksteal --durations=10
 
 demo: $(STAMP)
 	BRINELITE_HOME=$(abspath $(DEMO_DIR))/cache bash scripts/demo.sh $(abspath $(DEMO_DIR)) $(VENV)/bin
@@ -33,8 +34,9 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
+# Toy sizes into benchmarks/.data/smoke: the published results.json and page stay as they are.
 bench-smoke: $(STAMP)
-	$(PY) -m benchmarks.run --smoke
+	$(PY) -m benchmarks.run --smoke --out benchmarks/.data/smoke
 
 clean:
 	rm -rf $(DEMO_DIR) build *.egg-info .pytest_cache

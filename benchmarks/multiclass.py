@@ -30,10 +30,12 @@ VOID = 11
 SIZE = 128
 BATCH = 4
 BUDGET_S = 240
+SMOKE = {"budget": 3, "train": 16, "val": 4}  # seconds, then frames of each split
 
 
-def _stems(split: str) -> list[str]:
-    return (CAMVID / f"split-{split}.txt").read_text().split()
+def _stems(split: str, limit: int | None = None) -> list[str]:
+    """The frames of ``split`` (its first ``limit`` in smoke runs)."""
+    return (CAMVID / f"split-{split}.txt").read_text().split()[:limit]
 
 
 def _read(stem: str) -> tuple[np.ndarray, np.ndarray]:
@@ -44,8 +46,8 @@ def _read(stem: str) -> tuple[np.ndarray, np.ndarray]:
     return image, labels
 
 
-def _score(predict_ids) -> dict:
-    """Score ``predict_ids(image) -> HxW class ids at full size`` on the validation split.
+def _score(predict_ids, val: list[str]) -> dict:
+    """Score ``predict_ids(image) -> HxW class ids at full size`` on the frames ``val``.
 
     CamVid's ids are its class indices (0-10, void 11), so the label maps are scored as they
     are, with segtrain's own arithmetic (``segtrain.confusion``) for every predictor.
@@ -53,7 +55,7 @@ def _score(predict_ids) -> dict:
     from segtrain.confusion import class_scores, confusion
 
     matrix = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
-    for stem in _stems("val"):
+    for stem in val:
         image, labels = _read(stem)
         matrix += confusion(labels, predict_ids(image), len(CLASSES))
     scores = class_scores(matrix, CLASSES)
@@ -64,13 +66,14 @@ def _score(predict_ids) -> dict:
     }
 
 
-def majority_baseline() -> dict:
-    """The training split's most frequent class everywhere, scored like the models."""
+def majority_baseline(train: list[str], val: list[str]) -> dict:
+    """The training frames' most frequent class everywhere, scored like the models."""
     counts = np.zeros(256, np.int64)
-    for stem in _stems("train"):
+    for stem in train:
         counts += np.bincount(_read(stem)[1].ravel(), minlength=256)
     majority = int(np.argmax(counts[: len(CLASSES)]))
-    return {"class": CLASSES[majority]} | _score(lambda image: np.full(image.shape[:2], majority))
+    everywhere = {"class": CLASSES[majority]}
+    return everywhere | _score(lambda image: np.full(image.shape[:2], majority), val)
 
 
 def _baseline_model():
@@ -96,12 +99,12 @@ def _baseline_model():
     return model
 
 
-def hand_written_baseline(budget: float) -> dict:
+def hand_written_baseline(budget: float, train: list[str], val: list[str]) -> dict:
     """The newcomer's script, trained for ``budget`` seconds, scored like segtrain."""
     import cv2
     import keras
 
-    pairs = [_read(stem) for stem in _stems("train")]
+    pairs = [_read(stem) for stem in train]
     x = np.stack([cv2.resize(i, (SIZE, SIZE)) / 255 for i, _ in pairs]).astype(np.float32)
     y = np.stack([cv2.resize(m, (SIZE, SIZE), interpolation=cv2.INTER_NEAREST) for _, m in pairs])
     model = _baseline_model()
@@ -116,7 +119,7 @@ def hand_written_baseline(budget: float) -> dict:
         return cv2.resize(ids, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
 
     keras.backend.clear_session()
-    return {"train_s": time.perf_counter() - start, "epochs": epochs} | _score(predict_ids)
+    return {"train_s": time.perf_counter() - start, "epochs": epochs} | _score(predict_ids, val)
 
 
 def time_limit_options(budget: float) -> list[str]:
@@ -124,27 +127,29 @@ def time_limit_options(budget: float) -> list[str]:
     return ["--time-limit", str(budget / 60)]
 
 
-def segtrain_cli(budget: float) -> dict:
-    """``brinelite build`` + ``segtrain train`` on the train split, same budget.
+def segtrain_cli(budget: float, train: list[str], val: list[str]) -> dict:
+    """``brinelite build`` + ``segtrain train`` on the frames ``train``, same budget.
 
-    segtrain keeps 16 of the 184 training frames aside to choose its best weights (its
-    ``--val``), so it trains on 168 frames where the baseline uses all 184.
+    segtrain keeps an eleventh of the training frames aside to choose its best weights (its
+    ``--val``: 16 of 184), so it trains on 168 frames where the baseline uses all 184.
     """
     bin_dir = Path(sys.executable).parent
     work = data.data_dir() / "multiclass"
     work.mkdir(exist_ok=True)
-    source = data.camvid_source("train")
-    archive = work / "camvid.tar.gz"
+    source = data.camvid_source("train", len(train))
+    name = f"bench/camvid-{len(train)}"
+    archive = work / f"{name.replace('/', '-')}.tar.gz"
     subprocess.run(
-        [bin_dir / "brinelite", "build", source, "--name", "bench/camvid", "--out", archive,
+        [bin_dir / "brinelite", "build", source, "--name", name, "--out", archive,
          "-q", "--force"], check=True)  # fmt: skip
     subprocess.run([bin_dir / "brinelite", "install", archive, "-q"], check=True)
     run_dir = work / "camvid-run"
     shutil.rmtree(run_dir, ignore_errors=True)
+    held_out = max(1, len(train) // 11)
     start = time.perf_counter()
     subprocess.run(
-        [bin_dir / "segtrain", "train", "bench/camvid", "--model", "small", "--size", str(SIZE),
-         "--batch-size", str(BATCH), "--val", "16", "--lr", "1e-3", "--epochs", "1000",
+        [bin_dir / "segtrain", "train", name, "--model", "small", "--size", str(SIZE),
+         "--batch-size", str(BATCH), "--val", str(held_out), "--lr", "1e-3", "--epochs", "1000",
          *time_limit_options(budget), "--quiet", "--out", run_dir],
         check=True,
     )  # fmt: skip
@@ -152,16 +157,25 @@ def segtrain_cli(budget: float) -> dict:
     import segtrain
 
     model = segtrain.load_model(run_dir)
-    return {"train_s": train_s} | _score(lambda image: segtrain.predict_classes(model, [image])[0])
+
+    def predict_ids(image: np.ndarray) -> np.ndarray:
+        return segtrain.predict_classes(model, [image])[0]
+
+    return {"train_s": train_s} | _score(predict_ids, val)
 
 
 def run(smoke: bool = False) -> dict:
-    budget = 6 if smoke else BUDGET_S
+    """The three predictors on CamVid; smoke runs train on 16 frames and score 4."""
+    budget = SMOKE["budget"] if smoke else BUDGET_S
+    train = _stems("train", SMOKE["train"] if smoke else None)
+    val = _stems("val", SMOKE["val"] if smoke else None)
     return {
         "size": SIZE,
         "batch": BATCH,
         "budget_s": budget,
-        "majority": majority_baseline(),
-        "baseline": hand_written_baseline(budget),
-        "segtrain": segtrain_cli(budget),
+        "train_frames": len(train),
+        "val_frames": len(val),
+        "majority": majority_baseline(train, val),
+        "baseline": hand_written_baseline(budget, train, val),
+        "segtrain": segtrain_cli(budget, train, val),
     }

@@ -12,7 +12,8 @@ val_loss, what both save) are scored the same way, by ``segtrain.evaluation``: t
 0.5, at each image's full 512x512 resolution, mean dice and IoU over the 6 held-out images,
 next to the trivial all-foreground prediction (membrane masks are mostly foreground, so it
 scores high). Runs go one after another in fresh processes, each with the machine to itself
-but for the other tenants.
+but for the other tenants; a smoke run starts them all at once (its figures only show that
+the code runs).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks import data
@@ -51,52 +53,73 @@ def _outcome(out: Path, budget: float, wall: float, summary: dict) -> dict:
     }
 
 
-def _timed(command: list[str]) -> float:
-    """Run ``command`` from the repository; its wall seconds, or its stderr's end on failure."""
-    start = time.perf_counter()
-    proc = subprocess.run(command, cwd=data.REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:4])} failed:\n{proc.stderr[-3000:]}")
-    return time.perf_counter() - start
+def _timed(commands: list[list[str]], together: bool) -> list[float]:
+    """Run each command from the repository (all at once if ``together``); wall seconds each.
+
+    A failing command raises with the end of its stderr.
+    """
+
+    def timed(command: list[str]) -> float:
+        start = time.perf_counter()
+        proc = subprocess.run(command, cwd=data.REPO, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(command[:4])} failed:\n{proc.stderr[-3000:]}")
+        return time.perf_counter() - start
+
+    with ThreadPoolExecutor(len(commands) if together else 1) as pool:
+        return list(pool.map(timed, commands))
 
 
-def _segtrain(ref: str, out: Path, budget: float, options: list[str]) -> dict:
+class _Segtrain:
     """``segtrain train`` for ``budget`` seconds, scored by ``segtrain.evaluate``."""
-    import segtrain
 
-    command = [sys.executable, "-m", "segtrain", "train", ref, "--val", str(VAL), "--quiet"]
-    command += ["--time-limit", repr(budget / 60), "--out", str(out), *options]
-    wall = _timed(command)
-    precision = json.loads((out / "config.json").read_text())["precision"]
-    run = {"who": "segtrain", "options": " ".join(options) or "defaults", "precision": precision}
-    return run | _outcome(out, budget, wall, segtrain.evaluate(out).summary)
+    def __init__(self, ref: str, out: Path, budget: float, options: list[str]) -> None:
+        self.out, self.budget, self.options = out, budget, options
+        self.command = [sys.executable, "-m", "segtrain", "train", ref, "--val", str(VAL)]
+        self.command += ["--quiet", "--time-limit", repr(budget / 60), "--out", str(out)]
+        self.command += options
+
+    def score(self, wall: float) -> dict:
+        import segtrain
+
+        precision = json.loads((self.out / "config.json").read_text())["precision"]
+        options = " ".join(self.options) or "defaults"
+        run = {"who": "segtrain", "options": options, "precision": precision}
+        return run | _outcome(self.out, self.budget, wall, segtrain.evaluate(self.out).summary)
 
 
-def _newcomer(validation, training, out: Path, budget: float, options: list[str]) -> dict:
+class _Newcomer:
     """``benchmarks.newcomer`` for ``budget`` seconds, scored as segtrain's run is."""
-    from benchmarks.newcomer import build
-    from segtrain.evaluation import score, summarise
 
-    def pairs(view):
-        return [[str(view.file_path(r.image)), str(view.file_path(r.mask))] for r in view]
+    def __init__(self, validation, training, out: Path, budget: float, options: list[str]):
+        def pairs(view):
+            return [[str(view.file_path(r.image)), str(view.file_path(r.mask))] for r in view]
 
-    out.mkdir(parents=True)
-    split = out / "split.json"
-    split.write_text(json.dumps({"train": pairs(training), "val": pairs(validation)}))
-    command = [sys.executable, "-m", "benchmarks.newcomer", str(split), str(out)]
-    wall = _timed([*command, "--budget", str(budget), *options])
-    model_name = options[options.index("--model") + 1] if "--model" in options else "unet256"
-    size = int(options[options.index("--size") + 1]) if "--size" in options else 256
-    model = build(model_name, size)
-    with warnings.catch_warnings():  # the fresh model has no optimizer state to load into
-        warnings.simplefilter("ignore", UserWarning)
-        model.load_weights(out / "best.weights.h5")
-    summary = summarise(score(model, validation, "image", "mask"))
-    run = {"who": "newcomer", "options": "the seed's plain Keras script", "precision": "float32"}
-    return run | _outcome(out, budget, wall, summary)
+        self.validation, self.out, self.budget, self.options = validation, out, budget, options
+        out.mkdir(parents=True)
+        split = out / "split.json"
+        split.write_text(json.dumps({"train": pairs(training), "val": pairs(validation)}))
+        self.command = [sys.executable, "-m", "benchmarks.newcomer", str(split), str(out)]
+        self.command += ["--budget", str(budget), *options]
+
+    def score(self, wall: float) -> dict:
+        from benchmarks.newcomer import build
+        from segtrain.evaluation import score, summarise
+
+        options = self.options
+        model_name = options[options.index("--model") + 1] if "--model" in options else "unet256"
+        size = int(options[options.index("--size") + 1]) if "--size" in options else 256
+        model = build(model_name, size)
+        with warnings.catch_warnings():  # the fresh model has no optimizer state to load into
+            warnings.simplefilter("ignore", UserWarning)
+            model.load_weights(self.out / "best.weights.h5")
+        summary = summarise(score(model, self.validation, "image", "mask"))
+        run = {"who": "newcomer", "options": "the seed's plain Keras script"}
+        return run | {"precision": "float32"} | _outcome(self.out, self.budget, wall, summary)
 
 
 def run(smoke: bool = False) -> dict:
+    """The race; a smoke run trains a tiny model for seconds, every run at once."""
     budget = SMOKE["budget"] if smoke else BUDGET_S
     options = SMOKE["options"] if smoke else []
     dataset = data.dataset("membrane")
@@ -104,22 +127,27 @@ def run(smoke: bool = False) -> dict:
     validation, training = dataset.create_folds((VAL,), shuffle=True, seed=SEED)
     with tempfile.TemporaryDirectory(dir=data.data_dir()) as folder:
         work = Path(folder)
-        ours = _segtrain(ref, work / "segtrain", budget, options)
+        races = [
+            _Segtrain(ref, work / "segtrain", budget, options),
+            _Newcomer(validation, training, work / "newcomer", budget, options),
+            _Segtrain(ref, work / "segtrain-half", budget / 2, options),
+            *[
+                _Segtrain(ref, work / f"segtrain-alt{k}", budget, alternative)
+                for k, alternative in enumerate([] if smoke else ALTERNATIVES)
+            ],
+        ]
+        walls = _timed([race.command for race in races], together=smoke)
         split = json.loads((work / "segtrain" / "split.json").read_text())
         if split["val"] != [int(i) for i in validation.indices]:
             raise RuntimeError("segtrain's validation fold is not the one the baseline uses")
-        theirs = _newcomer(validation, training, work / "newcomer", budget, options)
-        half = _segtrain(ref, work / "segtrain-half", budget / 2, options)
-        others = [
-            _segtrain(ref, work / f"segtrain-alt{k}", budget, alternative)
-            for k, alternative in enumerate([] if smoke else ALTERNATIVES)
-        ]
+        runs = [race.score(wall) for race, wall in zip(races, walls, strict=True)]
+    ours, theirs, half = runs[:3]
     return {
         "dataset": ref,
         "train_rows": len(training),
         "val_rows": len(validation),
         "budget_s": budget,
-        "runs": [ours, theirs, half, *others],
+        "runs": runs,
         "dice_gain": ours["dice"] - theirs["dice"],
         "half_budget_dice_gain": half["dice"] - theirs["dice"],
     }

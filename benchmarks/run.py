@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.run [--smoke] [--only feeding,loader,...] [--out DIR] [--render]``
 
-``--smoke`` runs every section at toy sizes (under 2 minutes, for the test suite);
+``--smoke`` runs every section at toy sizes (2 minutes on 2 cores, for the test suite);
 ``--only`` runs some sections and keeps the others' previous results; ``--render`` only
 rewrites the markdown from an existing results.json.
 """
@@ -39,7 +39,7 @@ def _module(name: str):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="toy sizes, under 2 minutes")
+    parser.add_argument("--smoke", action="store_true", help="toy sizes, about 2 minutes")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--out", type=Path, help="folder for results.json and benchmarks.md")
     parser.add_argument("--render", action="store_true", help="rewrite the markdown only")
