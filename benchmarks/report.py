@@ -602,7 +602,7 @@ def _quality_verdict(runs: list[dict[str, Any]]) -> str:
         )
     if flat:
         text += (
-            f" Within 0.01 dice of the trivial prediction, so not better than it: "
+            f" Less than 0.01 dice above the trivial prediction (or below it), so no better: "
             f"{', '.join(flat)}."
         )
     return text
