@@ -133,10 +133,29 @@ class Dataset:
         return read_image(self.file_path(Path(path).as_posix()), max_pixels)
 
     def subset(self, positions: Sequence[int] | np.ndarray) -> Dataset:
-        """A view on some of this view's rows (positions index this view, not the full table)."""
-        return Dataset(
-            self.path, self.manifest, self._table, self._indices[np.asarray(positions, dtype=int)]
-        )
+        """A view on some of this view's rows (positions index this view, not the full table).
+
+        Positions are whole numbers from 0 to ``len(self) - 1``; anything else (a negative
+        position, which numpy would count from the end, a float, a bool) raises
+        :class:`DataError`, as ids read from a file may be anything.
+
+        Example: ``ds.subset([0, 2])`` (the first and third rows).
+        """
+        picked = np.asarray(positions)
+        if picked.size == 0:
+            picked = picked.astype(int)
+        if picked.ndim != 1 or picked.dtype.kind not in "iu":
+            raise DataError(
+                f"Row positions must be a list of whole numbers, not {picked.dtype} values; "
+                f"pass positions from 0 to {len(self) - 1}."
+            )
+        outside = picked[(picked < 0) | (picked >= len(self))]
+        if outside.size:
+            raise DataError(
+                f"Row position {outside[0]} is outside {self.name}'s {len(self)} rows; "
+                f"pass positions from 0 to {len(self) - 1}."
+            )
+        return Dataset(self.path, self.manifest, self._table, self._indices[picked])
 
     def filter(self, keep: Callable[[Any], bool]) -> Dataset:
         """A view on the rows for which ``keep(row)`` is true, in order.

@@ -142,7 +142,7 @@ class RunFolder:
         try:
             rows = json.loads((self.path / SPLIT).read_text())
             return dataset.subset(rows["val"]), dataset.subset(rows["train"])
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, brinelite.BrineliteError) as exc:
             raise SegtrainError(
                 f"{self.path / SPLIT} does not hold the run's folds of {dataset.name} ({exc}); "
                 "restore the file segtrain train wrote, or score every row with --fold all"

@@ -262,6 +262,23 @@ def test_folds_take_fractions_and_refuse_nonsense(pairs_src):
     assert (len(empty), len(everything)) == (0, 8)
 
 
+def test_subset_takes_only_positions_of_the_view(pairs_src):
+    """Before: subset([-1]) gave the last row (numpy counts from the end), [1.7] row 1."""
+    ds = brinelite.load_dataset(str(brinelite.install(str(pairs_src), name="gen/discs").path))
+    tail = ds[4:]
+    assert list(tail.subset([0, 3]).indices) == [4, 7] and len(tail.subset([])) == 0
+    assert list(tail.subset(np.array([2], dtype=np.uint8)).indices) == [6]
+    for positions, words in (
+        ([-1], "Row position -1 is outside"),
+        ([4], "Row position 4 is outside gen/discs's 4 rows; pass positions from 0 to 3"),
+        ([1.7], "whole numbers, not float64"),
+        ([True], "whole numbers, not bool"),
+        ([[0]], "whole numbers"),
+    ):
+        with pytest.raises(DataError, match=words):
+            tail.subset(positions)
+
+
 def test_slices_and_filter_are_views(pairs_src):
     ds = brinelite.load_dataset(str(brinelite.install(str(pairs_src), name="gen/discs").path))
     head = ds[0:3]

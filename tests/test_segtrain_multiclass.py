@@ -357,8 +357,9 @@ def test_a_tampered_run_folder_is_one_line(tmp_path, segtrain_cli):
         one_line_error(result, words)
         assert not (run / "out").exists()
     run = tampered(lambda c: None)
-    (run / "split.json").write_text('{"val": [99], "train": [0]}')
-    one_line_error(segtrain_cli("evaluate", run), "split.json does not hold the run's folds")
+    for rows in ('{"val": [99], "train": [0]}', '{"val": [-1], "train": [0]}'):
+        (run / "split.json").write_text(rows)
+        one_line_error(segtrain_cli("evaluate", run), "split.json does not hold the run's folds")
     (run / "taken").write_text("")
     for command in (("predict", run, image), ("evaluate", run, "--fold", "all")):
         one_line_error(segtrain_cli(*command, "--out", run / "taken"), "cannot write into")
