@@ -132,6 +132,11 @@ CAMVID_CLASSES = ["sky", "building", "pole", "road", "pavement", "tree", "sign",
                   "pedestrian", "bicyclist"]  # fmt: skip
 
 
+def camvid_stems(split: str, frames: int | None = None) -> list[str]:
+    """The frames of CamVid's ``split`` (train, val, test), or its first ``frames``."""
+    return (SHARED / "camvid" / f"split-{split}.txt").read_text().split()[:frames]
+
+
 def camvid_source(split: str, frames: int) -> Path:
     """An images/ + masks/ + classes.json folder of a CamVid split's first ``frames`` frames.
 
@@ -146,7 +151,7 @@ def camvid_source(split: str, frames: int) -> Path:
     source = SHARED / "camvid"
     for sub in ("images", "masks"):
         (dest / sub).mkdir(parents=True)
-    for stem in (source / f"split-{split}.txt").read_text().split()[:frames]:
+    for stem in camvid_stems(split, frames):
         for sub in ("images", "masks"):
             os.link(source / sub / f"{stem}.png", dest / sub / f"{stem}.png")
     classes = [{"id": k, "name": name} for k, name in enumerate(CAMVID_CLASSES)]

@@ -32,6 +32,8 @@ MODELS = {"small": (128, 1), "unet256": (256, 2)}  # model -> (size, batch)
 STEPS = {"small": 30, "unet256": 4}
 GLOBAL_BATCH = 4
 PROCESS_STEPS = 20
+# Both sections' smoke child: the single process at the global batch, under either backend.
+SMOKE = {"model": "tiny", "size": 32, "batch": GLOBAL_BATCH, "steps": 2}
 
 
 class _Clock:
@@ -118,11 +120,13 @@ def _results(jobs: list[tuple[dict, str]], together: bool) -> list[dict]:
 
 def backends(smoke: bool) -> dict:
     """img/s of each U-Net's train step under TensorFlow and under JAX."""
-    models = {"tiny": (32, GLOBAL_BATCH)} if smoke else MODELS
+    cases = [SMOKE] if smoke else [
+        {"model": model, "size": size, "batch": batch, "steps": STEPS[model]}
+        for model, (size, batch) in MODELS.items()
+    ]  # fmt: skip
     out = {}
-    for model, (size, batch) in models.items():
-        steps = 2 if smoke else STEPS[model]
-        options = {"model": model, "size": size, "batch": batch, "steps": steps}
+    for options in cases:
+        model, size, batch = options["model"], options["size"], options["batch"]
         names = ("tensorflow", "jax")
         runs = _results([(options, backend) for backend in names], together=smoke)
         out[model] = dict(zip(names, runs, strict=True))
@@ -138,8 +142,8 @@ def processes(smoke: bool, one: dict | None = None) -> dict:
 
     ``one`` is the single process's run when it was measured already.
     """
-    model, size = ("tiny", 32) if smoke else ("small", 128)
-    base = {"model": model, "size": size, "steps": 2 if smoke else PROCESS_STEPS}
+    model, size = (SMOKE["model"], SMOKE["size"]) if smoke else ("small", 128)
+    base = {"model": model, "size": size, "steps": SMOKE["steps"] if smoke else PROCESS_STEPS}
     coordinator = f"127.0.0.1:{_free_port()}"
     pair = [
         (
@@ -172,8 +176,8 @@ def processes(smoke: bool, one: dict | None = None) -> dict:
 
 def run(smoke: bool = False) -> dict:
     out = {"backends": backends(smoke), "cores": os.cpu_count()}
-    # In smoke runs the backends' JAX child had the single process's options.
-    out["processes"] = processes(smoke, one=out["backends"]["tiny"]["jax"] if smoke else None)
+    one = out["backends"][SMOKE["model"]]["jax"] if smoke else None  # SMOKE: the same child
+    out["processes"] = processes(smoke, one=one)
     return out
 
 

@@ -33,11 +33,6 @@ BUDGET_S = 240
 SMOKE = {"budget": 3, "train": 16, "val": 4}  # seconds, then frames of each split
 
 
-def _stems(split: str, limit: int | None = None) -> list[str]:
-    """The frames of ``split`` (its first ``limit`` in smoke runs)."""
-    return (CAMVID / f"split-{split}.txt").read_text().split()[:limit]
-
-
 def _read(stem: str) -> tuple[np.ndarray, np.ndarray]:
     import cv2
 
@@ -167,8 +162,8 @@ def segtrain_cli(budget: float, train: list[str], val: list[str]) -> dict:
 def run(smoke: bool = False) -> dict:
     """The three predictors on CamVid; smoke runs train on 16 frames and score 4."""
     budget = SMOKE["budget"] if smoke else BUDGET_S
-    train = _stems("train", SMOKE["train"] if smoke else None)
-    val = _stems("val", SMOKE["val"] if smoke else None)
+    train = data.camvid_stems("train", SMOKE["train"] if smoke else None)
+    val = data.camvid_stems("val", SMOKE["val"] if smoke else None)
     return {
         "size": SIZE,
         "batch": BATCH,
