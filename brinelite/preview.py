@@ -105,7 +105,7 @@ def _tile(image: np.ndarray, mask: np.ndarray | None, classes: ClassMap | None, 
     return cell
 
 
-def _pick(count: int, n: int, seed: int | None) -> list[int]:
+def pick_rows(count: int, n: int, seed: int | None) -> list[int]:
     """``n`` positions of ``count`` drawn at random with ``seed`` (all when fewer), in order."""
     if n >= count:
         return list(range(count))
@@ -173,7 +173,7 @@ def contact_sheet(
     if len(dataset) == 0:
         raise DataError(f"Dataset {dataset.name} has no rows to show.")
     mask_col = image_columns[1] if len(image_columns) > 1 else None
-    positions = _pick(len(dataset), n, seed)
+    positions = pick_rows(len(dataset), n, seed)
     titles = [f"{k}  {Path(getattr(dataset[k], image_columns[0])).name}" for k in positions]
     samples = [
         _drawn(title, partial(_sample, dataset, k, (image_columns[0], mask_col)))
