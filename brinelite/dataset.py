@@ -37,7 +37,8 @@ class Dataset:
     ``len(ds)`` rows; ``ds[i]`` is a named tuple with one attribute per column
     (image columns hold the file's path relative to the dataset folder);
     ``ds.load_image(path)`` decodes one such file. ``ds[10:20]``, :meth:`filter`,
-    :meth:`subset` and :meth:`create_folds` give views (no data is copied).
+    :meth:`subset`, :meth:`split` (a split the dataset declares) and :meth:`create_folds` give
+    views (no data is copied).
 
     Example::
 

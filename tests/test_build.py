@@ -9,6 +9,7 @@ import pytest
 from conftest import camvid_subset, make_pairs
 
 import brinelite
+from brinelite import splits
 from brinelite.errors import BuildError, LabelMapError
 
 
@@ -97,7 +98,7 @@ def test_bad_split_files_are_refused_in_one_line(cli, tmp_path, lines, words):
     assert not out.exists()
 
 
-def test_hostile_split_files(cli, tmp_path):
+def test_hostile_split_files(cli, tmp_path, monkeypatch):
     src = camvid_subset(tmp_path / "camvid")
     (src / "split-Bad Name.txt").write_text("x\n")
     one_line(cli("build", src, "--name", "lab/c", "--out", tmp_path / "x.tgz"), "split names are")
@@ -108,6 +109,9 @@ def test_hostile_split_files(cli, tmp_path):
     result = cli("build", src, "--name", "lab/c", "--out", tmp_path / "x.tgz")
     one_line(result, "not rows", "\\x1b")
     assert "\x1b" not in result.err and len(result.err) < 600
+    monkeypatch.setattr(splits, "MAX_FILE_BYTES", 100)  # 64 MiB in earnest
+    (src / "split-test.txt").write_text("x" * 101)
+    one_line(cli("build", src, "--name", "lab/c", "--out", tmp_path / "x.tgz"), "larger than")
 
 
 def test_a_csv_split_column(tmp_path):
