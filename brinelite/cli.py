@@ -185,6 +185,7 @@ def info(
         ("citation", " ".join(manifest.citation.split())),
         ("card", ", ".join(manifest.card)),
         ("rows", str(manifest.rows)),
+        ("splits", ", ".join(f"{k} {len(v)} rows" for k, v in manifest.splits.items())),
         ("columns", ", ".join(f"{c.name} ({c.type})" for c in manifest.columns)),
         ("size", f"{_human(manifest.total_bytes)} in {len(manifest.files)} files"),
         ("source", redact_url(record.get("source", ""))),
@@ -238,6 +239,7 @@ def _info_json(dataset) -> dict:
         "card": manifest.card,
         "classes": manifest.classes.to_json() if manifest.classes else None,
         "rows": manifest.rows,
+        "splits": {name: len(rows) for name, rows in manifest.splits.items()},
         "columns": [{"name": c.name, "type": c.type} for c in manifest.columns],
         "total_bytes": manifest.total_bytes,
         "files": len(manifest.files),
@@ -291,6 +293,12 @@ def build(
         Path | None,
         typer.Option(help="Class map of semantic masks (default: classes.json in SRC if any)."),
     ] = None,
+    binary: Annotated[
+        bool,
+        typer.Option(
+            "--binary", help="Binary masks even if they look like class ids (e.g. values 0-11)."
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     publish_to: Annotated[
@@ -300,7 +308,8 @@ def build(
 ) -> None:
     """Build a reproducible dataset archive, checking every image and pair first.
 
-    README, SOURCE, LICENSE and CITATION files beside images/ are carried in as its card.
+    README, SOURCE, LICENSE and CITATION files beside images/ are carried in as its card;
+    split-NAME.txt files (one image stem a line) or a CSV's split column declare its splits.
     """
     with bar("Checking images", unit="items", quiet=quiet) as progress:
         result = build_archive(
@@ -314,9 +323,11 @@ def build(
             citation=citation,
             force=force,
             classes=classes,
+            binary=binary,
         )
     manifest = result.manifest
     card = f", card {', '.join(manifest.card)}" if manifest.card else ""
+    card += "".join(f", split {k} {len(v)}" for k, v in manifest.splits.items())
     out.print(
         f"Built {manifest.name}@{manifest.version}: {manifest.rows} rows, "
         f"columns {', '.join(c.name for c in manifest.columns)}{card}, "
@@ -437,19 +448,26 @@ def show(
     out_file: Annotated[Path, typer.Option("--out", help="Where to write the PNG.")] = Path(
         "grid.png"
     ),
-    rows: Annotated[int, typer.Option(help="How many samples to show.", min=1)] = 16,
+    n: Annotated[int, typer.Option("--n", "--rows", help="How many samples to show.", min=1)] = 16,
+    seed: Annotated[int, typer.Option(help="Which samples: a random draw with this seed.")] = 0,
+    binary: Annotated[
+        bool, typer.Option("--binary", help="Raw folder: draw masks of small values as binary.")
+    ] = False,
 ) -> None:
     """Write a contact sheet of samples with their masks laid over them.
 
     NAME may also be a raw images/ + masks/ folder, to look at it before building.
     """
     from .build import open_source
+    from .classes import CLASSES_FILE
     from .manifest import MANIFEST
     from .preview import contact_sheet  # OpenCV: imported only by the command that draws
 
     folder = Path(name).expanduser()
     raw = folder.is_dir() and not (folder / MANIFEST).is_file()
-    path = contact_sheet(open_source(folder) if raw else load_dataset(name), out_file, rows=rows)
+    dataset = open_source(folder) if raw else load_dataset(name)
+    check = folder / CLASSES_FILE if raw and not binary else None
+    path = contact_sheet(dataset, out_file, n=n, seed=seed, class_map_file=check)
     out.print(f"Wrote {path}")
 
 

@@ -30,6 +30,18 @@ class BuildError(BrineliteError):
     """A source folder or CSV cannot be turned into a dataset."""
 
 
+class LabelMapError(BuildError):
+    """Masks without a class map hold a few small values: class ids, not a binary mask.
+
+    ``skeleton`` is a ``classes.json`` object naming the values found, for the user to edit.
+    """
+
+    def __init__(self, message: str, values: list[int], skeleton: dict) -> None:
+        super().__init__(message)
+        self.values = values
+        self.skeleton = skeleton
+
+
 class ManifestError(BrineliteError):
     """A manifest or rows table is missing, malformed or disagrees with the files."""
 
@@ -68,6 +80,10 @@ class CacheError(BrineliteError):
 
 class DataError(BrineliteError):
     """A row's files cannot be decoded, or processing a sample failed; names the row and file."""
+
+
+class UnknownSplitError(DataError, LookupError):
+    """A split name the dataset does not declare (the message lists those it does)."""
 
 
 class OfflineError(BrineliteError):

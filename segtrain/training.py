@@ -76,6 +76,31 @@ def check_val(dataset: brinelite.Dataset, val: int) -> None:
         )
 
 
+def make_folds(
+    data: brinelite.Dataset, config: RunConfig
+) -> tuple[brinelite.Dataset, brinelite.Dataset]:
+    """The validation and training folds: splits the dataset declares, or a random fold.
+
+    ``--val-split`` validates on that split and trains on ``--train-split`` or else on every
+    row outside it; otherwise ``--val`` rows of ``--train-split`` (or of all rows) are drawn
+    with the seed, as ``create_folds((val,))``. Unknown splits and empty folds are refused.
+    """
+    pool = data.split(config.train_split) if config.train_split else data
+    if config.val_split is None:
+        check_val(pool, config.val)
+        return tuple(pool.create_folds((config.val,), shuffle=True, seed=config.seed))
+    validation = data.split(config.val_split)
+    held = set(validation.indices.tolist())
+    outside = [k for k, row in enumerate(data.indices.tolist()) if row not in held]
+    training = pool if config.train_split else data.subset(outside)
+    if not len(training):
+        raise SegtrainError(
+            f"--val-split {config.val_split} holds every row of {data.name}; name the rows "
+            "to train on with --train-split"
+        )
+    return validation, training
+
+
 def make_callbacks(
     run_dir: str | Path,
     resume: bool = False,
@@ -242,7 +267,7 @@ def train(
     config = requested.resolved()
     data = brinelite.load_dataset(dataset)
     check_columns(data, config.image_column, config.mask_column)
-    check_val(data, config.val)
+    make_folds(data, config)  # refuses unknown splits and empty folds before Keras loads
     classes = data.manifest.classes
     num_outputs(classes)  # refuses a class map of one class before Keras loads
     weights = class_weights(classes, config.class_weights) if classes else None
@@ -311,7 +336,7 @@ def fit_run(
     if resume:
         validation, training = folder.split(data)
     else:
-        validation, training = data.create_folds((config.val,), shuffle=True, seed=config.seed)
+        validation, training = make_folds(data, config)
     written = {
         **config.to_dict(),
         "precision_requested": requested.precision,

@@ -24,10 +24,10 @@ def test_list_show_uninstall(pairs_src, tmp_path, cli, brinelite_home):
     shown = cli("show", "gen/discs", "--out", sheet, "--rows", "6")
     assert shown.code == 0 and str(sheet) in shown.out
     grid = cv2.imread(str(sheet))
-    assert grid.shape == (2 * 224, 4 * 224, 3)
-    # The overlay tints mask pixels red: the disc of row 0 must show more red than green.
-    first = grid[:224, :224].astype(int)
-    assert (first[:, :, 2] - first[:, :, 1] > 60).sum() > 100
+    assert grid.shape == (8 + 2 * (20 + 168 + 8), 8 + 4 * (224 + 8), 3)  # titles, gaps
+    # The overlay outlines mask pixels in cyan: the first tile's disc must show some.
+    first = grid[28:196, 8:232].astype(int)
+    assert ((first[:, :, 0] > 200) & (first[:, :, 1] > 200) & (first[:, :, 2] < 80)).sum() > 100
 
     assert cli("uninstall", "gen/discs@1.0.0").code == 0
     assert brinelite.list_datasets() == ["gen/discs@1.1.0"]
@@ -173,6 +173,7 @@ def test_json_for_scripts(pairs_src, tmp_path, cli, brinelite_home, monkeypatch)
         "card",
         "classes",
         "rows",
+        "splits",
         "columns",
         "total_bytes",
         "files",
@@ -182,6 +183,7 @@ def test_json_for_scripts(pairs_src, tmp_path, cli, brinelite_home, monkeypatch)
         "path",
     }
     assert info["classes"] is None  # binary masks
+    assert info["splits"] == {}  # no split files
     assert (info["name"], info["version"], info["rows"], info["path"]) == (
         "gen/discs",
         "1.2.0",
