@@ -79,7 +79,7 @@ def download_key(location: str) -> str:
 def download_path(location: str) -> Path:
     """Where the archive at ``location`` is downloaded: ``downloads/<key>-<file name>``."""
     name = Path(urlsplit(location).path if "://" in location else location).name
-    return downloads_dir() / f"{download_key(location)}-{name or 'archive'}"
+    return downloads_dir() / f"{download_key(location)}-{name[-50:] or 'archive'}"
 
 
 def download_lock(location: str, timeout: float = LOCK_TIMEOUT):

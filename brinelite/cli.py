@@ -20,7 +20,7 @@ from . import __version__, cache, config, lockfile, prepared, publishing, regist
 from . import serve as server
 from .build import build as build_archive
 from .classes import ClassMap
-from .commandline import Output, new_app, run_app
+from .commandline import Output, new_app, run_app, storable_path
 from .dataset import load_dataset
 from .errors import NotInstalledError
 from .install import install as install_dataset
@@ -108,6 +108,8 @@ def install(
             out.print(f"Dataset {result.ref} was installed.")
         if result.sha256:
             out.print(f"sha256 {result.sha256}")
+        elif result.fingerprint:
+            out.print(f"fingerprint {result.fingerprint} (installed from a folder: no archive)")
 
 
 @app.command()
@@ -166,7 +168,12 @@ def list_command(as_json: JsonFlag = False) -> None:
 
 @app.command()
 def info(
-    name: Annotated[str, typer.Argument(help="scope/name[@version] of an installed dataset.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="scope/name[@version] of an installed dataset.", callback=storable_path
+        ),
+    ],
     as_json: JsonFlag = False,
 ) -> None:
     """Show an installed dataset: versions, rows, columns, size, source, sha256 and its card."""
@@ -250,7 +257,12 @@ def _info_json(dataset) -> dict:
 
 @app.command()
 def verify(
-    name: Annotated[str, typer.Argument(help="scope/name[@version] of an installed dataset.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="scope/name[@version] of an installed dataset.", callback=storable_path
+        ),
+    ],
     as_json: JsonFlag = False,
 ) -> None:
     """Re-hash every file of an installed dataset against its manifest (exit 1 on a mismatch)."""
@@ -271,14 +283,20 @@ def verify(
 def build(
     src: Annotated[
         Path,
-        typer.Argument(help="A folder with images/ and masks/, or a JSON config naming a CSV."),
+        typer.Argument(
+            help="A folder with images/ and masks/, or a JSON config naming a CSV.",
+            callback=storable_path,
+        ),
     ],
     name: Annotated[str, typer.Option(help="scope/name of the dataset.")],
     version: Annotated[
         str, typer.Option(help="Semantic version, e.g. 1.0.0 or 1.0.0-rc1.")
     ] = "1.0.0",
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="Archive path (default NAME-VERSION.tar.gz).")
+        Path | None,
+        typer.Option(
+            "--out", help="Archive path (default NAME-VERSION.tar.gz).", callback=storable_path
+        ),
     ] = None,
     description: Annotated[str, typer.Option(help="One line describing the dataset.")] = "",
     license: Annotated[
@@ -289,7 +307,10 @@ def build(
     ] = "",
     classes: Annotated[
         Path | None,
-        typer.Option(help="Class map of semantic masks (default: classes.json in SRC if any)."),
+        typer.Option(
+            help="Class map of semantic masks (default: classes.json in SRC if any).",
+            callback=storable_path,
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -331,10 +352,19 @@ def build(
 @app.command()
 def publish(
     source: Annotated[
-        str, typer.Argument(help="An archive, a dataset folder, or an installed scope/name.")
+        str,
+        typer.Argument(
+            help="An archive, a dataset folder, or an installed scope/name.",
+            callback=storable_path,
+        ),
     ],
     dest: Annotated[
-        str, typer.Option("--registry", help="A registry folder, file:// or s3://bucket/prefix.")
+        str,
+        typer.Option(
+            "--registry",
+            help="A registry folder, file:// or s3://bucket/prefix.",
+            callback=storable_path,
+        ),
     ],
 ) -> None:
     """Publish a dataset version to a registry (versions are never overwritten)."""
@@ -391,7 +421,7 @@ def search(
 def serve(
     root: Annotated[Path, typer.Argument(help="The registry folder to serve.")],
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for all.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.", min=0, max=65535)] = 8000,
     timeout: Annotated[
         float, typer.Option(help="Seconds before a silent connection is closed.")
     ] = server.DEFAULT_TIMEOUT,
@@ -432,11 +462,15 @@ def registry_remove(name: Annotated[str, typer.Argument(help="The registry's nam
 @app.command()
 def show(
     name: Annotated[
-        str, typer.Argument(help="scope/name[@version], a dataset folder, or a raw source folder.")
+        str,
+        typer.Argument(
+            help="scope/name[@version], a dataset folder, or a raw source folder.",
+            callback=storable_path,
+        ),
     ],
-    out_file: Annotated[Path, typer.Option("--out", help="Where to write the PNG.")] = Path(
-        "grid.png"
-    ),
+    out_file: Annotated[
+        Path, typer.Option("--out", help="Where to write the PNG.", callback=storable_path)
+    ] = Path("grid.png"),
     rows: Annotated[int, typer.Option(help="How many samples to show.", min=1)] = 16,
 ) -> None:
     """Write a contact sheet of samples with their masks laid over them.
