@@ -9,6 +9,7 @@ and exits 1 (2 for usage), never a traceback. Everything is printed through
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from textwrap import shorten
 from typing import Annotated
@@ -141,8 +142,9 @@ def uninstall(
 
 @app.command("list")
 def list_command(as_json: JsonFlag = False) -> None:
-    """List installed datasets."""
+    """List installed datasets with the size each takes on disk."""
     refs = cache.installed()
+    sizes = {ref: cache.size_on_disk(cache.dataset_path(ref)) for ref in refs}
     if as_json:
         out.json(
             {
@@ -153,6 +155,7 @@ def list_command(as_json: JsonFlag = False) -> None:
                         "version": str(ref.version),
                         "ref": str(ref),
                         "path": str(cache.dataset_path(ref)),
+                        "bytes": sizes[ref],
                     }
                     for ref in refs
                 ],
@@ -162,8 +165,9 @@ def list_command(as_json: JsonFlag = False) -> None:
     if not refs:
         out.print(f"No datasets installed in {cache.home()}.")
         return
+    width = max(len(str(ref)) for ref in refs)
     for ref in refs:
-        out.print(str(ref))
+        out.print(f"{str(ref):<{width}}  {_human(sizes[ref]):>9}")
 
 
 @app.command()
@@ -496,13 +500,31 @@ def cache_dir() -> None:
 @cache_app.command("clean")
 def cache_clean() -> None:
     """Delete partial downloads, leftovers of killed installs, and stale prepared caches."""
-    stale = prepared.stale_caches()
-    cleaned = cache.clean(also=stale)
-    removed = f" ({len(stale)} stale prepared cache{'s' * (len(stale) != 1)})" if stale else ""
-    out.print(f"Freed {_human(cleaned.freed)}{removed}.")
+    found = prepared.stale_caches()
+    origins = {path.name: _prepared_from(path) for path in found}
+    cleaned = cache.clean(also=found)
+    entries = f"{len(cleaned.removed)} entr{'y' if len(cleaned.removed) == 1 else 'ies'}"
+    removed = sum(path.parts[0] == "prepared" for path, _ in cleaned.removed)
+    stale = f" ({removed} stale prepared cache{'s' * (removed != 1)})" if removed else ""
+    out.print(f"Freed {_human(cleaned.freed)} in {entries}{stale}.")
+    for path, size in cleaned.removed:
+        origin = origins.get(path.name) if path.parts[0] == "prepared" else None
+        out.print(f"  {_human(size):>9}  {path}{f'  (prepared from {origin})' if origin else ''}")
     if cleaned.skipped:
-        held = ", ".join(str(path.relative_to(cache.home())) for path in cleaned.skipped)
+        held = ", ".join(map(str, cleaned.skipped))
         out.print(f"Skipped {len(cleaned.skipped)} in use by a running install: {held}.")
+    if cleaned.foreign:
+        left = ", ".join(sorted(map(str, cleaned.foreign)))
+        out.print(f"Left {len(cleaned.foreign)} not created by brinelite (or links): {left}.")
+
+
+def _prepared_from(folder: Path) -> str | None:
+    """The dataset a prepared cache was made from, as its key file says (None if unreadable)."""
+    try:
+        key = json.loads((folder / prepared.KEY_FILE).read_text("utf-8"))
+        return f"{key['dataset']}@{key['version']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def main() -> None:

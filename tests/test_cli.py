@@ -6,19 +6,22 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import pytest
 from conftest import REPO
 
 import brinelite
+from brinelite import cache
 
 
 def test_list_show_uninstall(pairs_src, tmp_path, cli, brinelite_home):
     assert "No datasets installed" in cli("list").out
     assert cli("install", pairs_src, "--name", "gen/discs@1.0.0").code == 0
     assert cli("install", pairs_src, "--name", "gen/discs@1.1.0").code == 0
-    assert cli("list").out.split() == ["gen/discs@1.0.0", "gen/discs@1.1.0"]
+    listed = [line.split()[0] for line in cli("list").out.splitlines()]
+    assert listed == ["gen/discs@1.0.0", "gen/discs@1.1.0"]
 
     sheet = tmp_path / "sheet.png"
     shown = cli("show", "gen/discs", "--out", sheet, "--rows", "6")
@@ -39,9 +42,10 @@ def test_list_show_uninstall(pairs_src, tmp_path, cli, brinelite_home):
 def test_cache_dir_follows_brinelite_home(cli, brinelite_home):
     assert cli("cache", "dir").out.strip() == str(brinelite_home)
     (brinelite_home / "downloads").mkdir()
-    (brinelite_home / "downloads" / "x.part").write_bytes(b"1234")
+    part = brinelite_home / "downloads" / "0123456789abcdef-x.tar.gz.part"
+    part.write_bytes(b"1234")
     assert "Freed 4 B" in cli("cache", "clean").out
-    assert not (brinelite_home / "downloads" / "x.part").exists()
+    assert not part.exists()
 
 
 def test_console_script_runs_as_a_process(pairs_src, brinelite_home):
@@ -159,7 +163,13 @@ def test_json_for_scripts(pairs_src, tmp_path, cli, brinelite_home, monkeypatch)
     listed = json.loads(cli("list", "--json").out)
     path = str(brinelite_home / "datasets" / "gen" / "discs" / "1.2.0")
     assert listed["datasets"] == [
-        {"name": "gen/discs", "version": "1.2.0", "ref": "gen/discs@1.2.0", "path": path}
+        {
+            "name": "gen/discs",
+            "version": "1.2.0",
+            "ref": "gen/discs@1.2.0",
+            "path": path,
+            "bytes": cache.size_on_disk(Path(path)),
+        }
     ]
 
     info = json.loads(cli("info", "gen/discs", "--json").out)
