@@ -74,6 +74,7 @@ class _Plan:
     ref: DatasetRef | None
     sha256: str | None  # the archive's expected sha256: the user's pin or the registry's
     pins: _Pins
+    size: int | None = None  # the archive's size as its registry index declares it
     named: bool = False  # ref came from --name (else from a registry)
     registry: str | None = None  # the registry a name was resolved in
     headers: dict[str, str] = field(default_factory=dict)  # its auth header, for its host only
@@ -181,7 +182,9 @@ def _plan(source: str, name: str | None, pins: _Pins, force: bool) -> _Plan | In
             "it against. Drop --sha256 (a folder install prints its fingerprint), or build an "
             "archive and install that."
         )
-    return _Plan(shown, str(path.resolve()), kind, given, pins.sha256, pins, given is not None)
+    return _Plan(
+        shown, str(path.resolve()), kind, given, pins.sha256, pins, named=given is not None
+    )
 
 
 def _check_url(url: str, shown: str) -> None:
@@ -241,6 +244,7 @@ def _from_registry(ref: DatasetRef, pins: _Pins, force: bool) -> _Plan | Install
         found.ref,
         pins.sha256 or found.sha256,
         pins,
+        size=found.size,
         registry=redact_url(found.registry),
         headers=found.headers,
         skipped=tuple(str(item) for item in found.skipped),
@@ -375,6 +379,7 @@ def _fetch(plan: _Plan, quiet: bool) -> download.FetchResult:
             plan.location,
             cache.download_path(plan.location),
             sha256=plan.sha256,
+            size=plan.size,
             headers=plan.headers,
             progress=progress,
         )
