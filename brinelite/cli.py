@@ -427,11 +427,15 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for all.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.", min=0, max=65535)] = 8000,
     timeout: Annotated[
-        float, typer.Option(help="Seconds before a silent connection is closed.")
+        float,
+        typer.Option(help="Seconds a client has to send its request, or may stay silent."),
     ] = server.DEFAULT_TIMEOUT,
+    max_connections: Annotated[
+        int, typer.Option(help="Connections served at once; more get 503.", min=1)
+    ] = server.DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """Serve a registry folder read-only over HTTP; prints its URL first."""
-    server.serve(root, host, port, timeout)
+    server.serve(root, host, port, timeout, max_connections)
 
 
 @registry_app.command("add")
