@@ -24,6 +24,7 @@ and lists everything else it left.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -38,6 +39,7 @@ import platformdirs
 from filelock import FileLock, Timeout
 
 from .errors import AlreadyExistsError, CacheError, NotInstalledError, disk_advice
+from .hashes import FileInfo, file_info
 from .names import DatasetRef, Version, parse_version, suggest
 from .redact import url_key
 
@@ -114,6 +116,95 @@ def download_path(location: str) -> Path:
 def download_lock(location: str, timeout: float = LOCK_TIMEOUT):
     """The lock a process holds while it fetches (and unpacks) the archive at ``location``."""
     return lock(f"download-{download_key(location)}", timeout)
+
+
+@contextmanager
+def shared_download(location: str) -> Iterator[SharedDownload]:
+    """Hold the download lock of ``location`` as one of the processes that want its archive.
+
+    Each process signs in (``locks/download-<key>.users/<pid>-<n>``) before it waits for the
+    lock, so the one that fetches the archive knows who waits and keeps the verified archive
+    for them (as huggingface_hub's blob cache does) instead of deleting it; the last one out
+    deletes it. Six installs of one URL under six names download it once.
+
+    Example::
+
+        with shared_download(url) as shared:
+            archive = shared.kept(sha256) or fetch(...)
+    """
+    users = _area("locks") / f"download-{download_key(location)}.users"
+    users.mkdir(exist_ok=True)
+    sign, name = tempfile.mkstemp(prefix=f"{os.getpid()}-", dir=users)
+    os.close(sign)
+    me = Path(name)
+    try:
+        with download_lock(location):
+            shared = SharedDownload(download_path(location), me)
+            try:
+                yield shared
+            finally:
+                shared.settle()
+    finally:
+        me.unlink(missing_ok=True)
+
+
+class SharedDownload:
+    """The verified archive of one location, kept only while another process waits for it.
+
+    ``downloads/<key>-<file>.kept.json`` says whom it is kept for and its sha256; only those
+    processes reuse it, after hashing it again.
+    """
+
+    def __init__(self, archive: Path, me: Path) -> None:
+        self.archive = archive
+        self.record = archive.with_name(archive.name + ".kept.json")
+        self.me = me
+        self.sha256: str | None = None  # set once this process holds the verified archive
+
+    def kept(self, sha256: str | None) -> FileInfo | None:
+        """The archive another process fetched for this one (matching ``sha256`` if given)."""
+        record = self._record()
+        promised = record.get("sha256")
+        if self.me.name not in record.get("for", ()) or sha256 not in (None, promised):
+            return None
+        try:
+            info = file_info(self.archive)
+        except OSError:
+            return None
+        if info.sha256 != promised:
+            return None
+        self.sha256 = info.sha256
+        return info
+
+    def settle(self) -> None:
+        """Keep the archive for the processes still waiting, or delete it if none is."""
+        sha256 = self.sha256 or self._record().get("sha256")
+        waiting = self._waiting()
+        if waiting and sha256 and self.archive.is_file():
+            self.record.write_text(json.dumps({"sha256": sha256, "for": waiting}))
+            return
+        self.archive.unlink(missing_ok=True)
+        self.record.unlink(missing_ok=True)
+
+    def _record(self) -> dict:
+        try:
+            record = json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def _waiting(self) -> list[str]:
+        """The other processes signed in and still running (the signs of dead ones go)."""
+        waiting = []
+        for sign in self.me.parent.iterdir():
+            pid = sign.name.split("-", 1)[0]
+            if sign == self.me or not pid.isdigit():
+                continue
+            if _running(int(pid)):
+                waiting.append(sign.name)
+            else:
+                sign.unlink(missing_ok=True)
+        return sorted(waiting)
 
 
 def dataset_path(ref: DatasetRef) -> Path:

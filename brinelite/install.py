@@ -6,9 +6,10 @@ verify every file against the manifest (or write a manifest for a plain images/ 
 tree) → one rename into ``datasets/``. Each step raises a typed error and cleans up after
 itself; nothing under ``datasets/`` changes until the final rename.
 
-Processes installing the same source share one lock (``cache.download_lock``), so an archive
-is fetched once however many names it is installed under; the dataset's own lock guards the
-final rename. An installed pinned version never needs a registry.
+Processes installing the same source share one lock and the verified archive
+(``cache.shared_download``), so an archive is fetched once however many names it is installed
+under; the dataset's own lock guards the final rename. An installed pinned version never
+needs a registry.
 """
 
 from __future__ import annotations
@@ -145,9 +146,9 @@ def install(
         plan = _plan(source, name, pins, force)
         if isinstance(plan, Installed):
             return plan
-        with cache.download_lock(plan.location):
+        with cache.shared_download(plan.location) as shared:
             done = None if force else _already_installed(plan)
-            return done or _install_locked(plan, force, quiet)
+            return done or _install_locked(plan, shared, force, quiet)
     except OSError as exc:
         raise CacheError(
             f"Installing {redact_url(source)} failed while writing to {cache.home()} "
@@ -304,18 +305,20 @@ def read_install_record(path: Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def _install_locked(plan: _Plan, force: bool, quiet: bool) -> Installed:
+def _install_locked(
+    plan: _Plan, shared: cache.SharedDownload, force: bool, quiet: bool
+) -> Installed:
+    """Install ``plan`` with its download lock held; the archive is fetched once for all
+    processes waiting for it (``shared``), which deletes it once none waits."""
     with cache.staging() as staging:
         if plan.kind == "folder":
             root, manifest = _stage_folder(plan, staging / "dataset", quiet)
             digest = ""
         else:
-            fetched = _fetch(plan, quiet)
-            digest = fetched.sha256
-            try:
-                root, manifest = _unpack(plan, fetched.path, staging, quiet)
-            finally:  # the fetched archive is deleted whether it installs or is refused
-                fetched.path.unlink(missing_ok=True)
+            kept = shared.kept(plan.sha256)
+            digest = kept.sha256 if kept else _fetch(plan, quiet).sha256
+            shared.sha256 = digest
+            root, manifest = _unpack(plan, shared.archive, staging, quiet)
         _check_identity(plan, manifest)
         record = {
             "source": redact_url(plan.location),

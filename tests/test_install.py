@@ -180,3 +180,54 @@ def test_a_full_disk_is_named_as_such(tmp_path, cli, monkeypatch):
     result = cli("install", archive, "-q")
     one_line_error(result)
     assert "No space left on device: free some space" in result.err
+
+
+# --- issue 26.12: one URL installed under several names at once is downloaded once ----------
+
+
+def test_concurrent_installs_of_one_url_under_other_names_download_it_once(tmp_path, httpserver):
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from conftest import make_pairs
+    from reliability_helpers import subprocess_env
+    from werkzeug import Response
+
+    plain = make_pairs(tmp_path / "plain", count=3, size=(24, 32))
+    archive = tmp_path / "plain.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for sub in ("images", "masks"):
+            tar.add(plain / sub, arcname=sub)
+    data, home, names = archive.read_bytes(), tmp_path / "home", 4
+    everyone_waits = threading.Event()
+
+    def held(request):  # the body is sent once every installer has signed in for the URL
+        everyone_waits.wait(60)
+        return Response(data, headers={"Content-Length": str(len(data))})
+
+    httpserver.expect_request("/plain.tar.gz").respond_with_handler(held)
+    url = httpserver.url_for("/plain.tar.gz")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "brinelite", "install", url, "--name", f"lab/n{i}", "-q"],
+            env=subprocess_env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(names)
+    ]
+    for _ in range(600):  # bounded: all four have started and signed in
+        if len(list(home.glob("locks/download-*.users/*"))) == names:
+            break
+        time.sleep(0.05)
+    everyone_waits.set()
+    results = [(run.wait(120), run.stderr.read()) for run in runs]
+    assert [code for code, _ in results] == [0] * names, results
+    gets = [entry for entry in httpserver.log if entry[0].path == "/plain.tar.gz"]
+    assert len(gets) == 1  # before: one full download per name
+    installed = sorted(p.parent.name for p in home.glob("datasets/lab/*/1.0.0"))
+    assert installed == [f"n{i}" for i in range(names)]
+    assert [p.name for p in (home / "downloads").iterdir()] == []  # the last one deleted it
