@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from typer._click.exceptions import MissingParameter
 
-from . import __version__, cache, config, lockfile, prepared, publishing, registry
+from . import __version__, cache, config, interrupt, lockfile, prepared, publishing, registry
 from . import serve as server
 from .build import build as build_archive
 from .classes import ClassMap
@@ -533,4 +533,5 @@ def _prepared_from(folder: Path) -> str | None:
 
 def main() -> None:
     """The ``brinelite`` console script."""
+    interrupt.started()
     run_app(app)

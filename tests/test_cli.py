@@ -420,3 +420,40 @@ def test_build_and_publish_past_the_file_size_limit_are_one_line(tmp_path, pairs
     assert published.stderr.count("\n") == 1 and "ulimit -f" in published.stderr
     assert not list(registry.rglob("*.json")) and not list(registry.rglob("*.tar.gz"))
     assert cli("publish", out, "--registry", registry).code == 0  # the same command completes
+
+
+_CTRL_C_AT_NUMPY = """
+import os, signal, sys
+
+class CtrlC:  # a real SIGINT, delivered while brinelite's imports are under way
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+"""
+
+
+def test_ctrl_c_while_the_command_starts_is_aborted_not_a_traceback(tmp_path, brinelite_home):
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(_CTRL_C_AT_NUMPY)
+    script = tmp_path / "bin" / "brinelite"  # what pip writes for the console script
+    script.parent.mkdir()
+    script.write_text(f"#!{sys.executable}\nfrom brinelite.cli import main\nmain()\n")
+    script.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), str(REPO)])}
+    for command in ([sys.executable, "-m", "brinelite"], [str(script)]):
+        run = subprocess.run(
+            [*command, "install", "demo/membrane"], env=env, capture_output=True, text=True
+        )
+        assert (run.returncode, run.stderr) == (130, "Aborted.\n")  # before: a traceback
+    assert not (brinelite_home / "datasets").exists()
+    library = subprocess.run(  # any other program importing brinelite keeps Python's Ctrl-C
+        [sys.executable, "-c", "import brinelite, signal; print(signal.getsignal(2).__name__)"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert library.stdout == "default_int_handler\n", library.stderr
