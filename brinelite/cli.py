@@ -423,7 +423,9 @@ def search(
 
 @app.command()
 def serve(
-    root: Annotated[Path, typer.Argument(help="The registry folder to serve.")],
+    root: Annotated[
+        Path, typer.Argument(help="The registry folder to serve.", callback=storable_path)
+    ],
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for all.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.", min=0, max=65535)] = 8000,
     timeout: Annotated[
