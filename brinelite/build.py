@@ -41,7 +41,7 @@ from .classes import (
     read_classes_file,
 )
 from .dataset import Dataset
-from .errors import AlreadyExistsError, BrineliteError, BuildError
+from .errors import AlreadyExistsError, BrineliteError, BuildError, WriteError, disk_advice
 from .hashes import FileInfo
 from .images import IMAGE_SUFFIXES, read_image
 from .manifest import Column, Manifest
@@ -459,9 +459,14 @@ def build(
     source = load_source(src)
     if classes is not None:
         source = replace(source, classes=read_classes_file(Path(classes)))
-    with tempfile.TemporaryDirectory(prefix="brinelite-build-") as tmp:
-        manifest = stage(
-            source, Path(tmp), name, version, description, license, progress, citation, binary
-        )
-        sha256 = archive.create(Path(tmp), out)
+    try:
+        with tempfile.TemporaryDirectory(prefix="brinelite-build-") as tmp:
+            manifest = stage(
+                source, Path(tmp), name, version, description, license, progress, citation, binary
+            )
+            sha256 = archive.create(Path(tmp), out)
+    except OSError as exc:
+        raise WriteError(
+            f"Building {name}@{version} failed ({disk_advice(exc)}); {out} was not written."
+        ) from exc
     return BuildResult(manifest, out, sha256)

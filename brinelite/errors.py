@@ -78,6 +78,13 @@ class CacheError(BrineliteError):
     """The cache folder cannot be used (unwritable, disk full, locked too long)."""
 
 
+class WriteError(BrineliteError, OSError):
+    """Writing a file failed: disk full, a file-size limit, no permission (``build``, ``publish``).
+
+    Also an ``OSError``, so code that caught the bare ``OSError`` still does.
+    """
+
+
 class DataError(BrineliteError):
     """A row's files cannot be decoded, or processing a sample failed; names the row and file."""
 
@@ -92,3 +99,29 @@ class OfflineError(BrineliteError):
 
 class LockFileError(BrineliteError):
     """A lock file (``brinelite.lock``) is unreadable or malformed, or cannot be written."""
+
+
+def disk_advice(exc: OSError) -> str:
+    """What an ``OSError`` from writing a file means for the user, and what to do, in words.
+
+    A full disk, a file-size limit (``ulimit -f``), a read-only or forbidden folder and a
+    name too long for the file system each get their own advice; anything else its
+    ``strerror``. Used to turn a write failure into one line of a typed error.
+
+    >>> import errno
+    >>> disk_advice(OSError(errno.ENOSPC, "No space left on device"))
+    'No space left on device: free some space'
+    """
+    import errno
+
+    advice = {
+        errno.ENOSPC: "free some space",
+        errno.EDQUOT: "free some space (over the disk quota)",
+        errno.EFBIG: "a file grew past the size this process may write (ulimit -f)",
+        errno.EACCES: "choose a folder you can write to",
+        errno.EPERM: "choose a folder you can write to",
+        errno.EROFS: "choose a folder on a writable file system",
+        errno.ENAMETOOLONG: "use a shorter name (at most 255 bytes per path part)",
+    }.get(exc.errno or 0)
+    reason = exc.strerror or type(exc).__name__
+    return f"{reason}: {advice}" if advice else reason
