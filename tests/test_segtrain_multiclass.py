@@ -24,8 +24,9 @@ from segtrain.augment import (
     random_shift_scale_rotate,
 )
 from segtrain.config import RunConfig
-from segtrain.processing import fix_mask, make_processor
+from segtrain.processing import make_processor
 from segtrain.semantic import class_weights
+from segtrain.tasks import ClassMaps, fix_mask
 from segtrain.training import make_batches
 
 CAMVID = SHARED_DATA / "camvid"
@@ -130,7 +131,7 @@ def test_augmented_label_maps_hold_only_declared_indices():
     stems = (CAMVID / "split-train.txt").read_text().split()[:4]
     changed = 0
     for seed, stem in enumerate(stems * 4):
-        process = make_processor(96, rng=np.random.default_rng(seed), classes=classes)
+        process = make_processor(96, rng=np.random.default_rng(seed), task=ClassMaps(classes))
         prepared = process.prepare(camvid_sample(stem))
         image, mask = process.augment(tuple(np.array(part) for part in prepared))
         assert image.shape == (96, 96, 3) and mask.shape == (96, 96, 1)
@@ -258,9 +259,9 @@ def test_a_class_map_model_has_a_float32_softmax_head_and_saves(tmp_path):
     from segtrain.losses import SemanticLoss
     from segtrain.models import build_model
 
-    model = build_model(
-        "tiny", 32, precision="mixed_bfloat16", num_classes=4, class_weights=[1, 2, 3, 4]
-    )
+    four = brinelite.ClassMap.from_json({"classes": [{"id": k, "name": str(k)} for k in range(4)]})
+    task = ClassMaps(four, weights=[1, 2, 3, 4])
+    model = build_model("tiny", 32, precision="mixed_bfloat16", task=task)
     assert model.output_shape == (None, 32, 32, 4)
     head = model.layers[-1]
     assert head.activation is keras.activations.softmax and head.compute_dtype == "float32"
