@@ -120,6 +120,9 @@ def predict(
             help="Probability from which a pixel is foreground (binary masks only).", min=0, max=1
         ),
     ] = 0.5,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite masks, overlays or a sheet in --out.")
+    ] = False,
 ) -> None:
     """Write a mask and an overlay per image, and a contact sheet of overlays.
 
@@ -127,7 +130,7 @@ def predict(
     the classes' colours over the photo, with a legend on the sheet.
     """
     from segtrain.evaluation import load_fold
-    from segtrain.prediction import image_files, predict_files
+    from segtrain.prediction import check_outputs, image_files, predict_files
     from segtrain.run_folder import RunFolder
 
     folder = RunFolder(run_dir)
@@ -137,9 +140,10 @@ def predict(
     else:
         fold = load_fold(folder, record)
         files = [fold.path / getattr(row, record.config.image_column) for row in fold]
-    model = folder.load_model(record)  # Keras loads here, after the checks
     out_dir = out_dir or run_dir / "predictions"
-    sheet = predict_files(model, files, out_dir, threshold, task=record.task)
+    check_outputs(files, out_dir, force)
+    model = folder.load_model(record)  # Keras loads here, after the checks
+    sheet = predict_files(model, files, out_dir, threshold, task=record.task, force=force)
     out.print(f"Wrote masks and overlays of {len(files)} images to {out_dir}")
     out.print(f"Contact sheet: {sheet}")
 

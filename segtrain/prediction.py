@@ -14,6 +14,7 @@ each class by its palette, with a legend on the sheet.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -198,6 +199,33 @@ def output_folder(path: Path) -> Path:
     return path
 
 
+def output_files(image: Path, out: Path) -> tuple[Path, Path]:
+    """The mask and overlay ``predict_files`` writes for ``image`` into ``out``."""
+    return out / f"{image.stem}.mask.png", out / f"{image.stem}.overlay.png"
+
+
+def check_outputs(files: Sequence[Path], out: Path, force: bool = False) -> None:
+    """Refuse to overwrite what predicting ``files`` into ``out`` would write, unless ``force``.
+
+    A hand-made ``scan.mask.png`` or ``contact_sheet.png`` in the folder is kept; ``brinelite
+    build`` refuses an existing --out the same way.
+
+    Raises:
+        SegtrainError: one of those files (or links) is there and ``force`` is off.
+
+    Example::
+
+        check_outputs(image_files(["photos/"]), Path("predictions"))
+    """
+    written = [path for image in files for path in output_files(image, out)] + [out / SHEET]
+    taken = [path for path in written if os.path.lexists(path)]
+    if taken and not force:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise SegtrainError(
+            f"{taken[0]} already exists{more}; choose another --out or pass --force to overwrite it"
+        )
+
+
 def _write_png(path: Path, rgb_or_grey: np.ndarray) -> None:
     """Write an RGB or grey uint8 array as PNG; fail clearly if the folder is not writable."""
     array = rgb_or_grey if rgb_or_grey.ndim == 2 else cv2.cvtColor(rgb_or_grey, cv2.COLOR_RGB2BGR)
@@ -212,8 +240,11 @@ def predict_files(
     threshold: float = 0.5,
     batch_size: int = 8,
     task: MaskTask | None = None,
+    force: bool = False,
 ) -> Path:
     """Predict every file, write its mask and overlay into ``out`` and a contact sheet; return it.
+
+    Files already in ``out`` under those names are refused unless ``force`` (``check_outputs``).
 
     The run's ``task`` (default ``BinaryMasks``) draws them: binary, pixels with probability
     >= ``threshold`` are foreground (255) in the mask; class map, the mask holds each pixel's
@@ -227,6 +258,7 @@ def predict_files(
         predict_files(folder.load_model(), files, "predictions", task=folder.record().task)
     """
     task = task or BinaryMasks()
+    check_outputs(files, Path(out), force)
     out = output_folder(Path(out))
     sheet: list[tuple[str, np.ndarray]] = []
     for start in range(0, len(files), CHUNK):
@@ -235,8 +267,9 @@ def predict_files(
         decoded = predict_maps(model, images, task, batch_size)
         for path, image, predicted in zip(chunk, images, decoded, strict=True):
             mask, blended = task.draw(_photo(image), predicted, threshold)
-            _write_png(out / f"{path.stem}.mask.png", mask)
-            _write_png(out / f"{path.stem}.overlay.png", blended)
+            mask_file, overlay_file = output_files(path, out)
+            _write_png(mask_file, mask)
+            _write_png(overlay_file, blended)
             if len(sheet) < SHEET_IMAGES:
                 sheet.append((path.name, blended))
     return contact_sheet(sheet, out / SHEET, task=task)

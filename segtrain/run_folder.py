@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
+import os
+import stat
 import types
 import typing
 import warnings
@@ -44,6 +47,40 @@ HISTORY = "history.csv"
 CURVES = "curves.png"
 LOGS = "logs"
 BACKUP = "backup"
+METADATA = "training_metadata.json"  # Keras' BackupAndRestore record, in backup/
+
+# The most bytes segtrain reads of each file (a run folder may come from anyone): a few times
+# what segtrain train writes. split.json's grows with the dataset: per row, an id and ", ".
+CONFIG_BYTES = 1 << 20
+SPLIT_BYTES = 1 << 10
+SPLIT_BYTES_PER_ROW = 24
+HISTORY_BYTES = 16 << 20
+METADATA_BYTES = 1 << 20
+
+
+def read_capped(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file ``path`` (a link is followed), at most ``limit`` of them.
+
+    A device, a pipe or a folder (``split.json -> /dev/zero``) is refused without being read,
+    and so is a file above ``limit`` bytes. A missing file raises FileNotFoundError, for the
+    caller to say what is missing.
+
+    Raises:
+        SegtrainError: not a regular file, or more than ``limit`` bytes.
+
+    Example::
+
+        record = json.loads(read_capped(folder / CONFIG, CONFIG_BYTES))
+    """
+    restore = "restore the file segtrain train wrote"
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a pipe does not block the open
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise SegtrainError(f"{path} is not a regular file; {restore}")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise SegtrainError(f"{path} is larger than segtrain reads ({limit} bytes); {restore}")
+    return data
 
 
 def check_columns(dataset: brinelite.Dataset, *names: str) -> None:
@@ -180,8 +217,7 @@ def _typed(name: str, kind: Any, value: Any, where: str) -> Any:
         if _fits(value, option):
             return value
     raise SegtrainError(
-        f"{where} has no valid {name} ({str(value)[:40]!r}); restore the file segtrain train "
-        "wrote"
+        f"{where} has no valid {name} ({str(value)[:40]!r}); restore the file segtrain train wrote"
     )
 
 
@@ -214,16 +250,26 @@ class RunFolder:
         object.__setattr__(self, "path", Path(self.path))
 
     def exists(self) -> bool:
-        """True if a run was started here (its config.json is written first)."""
-        return (self.path / CONFIG).is_file()
+        """True if a run was started here (its config.json, written first, is there)."""
+        return os.path.lexists(self.path / CONFIG)
+
+    def _json(self, path: Path, limit: int) -> Any:
+        """The JSON document in ``path``, read with ``read_capped``; ValueError if it is bad."""
+        try:
+            return json.loads(read_capped(path, limit))
+        except RecursionError:
+            raise ValueError("it nests arrays or objects too deeply") from None
 
     def record(self) -> RunRecord:
-        """config.json as written by ``write_record``; a SegtrainError if there is none."""
+        """config.json as written by ``write_record``; a SegtrainError if there is none.
+
+        It is read capped (``read_capped``) and its values checked (``RunRecord.from_json``).
+        """
         if not self.exists():
             raise SegtrainError(f"{self.path} is not a segtrain run folder: it has no {CONFIG}")
         try:
-            data = json.loads((self.path / CONFIG).read_text())
-        except (OSError, ValueError, RecursionError) as exc:
+            data = self._json(self.path / CONFIG, CONFIG_BYTES)
+        except (OSError, ValueError) as exc:
             raise SegtrainError(f"{self.path / CONFIG} is not readable JSON ({exc})") from exc
         return RunRecord.from_json(data, str(self.path / CONFIG))
 
@@ -282,9 +328,13 @@ class RunFolder:
         (self.path / SPLIT).write_text(json.dumps(rows) + "\n")
 
     def split(self, dataset: brinelite.Dataset) -> tuple[brinelite.Dataset, brinelite.Dataset]:
-        """The validation and training folds of ``dataset`` recorded in split.json."""
+        """The validation and training folds of ``dataset`` recorded in split.json.
+
+        The file is read capped: ``SPLIT_BYTES`` plus ``SPLIT_BYTES_PER_ROW`` per row.
+        """
+        limit = SPLIT_BYTES + SPLIT_BYTES_PER_ROW * len(dataset)
         try:
-            rows = json.loads((self.path / SPLIT).read_text())
+            rows = self._json(self.path / SPLIT, limit)
             return dataset.subset(rows["val"]), dataset.subset(rows["train"])
         except (OSError, ValueError, KeyError, TypeError, brinelite.BrineliteError) as exc:
             raise SegtrainError(
@@ -297,20 +347,28 @@ class RunFolder:
 
         Resuming starts at this epoch: the batches must then draw that epoch's order.
         """
-        metadata = self.path / BACKUP / "training_metadata.json"
         try:
-            return int(json.loads(metadata.read_text())["epoch"])
+            return int(self._json(self.path / BACKUP / METADATA, METADATA_BYTES)["epoch"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0
 
     def history(self) -> dict[str, list[float]]:
-        """history.csv as {column: values per epoch}; empty if there is none yet."""
+        """history.csv as {column: values per epoch}; empty if there is none yet.
+
+        Raises:
+            SegtrainError: a history.csv that is no file, too large, or not numbers per epoch.
+        """
         path = self.path / HISTORY
-        if not path.is_file():
+        try:
+            text = read_capped(path, HISTORY_BYTES).decode()
+            rows = list(csv.DictReader(io.StringIO(text, newline="")))
+            return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+        except FileNotFoundError:
             return {}
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+        except (OSError, ValueError, TypeError) as exc:
+            raise SegtrainError(
+                f"{path} is not a history segtrain train wrote ({exc}); restore that file"
+            ) from exc
 
     def draw_curves(self) -> Path:
         """Plot loss and dice per epoch, train against validation, into curves.png."""
