@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, cli_runner, make_pairs
+from conftest import SHARED_DATA, make_pairs, one_line_error
 
 import brinelite
 from segtrain.augment import (
@@ -35,14 +35,6 @@ NAMES = ["sky", "building", "pole", "road", "pavement", "tree", "sign", "fence",
 VOID = 11
 CLASS_MAP = {"classes": [{"id": k, "name": n} for k, n in enumerate(NAMES)], "ignore": VOID}
 WIDTH, HEIGHT = 160, 120
-
-
-@pytest.fixture
-def segtrain_cli(capsys, monkeypatch):
-    """Run ``segtrain ARGS`` in-process exactly as the console script does."""
-    from segtrain.cli import main
-
-    return cli_runner(main, "segtrain", capsys, monkeypatch)
 
 
 def camvid_frames(dest: Path, count: int = 24) -> Path:
@@ -277,15 +269,6 @@ def test_a_class_map_model_has_a_float32_softmax_head_and_saves(tmp_path):
 
 TINY_RUN = ("--model", "tiny", "--size", "16", "--batch-size", "2", "--val", "2", "--epochs", "1",
             "--precision", "float32")  # fmt: skip
-
-
-def one_line_error(result, *words: str) -> None:
-    """A failed command printed exactly one line, 'Error: ...', holding every word."""
-    assert result.code != 0
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def labelled_discs(dest: Path, name: str, ids: tuple[int, int] | None) -> str:

@@ -9,29 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import cli_runner, make_pairs
+from conftest import make_pairs, one_line_error
 
 import brinelite
 from segtrain.config import RunConfig
 from segtrain.errors import SegtrainError
 from segtrain.run_folder import BACKUP, METADATA, DatasetRecord, RunFolder, RunRecord
-
-
-@pytest.fixture
-def segtrain_cli(capsys, monkeypatch):
-    """Run ``segtrain ARGS`` in-process exactly as the console script does."""
-    from segtrain.cli import main
-
-    return cli_runner(main, "segtrain", capsys, monkeypatch)
-
-
-def one_line_error(result, *words: str) -> None:
-    """A failed command printed exactly one line, 'Error: ...', holding every word."""
-    assert result.code != 0
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def untrained_run(tmp_path: Path, weights: bool = False) -> Path:
