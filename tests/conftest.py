@@ -165,3 +165,20 @@ def cli(capsys, monkeypatch):
     from brinelite.cli import main
 
     return cli_runner(main, "brinelite", capsys, monkeypatch)
+
+
+@pytest.fixture
+def segtrain_cli(capsys, monkeypatch):
+    """Run ``segtrain ARGS`` in-process exactly as the console script does."""
+    from segtrain.cli import main
+
+    return cli_runner(main, "segtrain", capsys, monkeypatch)
+
+
+def one_line_error(result: CliResult, *words: str) -> None:
+    """A failed command printed exactly one line, 'Error: ...', holding every word."""
+    assert result.code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
+    for word in words:
+        assert word in lines[0], lines[0]
