@@ -88,6 +88,7 @@ def test_disk_cache_is_published_once_and_shared(membrane, brinelite_home):
         "x.npy",
         "y.npy",
         "key.json",
+        "arrays.json",
     }
     assert not list((brinelite_home / "tmp").glob("prepared-*"))  # staging renamed into place
     again = Prepare()
