@@ -118,7 +118,8 @@ class PreparedStore:
             raise DataError(f"cache_bytes must be at least 0, got {cache_bytes}.")
         self.rows, self.key, self.mode, self.cache_bytes = rows, key, mode, cache_bytes
         self.folder = prepared_root() / digest(key)
-        self.filling = Filling(cache.home() / "tmp" / f"prepared-{self.folder.name}", rows)
+        partial = cache.home() / "tmp" / f"prepared-{self.folder.name}"
+        self.filling = Filling(partial, rows, lambda: self._read_published() is not None)
         self._lock = threading.RLock()
         self._arrays: list[np.ndarray] | None = None  # x, and y when the samples have one
         self._layout: Layout | None = None
@@ -242,7 +243,8 @@ class PreparedStore:
                     _remove(self.folder)  # a damaged one: replace it
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        self.filling.remove()
+        with cache.lock(self._lock_name()):
+            self.filling.remove()
         self._open_published()
 
     def _open_published(self) -> bool:
@@ -342,8 +344,8 @@ class Filling:
     layout of the first row prepared, which every other process's rows must match.
     """
 
-    def __init__(self, folder: Path, rows: int) -> None:
-        self.folder, self.rows = folder, rows
+    def __init__(self, folder: Path, rows: int, published: Callable[[], bool]) -> None:
+        self.folder, self.rows, self.published = folder, rows, published
         self.lock_name = ""
 
     def layout(self) -> Layout | None:
@@ -374,13 +376,16 @@ class Filling:
 
     def add(self, position: int, parts: list[np.ndarray], layout: Layout) -> bool:
         """Store one row; True when it was the last missing row (the caller publishes)."""
-        self._make_folder()
-        target = self.folder / f"{position}.npz"
         tmp = self.folder / f".{position}-{os.getpid()}-{threading.get_ident()}.tmp"
         try:
+            self._make_folder()
             with open(tmp, "wb") as out:
                 np.savez(out, *parts)
             with cache.lock(self.lock_name):
+                if self.published():
+                    self.remove()  # the publisher removed it while we wrote: leave nothing
+                    return False
+                target = self.folder / f"{position}.npz"
                 if self._load(target, layout) is not None:
                     return False  # another process prepared this row first
                 new = not os.path.lexists(target)
@@ -422,6 +427,7 @@ class Filling:
         return True
 
     def remove(self) -> None:
+        """Delete the row files (once published; callers hold the lock or are publishing)."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _make_folder(self) -> None:

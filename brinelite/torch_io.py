@@ -28,6 +28,7 @@ torchvision transforms. torch is imported when one of them is called, never by
 from __future__ import annotations
 
 import functools
+from collections import namedtuple
 from typing import Any
 
 import numpy as np
@@ -265,7 +266,7 @@ class BrineRows:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        row = self.dataset[index]
+        row = _row_class(self.dataset.Row._fields)(*self.dataset[index])
         row = row._replace(**{n: self._index(n, getattr(row, n)) for n in self.categories})
         if self.transform is not None and self.transform_columns is None:
             return self.transform(row)
@@ -288,6 +289,19 @@ class BrineRows:
             ) from None
         pixels = self.dataset.load_image(path)
         return Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+
+
+@functools.cache
+def _row_class(fields: tuple[str, ...]) -> type:
+    """A ``Row`` named tuple that pickles (workers send rows back to the main process)."""
+    row = namedtuple("Row", fields)  # type: ignore[misc]
+    row.__module__ = __name__
+    row.__reduce__ = lambda self: (_make_row, (self._fields, tuple(self)))  # type: ignore
+    return row
+
+
+def _make_row(fields: tuple[str, ...], values: tuple[Any, ...]) -> Any:
+    return _row_class(fields)(*values)
 
 
 def to_pytorch(dataset: Any, transform: Any = None, transform_columns: str | None = None) -> Any:
