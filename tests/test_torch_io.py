@@ -25,7 +25,7 @@ import brinelite
 from brinelite.errors import DataError
 from brinelite.prepared import prepared_root
 from brinelite.torch_io import IGNORE_INDEX, TORCH_MISSING, WorkerError
-from tests.conftest import SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA
 
 SIZE = 16
 SEED = 3
@@ -97,7 +97,9 @@ def run_epochs(samples, loader, epochs):
     out = []
     for epoch in range(epochs):
         samples.set_epoch(epoch)
-        out.append([(x.numpy(), y.numpy()) for xs, ys in loader for x, y in zip(xs, ys, strict=True)])
+        out.append(
+            [(x.numpy(), y.numpy()) for xs, ys in loader for x, y in zip(xs, ys, strict=True)]
+        )
     return out
 
 
@@ -351,3 +353,22 @@ def test_missing_torch_is_one_line(membrane):
     )  # fmt: skip
     assert result.stdout.strip() == TORCH_MISSING
     assert TORCH_MISSING.endswith("pip install 'brinelite[torch]'")
+
+
+def test_the_pytorch_recipe_runs_as_written(membrane_src, tmp_path):
+    """docs/pytorch.md's code block, at toy sizes, in a fresh process (as a user runs it)."""
+    text = (REPO / "docs" / "pytorch.md").read_text()
+    recipe = text.split("```python\n", 1)[1].split("```", 1)[0]
+    sizes = "SIZE, BATCH, EPOCHS, WORKERS = 128, 4, 20, 2"
+    assert sizes in recipe
+    script = tmp_path / "recipe.py"
+    script.write_text(recipe.replace(sizes, "SIZE, BATCH, EPOCHS, WORKERS = 32, 8, 2, 2"))
+    brinelite.install(str(membrane_src), name="demo/membrane", quiet=True)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["epoch 0", "epoch 1"]
+    assert all(np.isfinite(float(line.rsplit(" ", 1)[1])) for line in lines)
+    assert len(list(prepared_root().iterdir())) == 2  # train and validation, published
