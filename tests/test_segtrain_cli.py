@@ -268,7 +268,8 @@ def test_the_torch_keras_backend_is_refused_in_one_line(discs, tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        "Error: segtrain trains on the tensorflow or jax Keras backend, not torch (3-17x slower "
-        "per step on CPU, see docs/segtrain.md): set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax"
+        "Error: segtrain trains on the tensorflow or jax Keras backend, not torch (several times "
+        "slower per step on CPU, see docs/segtrain.md): set KERAS_BACKEND=tensorflow or "
+        "KERAS_BACKEND=jax"
     ]
     assert not (tmp_path / "r").exists()
