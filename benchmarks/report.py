@@ -479,6 +479,10 @@ EXPLAIN = """
    same way by `segtrain.confusion` on the 51 validation frames at 480x360 (predictions
    resized back with nearest neighbour), void pixels left out; mIoU is the mean IoU over the
    classes present. The trivial predictor says the training split's majority class everywhere.
+"""
+
+
+TORCH_EXPLAIN = """\
 9. **PyTorch** (`--only torch_loader`, in a child process). Samples/s of a later epoch of
    `to_torch` (the seed's two stages: prepare from the disk prepared cache, filled by the first
    epoch; augment every sample) in `DataLoader(batch_size=8, shuffle=True, num_workers=2,
@@ -487,8 +491,7 @@ EXPLAIN = """
    Then a segmentation-models-pytorch U-Net (resnet18, random weights, Adam, BCE) trains the
    same steps from batches already in memory and from the `to_torch` DataLoader, alternating;
    the ratio is the median of the rounds' to_torch / in-memory img/s.
-"""
-
+"""  # shown once a run has measured the section
 
 NOTES = """
 ## What limits the figures
@@ -714,4 +717,5 @@ def render(results: dict[str, Any]) -> str:
     seconds = results.get("seconds", {})
     total = f"\nWall time per section (s): {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}"
     total += f"; total {sum(seconds.values()) / 60:.1f} min.\n"
-    return head + table + total + EXPLAIN + _notes(results, rows)
+    explain = EXPLAIN + (TORCH_EXPLAIN if "torch_loader" in results else "")
+    return head + table + total + explain + _notes(results, rows)

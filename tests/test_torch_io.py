@@ -103,12 +103,17 @@ def run_epochs(samples, loader, epochs):
     return out
 
 
+def persistent_workers(samples, batch_size, context):
+    """A DataLoader with two persistent workers started by ``context`` (fork or spawn)."""
+    return DataLoader(
+        samples, batch_size=batch_size, num_workers=2, persistent_workers=True,
+        multiprocessing_context=context,
+    )  # fmt: skip
+
+
 def test_fork_workers_give_the_samples_of_each_epoch(membrane):
     samples = feed(membrane)
-    loader = DataLoader(
-        samples, batch_size=7, num_workers=2, persistent_workers=True,
-        multiprocessing_context="fork",
-    )  # fmt: skip
+    loader = persistent_workers(samples, 7, "fork")
     xs, ys = next(iter(loader))
     assert xs.shape == (7, 1, SIZE, SIZE) and xs.dtype == torch.float32
     assert ys.shape == (7, 1, SIZE, SIZE) and ys.dtype == torch.float32
@@ -127,10 +132,7 @@ def test_fork_workers_give_the_samples_of_each_epoch(membrane):
 
 def test_spawn_workers_unpickle_the_feed_and_follow_set_epoch(membrane):
     samples = feed(membrane)
-    loader = DataLoader(
-        samples, batch_size=10, num_workers=2, persistent_workers=True,
-        multiprocessing_context="spawn",
-    )  # fmt: skip
+    loader = persistent_workers(samples, 10, "spawn")
     by_epoch = run_epochs(samples, loader, 2)
     for epoch in (0, 1):
         for position in (0, 17, 29):
