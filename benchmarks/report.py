@@ -129,7 +129,34 @@ def _rows(r: dict[str, Any]) -> list[tuple]:
         rows += _distributed_rows(r["distributed"])
     if "multiclass" in r:
         rows += _multiclass_rows(r["multiclass"])
+    if "torch_loader" in r:
+        rows += _torch_rows(r["torch_loader"])
     return rows
+
+
+def _torch_rows(tl: dict[str, Any]) -> list[tuple]:
+    """to_torch in a DataLoader: against a hand-written OpenCV Dataset, and feeding smp."""
+    lo, fe = tl["loader"], tl["feeding"]
+    return [
+        (
+            "9",
+            f"to_torch + DataLoader(2 workers), later epoch vs an OpenCV torch Dataset, "
+            f"{lo['size']}px",
+            f"{lo['to_torch_vs_opencv']:.2f}x ({lo['to_torch_samples_s']:.0f} vs "
+            f"{lo['opencv_dataset_samples_s']:.0f} samples/s; first epoch "
+            f"{lo['to_torch_first_epoch_samples_s']:.0f})",
+            ">= 3x",
+            _met(lo["to_torch_vs_opencv"] >= 3),
+        ),
+        (
+            "9",
+            f"Feeding ratio, {fe['model']} {fe['size']}px batch {fe['batch']}: to_torch vs "
+            "tensors in memory",
+            f"{fe['ratio']:.3f} ({fe['to_torch_img_s']:.2f} vs {fe['memory_img_s']:.2f} img/s)",
+            ">= 0.99",
+            _met(fe["ratio"] >= 0.99),
+        ),
+    ]
 
 
 def _prepared_rows(lo: dict[str, Any]) -> list[tuple]:
@@ -455,6 +482,17 @@ EXPLAIN = """
 """
 
 
+TORCH_EXPLAIN = """\
+9. **PyTorch** (`--only torch_loader`, in a child process). Samples/s of a later epoch of
+   `to_torch` (the seed's two stages: prepare from the disk prepared cache, filled by the first
+   epoch; augment every sample) in `DataLoader(batch_size=8, shuffle=True, num_workers=2,
+   persistent_workers=True)` against a hand-written torch `Dataset` reading every pair with
+   OpenCV and running both stages each epoch, same DataLoader; best epoch of each, alternating.
+   Then a segmentation-models-pytorch U-Net (resnet18, random weights, Adam, BCE) trains the
+   same steps from batches already in memory and from the `to_torch` DataLoader, alternating;
+   the ratio is the median of the rounds' to_torch / in-memory img/s.
+"""  # shown once a run has measured the section
+
 NOTES = """
 ## What limits the figures
 
@@ -679,4 +717,5 @@ def render(results: dict[str, Any]) -> str:
     seconds = results.get("seconds", {})
     total = f"\nWall time per section (s): {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}"
     total += f"; total {sum(seconds.values()) / 60:.1f} min.\n"
-    return head + table + total + EXPLAIN + _notes(results, rows)
+    explain = EXPLAIN + (TORCH_EXPLAIN if "torch_loader" in results else "")
+    return head + table + total + explain + _notes(results, rows)

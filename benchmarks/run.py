@@ -27,6 +27,7 @@ SECTIONS = [
     "quality",
     "distributed",
     "multiclass",
+    "torch_loader",
 ]
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@
     validation, train = chairs.create_folds((20,))
     model.fit(train.to_keras("image", "mask", processing_function=process), ...)
 
-``import brinelite`` stays light: Keras and TensorFlow are imported only when
-batches for them are requested (``Dataset.to_keras``).
+``import brinelite`` stays light: Keras and TensorFlow (torch) are imported only when
+batches (samples) for them are requested (``Dataset.to_keras``, ``Dataset.to_torch``).
 """
 
 from . import interrupt  # noqa: F401 - first: Ctrl-C while the brinelite command starts
@@ -18,6 +18,7 @@ from .images import IMAGE_SUFFIXES, read_image
 from .install import install
 from .keras_io import original_errors
 from .preview import class_overlay
+from .torch_io import WorkerError
 
 __version__ = "0.1.0"
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "BrineliteError",
     "ClassMap",
     "Dataset",
+    "WorkerError",
     "build",
     "class_overlay",
     "install",

@@ -29,6 +29,7 @@ from .paths import inside
 
 if TYPE_CHECKING:
     from .keras_io import KerasBatches
+    from .torch_io import TorchSamples
 
 
 class Dataset:
@@ -61,6 +62,10 @@ class Dataset:
         names = [column.name for column in manifest.columns]
         self.Row = namedtuple("Row", names, rename=True)
         self.columns = namedtuple("Columns", names, rename=True)(*manifest.columns)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the rows (the ``Row`` class is made per dataset, so it is rebuilt)."""
+        return Dataset, (self.path, self.manifest, self._table, self._indices)
 
     @property
     def name(self) -> str:
@@ -323,6 +328,77 @@ class Dataset:
         from .keras_io import to_tf_dataset
 
         return to_tf_dataset(self, x_column, y_column, **kwargs)
+
+    def to_torch(
+        self, image_column: str, mask_column: str | None = None, **kwargs: Any
+    ) -> TorchSamples:
+        """Samples for PyTorch: a map-style ``torch.utils.data.Dataset`` of ``(x, y)`` tensors.
+
+        ``x`` is float32 CxHxW; ``y`` is float32 1xHxW (CxHxW) for binary masks, or, for a
+        dataset with a class map, int64 HxW class indices 0..N-1 with void as -100
+        (``brinelite.torch_io.IGNORE_INDEX``, ``CrossEntropyLoss``'s default ``ignore_index``;
+        raw masks are mapped with ``ClassMap.to_indices``, processed ones must already hold
+        indices with void N, as ``segtrain``'s processor gives). A non-image ``y`` (a category)
+        is a tensor of its value. The samples are :meth:`to_keras`'s (same rows, processing,
+        prepared cache and per-(seed, epoch, row) augmentation), channels first.
+
+        Use it as any map-style dataset: ``DataLoader(ds, batch_size=8, shuffle=True,
+        num_workers=2, persistent_workers=True)``, ``DistributedSampler(ds)``. Call
+        ``ds.set_epoch(e)`` before each epoch: it reaches every worker (a shared-memory value)
+        and draws epoch ``e``'s augmentation. torch is imported here; without it this is the
+        one-line error ``... pip install 'brinelite[torch]'``.
+
+        Args:
+            image_column, mask_column: the input column and the (optional) target column.
+            processing_function, prepare, augment, prepare_key, cache_bytes, cache_images:
+                as for :meth:`to_keras`. Under the spawn start method they are pickled to the
+                workers: use module-level functions.
+            cache: as for :meth:`to_keras`, but ``"disk"`` by default: DataLoader workers are
+                processes, and the disk cache is filled once by all of them together and then
+                memory-mapped by each; ``"memory"`` keeps one cache per worker process (lost
+                with the workers unless ``persistent_workers=True``).
+            seed: the entropy of augmentation (and of the shard order); with the same seed
+                :meth:`to_keras` gives the same samples.
+            shard: ``(rank, world)``: this rank's share of each epoch's shuffled order (the
+                shares of an epoch are disjoint and cover it; needs ``seed``); or leave it None
+                and use ``DistributedSampler``.
+            shard_remainder: ``"pad"`` or ``"drop"``, as for :meth:`to_keras`.
+
+        Errors: a brinelite error in a worker ends the loop with one line naming the row
+        and its files (:class:`brinelite.torch_io.WorkerError`, a ``DataError``).
+
+        Example::
+
+            process = segtrain.processing.make_processor(256)
+            train = fold.to_torch("image", "mask", prepare=process.prepare,
+                                  augment=process.augment, prepare_key=process.key, seed=0)
+            loader = DataLoader(train, batch_size=8, shuffle=True, num_workers=2,
+                                persistent_workers=True)
+            for epoch in range(epochs):
+                train.set_epoch(epoch)
+                for x, y in loader: ...
+        """
+        from .torch_io import to_torch
+
+        return to_torch(self, image_column, mask_column, **kwargs)
+
+    def to_pytorch(self, transform: Any = None, transform_columns: str | None = None) -> Any:
+        """Brine's ``to_pytorch``: a torch ``Dataset`` of rows, for code ported from 2017.
+
+        ``ds[i]`` is row ``i`` with category cells as their index and image cells as PIL
+        images; ``transform_columns="images"`` applies ``transform`` to each image (e.g.
+        torchvision's ``ToTensor``); a ``transform`` alone gets the whole row (images as
+        paths). For segmentation training prefer :meth:`to_torch`.
+
+        Example::
+
+            transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(...)])
+            rows = train.to_pytorch(transform=transform, transform_columns="images")
+            loader = DataLoader(rows, batch_size=4, shuffle=True, num_workers=2)
+        """
+        from .torch_io import to_pytorch
+
+        return to_pytorch(self, transform, transform_columns)
 
     def shard(self, index: int, count: int, remainder: str = "pad") -> Dataset:
         """Shard ``index`` of ``count``: a fixed view of every ``count``-th row from ``index``.

@@ -29,8 +29,8 @@ from typing import Any
 
 from . import malloc, settings
 from .errors import BrineliteError, DataError
-from .prepared import DEFAULT_CACHE_BYTES, PreparedStore, cache_key, identity
-from .samples import Preparation, ProcessingFunction, Rows, SampleLoader, columns
+from .prepared import DEFAULT_CACHE_BYTES
+from .samples import ProcessingFunction, Rows, SampleLoader, make_loader
 from .shards import EpochOrder
 
 KERAS_MISSING = "to_keras needs Keras: pip install 'brinelite[keras]'"
@@ -198,37 +198,6 @@ def _tensorflow_backend() -> bool:
     return keras.backend.backend() == "tensorflow"
 
 
-def _preparation(
-    dataset: Rows,
-    names: tuple[str, str | None],
-    processing_function: ProcessingFunction | None,
-    prepare: ProcessingFunction | None,
-    augment: ProcessingFunction | None,
-    prepare_key: str | None,
-    cache: str,
-    cache_bytes: int,
-    cache_images: bool,
-    seed: int,
-) -> Preparation | None:
-    """The checked two-stage processing, or None for the one-stage case."""
-    if prepare is None:
-        if augment is not None or prepare_key is not None:
-            raise DataError(
-                "augment and prepare_key need prepare=...; for one stage pass processing_function."
-            )
-        return None
-    if processing_function is not None:
-        raise DataError(
-            "Pass either processing_function (one stage) or prepare/augment (two), not both."
-        )
-    if cache_images:
-        raise DataError("cache_images is for processing_function; prepare keeps its own cache.")
-    stated = identity(prepare, prepare_key)
-    key = cache_key(dataset, [c.name for c in columns(dataset, *names)], stated)
-    store = PreparedStore(len(dataset), key, cache, cache_bytes)
-    return Preparation(prepare, augment, store, seed)
-
-
 def to_keras(
     dataset: Rows,
     x_column: str,
@@ -252,27 +221,24 @@ def to_keras(
     """Batches of ``dataset`` for ``model.fit``; see :meth:`brinelite.Dataset.to_keras`."""
     if batch_size < 1:
         raise DataError(f"batch_size must be at least 1, got {batch_size}.")
-    if len(dataset) == 0:
-        raise DataError(f"{dataset!r} has no rows to batch; check the fold sizes.")
     order = EpochOrder(len(dataset), shuffle, seed, shard, shard_remainder)
-    preparation = _preparation(
+    loader = make_loader(
         dataset,
-        (x_column, y_column),
-        processing_function,
-        prepare,
-        augment,
-        prepare_key,
-        cache,
-        cache_bytes,
-        cache_images,
-        order.seed,
+        x_column,
+        y_column,
+        processing_function=processing_function,
+        prepare=prepare,
+        augment=augment,
+        prepare_key=prepare_key,
+        cache=cache,
+        cache_bytes=cache_bytes,
+        cache_images=cache_images,
+        seed=order.seed,
+        workers=workers,
     )
     batches_class = _pydataset_class()
     if malloc_fix is None:
         malloc_fix = not settings.malloc_fix_disabled()
-    loader = SampleLoader(
-        dataset, x_column, y_column, processing_function, workers, cache_images, preparation
-    )
     return batches_class(loader, batch_size, order, workers, malloc_fix and _tensorflow_backend())
 
 

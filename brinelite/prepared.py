@@ -7,12 +7,16 @@ results here; later epochs only run ``augment``, on copies, so the cache never c
 
 Where the results live (``cache=``):
 
-- ``"memory"``: numpy arrays in this process, refused when their size (estimated from the
-  first prepared row times the rows) exceeds ``cache_bytes``;
+- ``"memory"``: numpy arrays in this process (each process keeps its own), refused when
+  their size (estimated from the first prepared row times the rows) exceeds ``cache_bytes``;
 - ``"disk"``: ``.npy`` files under the brinelite cache (``$BRINELITE_HOME/prepared/<key>/``),
   read back memory-mapped, so the operating system's page cache holds them and every process
-  (and every later run) on the machine shares them. They are filled during the first epoch in
-  a private folder and appear under their key with one rename once every row is prepared;
+  (and every later run) on the machine shares them. During the first epoch every process
+  preparing the key (DataLoader workers, ranks of a data-parallel run) fills one shared
+  folder, a file per row written whole and renamed into place (:class:`Filling`); the process
+  preparing the last row gathers them and the cache appears under its key with one rename.
+  A published cache is served only if each file is a regular file (links are never followed)
+  of the shape and dtype ``arrays.json`` states: otherwise the rows are prepared again;
 - ``"auto"`` (the default): memory when the estimate fits in ``cache_bytes``, else disk.
 
 The key is a sha256 over the dataset's manifest fingerprint (name, version and every file's
@@ -31,9 +35,10 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import threading
-import weakref
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +51,7 @@ from .errors import BrineliteError, CacheError, DataError
 from .names import parse_name
 
 Sample = tuple[Any, Any]
-FORMAT = 1
+FORMAT = 2  # 2: arrays.json states the published arrays' shapes and dtypes
 DEFAULT_CACHE_BYTES = 2 << 30  # 2 GiB: U-Net-256 samples (1 MB each) of about 2000 rows
 MODES = ("auto", "memory", "disk")
 KEY_FILE = "key.json"
@@ -101,6 +106,9 @@ class PreparedStore:
 
     ``store.nbytes`` is the memory it holds (0 on disk: the page cache holds those);
     ``store.location`` is ``"memory"``, the published folder, or None before the first row.
+    A store pickles as its arguments (no samples): a process that unpickles it (a DataLoader
+    worker) maps the published disk cache, or shares the filling of it, or fills its own
+    memory cache (memory caches are per process).
     """
 
     def __init__(self, rows: int, key: dict[str, Any], mode: str, cache_bytes: int) -> None:
@@ -110,14 +118,18 @@ class PreparedStore:
             raise DataError(f"cache_bytes must be at least 0, got {cache_bytes}.")
         self.rows, self.key, self.mode, self.cache_bytes = rows, key, mode, cache_bytes
         self.folder = prepared_root() / digest(key)
-        self._lock = threading.Lock()
+        partial = cache.home() / "tmp" / f"prepared-{self.folder.name}"
+        self.filling = Filling(partial, rows, lambda: self._read_published() is not None)
+        self._lock = threading.RLock()
         self._arrays: list[np.ndarray] | None = None  # x, and y when the samples have one
-        self._has_y = True
+        self._layout: Layout | None = None
         self._filled = np.zeros(rows, dtype=bool)
-        self._staging: Path | None = None
         self.location: str | None = None
         if mode != "memory":
             self._open_published()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return PreparedStore, (self.rows, self.key, self.mode, self.cache_bytes)
 
     @property
     def nbytes(self) -> int:
@@ -128,33 +140,44 @@ class PreparedStore:
 
     def get(self, position: int) -> Sample | None:
         """The prepared sample of ``position`` (views on the cache), or None if not yet made."""
-        if not self._filled[position]:
+        if self._filled[position]:
+            return self._row(position)
+        if self.location == "memory" or (self.location is None and not self._join()):
             return None
-        assert self._arrays is not None
-        x = self._arrays[0][position]
-        return x, (self._arrays[1][position] if self._has_y else None)
+        if self._open_published():  # another process may have published it meanwhile
+            return self._row(position)
+        assert self._layout is not None
+        return self.filling.read(position, self._layout)
 
     def put(self, position: int, sample: Sample, describe: Callable[[], str]) -> Sample:
         """Keep ``sample`` as the prepared ``position``; return the cached copy of it."""
-        parts = [np.asarray(sample[0])]
-        if sample[1] is not None:
-            parts.append(np.asarray(sample[1]))
         with self._lock:
-            if self._arrays is None:
-                self._allocate(parts, sample[1] is not None)
-            assert self._arrays is not None
-            self._check(parts, describe)
-            for array, part in zip(self._arrays, parts, strict=True):
-                array[position] = part
-            if not self._filled[position]:
-                self._filled[position] = True
-                if self._staging is not None and self._filled.all():
-                    self._publish()
-        return self.get(position)  # type: ignore[return-value]
+            if self._layout is None:
+                self._decide(sample)
+            assert self._layout is not None
+            parts = self._layout.conform(sample, describe)
+            if self.location == "memory":
+                assert self._arrays is not None
+                if not self._filled[position]:
+                    for array, part in zip(self._arrays, parts, strict=True):
+                        array[position] = part
+                    self._filled[position] = True
+                return self._row(position)
+            if self._arrays is not None:  # published meanwhile
+                return self._row(position)
+        if self.filling.add(position, parts, self._layout):
+            self._publish()
+        return parts[0], parts[1] if len(parts) > 1 else None
 
-    def _allocate(self, parts: list[np.ndarray], has_y: bool) -> None:
-        self._has_y = has_y
-        estimate = self.rows * sum(part.nbytes for part in parts)
+    def _row(self, position: int) -> Sample:
+        assert self._arrays is not None
+        x = self._arrays[0][position]
+        return x, (self._arrays[1][position] if len(self._arrays) > 1 else None)
+
+    def _decide(self, sample: Sample) -> None:
+        """Memory or disk, from the first prepared row; the disk cache's layout is shared."""
+        layout = Layout.of(sample)
+        estimate = self.rows * layout.row_bytes()
         if self.mode == "memory" and estimate > self.cache_bytes:
             raise DataError(
                 f"The prepared samples need about {estimate / 2**20:.0f} MiB, over "
@@ -162,33 +185,40 @@ class PreparedStore:
                 "cache='disk' (memory-mapped under the brinelite cache) or a larger cache_bytes."
             )
         if self.mode == "memory" or (self.mode == "auto" and estimate <= self.cache_bytes):
-            self._arrays = [np.empty((self.rows, *p.shape), p.dtype) for p in parts]
-            self.location = "memory"
+            self._arrays = [np.empty((self.rows, *shape), dtype) for shape, dtype in layout.parts]
+            self._layout, self.location = layout, "memory"
             return
-        self._staging = self._new_staging()
-        self._arrays = [
-            np.lib.format.open_memmap(
-                self._staging / f"{name}.npy", "w+", p.dtype, (self.rows, *p.shape)
-            )
-            for name, p in zip("xy", parts, strict=False)
-        ]
+        self._start_disk(layout)
+
+    def _start_disk(self, layout: Layout) -> None:
+        """Join (or begin) filling the disk cache; publish it if its rows are all there."""
+        self._layout = self.filling.start(layout, self._lock_name())
         self.location = str(self.folder)
+        if self.filling.complete():
+            self._publish()  # a run that stopped while publishing left every row behind
 
-    def _check(self, parts: list[np.ndarray], describe: Callable[[], str]) -> None:
-        assert self._arrays is not None
-        for name, array, part in zip("xy", self._arrays, parts, strict=False):
-            if part.shape != array.shape[1:]:
-                raise DataError(
-                    f"prepare gave {name} of shape {part.shape} on {describe()} but "
-                    f"{array.shape[1:]} on earlier rows; a cached preparation must give every "
-                    "row the same shapes (resize in prepare, or use processing_function)."
-                )
-        if len(parts) != len(self._arrays):
-            raise DataError(f"prepare gave y=None on {describe()} but not on earlier rows.")
+    def _join(self) -> bool:
+        """Read from a disk cache other processes are filling, before preparing a row here."""
+        layout = self.filling.layout()
+        if layout is None or (
+            self.mode == "auto" and self.rows * layout.row_bytes() <= self.cache_bytes
+        ):
+            return False
+        with self._lock:
+            if self._layout is None:
+                self._start_disk(layout)
+        return self.location != "memory"
 
-    def _new_staging(self) -> Path:
-        # In the cache's tmp/ (same filesystem as prepared/, so publishing is one rename),
-        # named like install staging folders so a killed process's leftovers get cleaned.
+    def _lock_name(self) -> str:
+        return f"prepared-{self.folder.name}"
+
+    def _publish(self) -> None:
+        """Gather the filled rows into ``x.npy``/``y.npy`` and rename them under the key.
+
+        Only the process that added the last row publishes (others keep reading the row files
+        until the folder appears); a published folder that is complete wins over ours.
+        """
+        assert self._layout is not None
         try:
             tmp = cache.home() / "tmp"
             tmp.mkdir(parents=True, exist_ok=True)
@@ -198,46 +228,274 @@ class PreparedStore:
                 f"Cannot write the prepared cache in {cache.home()} ({exc.strerror}): set "
                 "BRINELITE_HOME to a writable folder or pass cache='memory'."
             ) from exc
-        weakref.finalize(self, shutil.rmtree, staging, True)  # unpublished leftovers
-        return staging
+        try:
+            if not self.filling.gather(staging, self._layout):
+                return  # a row file went missing: its row is prepared again, then we publish
+            (staging / KEY_FILE).write_text(json.dumps(self.key, sort_keys=True) + "\n")
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+            for _attempt in range(2):
+                try:
+                    os.rename(staging, self.folder)
+                    break
+                except OSError:
+                    if self._read_published() is not None:
+                        break  # another process published this key first: its files equal ours
+                    _remove(self.folder)  # a damaged one: replace it
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        with cache.lock(self._lock_name()):
+            self.filling.remove()
+        self._open_published()
 
-    def _publish(self) -> None:
-        """Move the complete staging folder under its key in one rename (first one wins)."""
-        assert self._arrays is not None and self._staging is not None
-        for array in self._arrays:
-            array.flush()  # type: ignore[attr-defined]
-        (self._staging / KEY_FILE).write_text(json.dumps(self.key, sort_keys=True) + "\n")
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
-        for _attempt in range(2):
-            try:
-                os.rename(self._staging, self.folder)
-                break
-            except OSError:
-                if self._read_published() is not None:
-                    break  # another process published this key first: its files equal ours
-                shutil.rmtree(self.folder, ignore_errors=True)  # a damaged one: replace it
-        self._staging = None
-
-    def _open_published(self) -> None:
+    def _open_published(self) -> bool:
         """Map a published cache for this key, if a complete and matching one exists."""
-        arrays = self._read_published()
-        if arrays is not None:
-            self._arrays, self._has_y = arrays, len(arrays) == 2
+        with self._lock:
+            if self._arrays is not None and self.location != "memory":
+                return True
+            arrays = self._read_published()
+            if arrays is None:
+                return False
+            self._arrays = arrays
+            self._layout = Layout([(a.shape[1:], a.dtype) for a in arrays])
             self._filled[:] = True
             self.location = str(self.folder)
+            return True
 
     def _read_published(self) -> list[np.ndarray] | None:
-        """The published arrays (read-only maps) if they match this key and row count."""
+        """The published arrays (read-only maps), if every file is what the key says.
+
+        The key must match; ``arrays.json`` names the arrays with their shapes and dtypes,
+        and each must be a regular file (no link) of exactly that shape and dtype. Anything
+        else (a deleted, replaced or linked file) is not served: the rows are prepared again.
+        """
         try:
+            if not _regular(self.folder / KEY_FILE, folder=self.folder):
+                return None
             stored = json.loads((self.folder / KEY_FILE).read_text("utf-8"))
-            arrays = [np.load(self.folder / "x.npy", mmap_mode="r")]
-            if (self.folder / "y.npy").exists():
-                arrays.append(np.load(self.folder / "y.npy", mmap_mode="r"))
-        except (OSError, ValueError):
-            return None  # none yet, or unreadable: this run prepares its own
-        if stored != self.key or any(a.ndim == 0 or len(a) != self.rows for a in arrays):
+            if stored != self.key or not _regular(self.folder / LAYOUT_FILE):
+                return None
+            layout = Layout.from_json((self.folder / LAYOUT_FILE).read_text("utf-8"))
+            return [
+                _mapped(self.folder / f"{name}.npy", (self.rows, *shape), dtype)
+                for name, (shape, dtype) in zip("xy", layout.parts, strict=False)
+            ]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # none yet, or unreadable or not as stated: this run prepares its own
+
+
+LAYOUT_FILE = "arrays.json"
+
+
+class Layout:
+    """The shape (without the row axis) and dtype of x, and of y when samples have one."""
+
+    def __init__(self, parts: list[tuple[tuple[int, ...], np.dtype]]) -> None:
+        self.parts = [(tuple(int(n) for n in shape), np.dtype(dtype)) for shape, dtype in parts]
+
+    @classmethod
+    def of(cls, sample: Sample) -> Layout:
+        arrays = [np.asarray(part) for part in sample if part is not None]
+        return cls([(array.shape, array.dtype) for array in arrays])
+
+    @classmethod
+    def from_json(cls, text: str) -> Layout:
+        stated = json.loads(text)
+        parts = [(tuple(p["shape"]), np.dtype(p["dtype"])) for p in stated["arrays"]]
+        if not 1 <= len(parts) <= 2 or any(d.hasobject for _, d in parts):
+            raise ValueError("not a layout of prepared samples")
+        return cls(parts)
+
+    def to_json(self) -> str:
+        arrays = [{"shape": list(shape), "dtype": dtype.str} for shape, dtype in self.parts]
+        return json.dumps({"arrays": arrays}) + "\n"
+
+    def row_bytes(self) -> int:
+        return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.parts)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Layout) and self.parts == other.parts
+
+    def conform(self, sample: Sample, describe: Callable[[], str]) -> list[np.ndarray]:
+        """``sample``'s arrays in this layout's dtypes; a clear error if its shapes differ."""
+        parts = [np.asarray(part) for part in sample if part is not None]
+        if len(parts) != len(self.parts):
+            raise DataError(f"prepare gave y=None on {describe()} but not on other rows.")
+        for name, part, (shape, _dtype) in zip("xy", parts, self.parts, strict=False):
+            if part.shape != shape:
+                raise DataError(
+                    f"prepare gave {name} of shape {part.shape} on {describe()} but "
+                    f"{shape} on other rows; a cached preparation must give every "
+                    "row the same shapes (resize in prepare, or use processing_function)."
+                )
+        return [
+            part.astype(dtype, copy=False)
+            for part, (_s, dtype) in zip(parts, self.parts, strict=True)
+        ]
+
+
+class Filling:
+    """A disk cache being filled, shared by every process preparing the same key.
+
+    Each prepared row is one ``<row>.npz`` in a folder under the cache's ``tmp/``, written to
+    a temporary name and renamed into place, so a reader never sees half a row and several
+    DataLoader workers or ranks can fill the cache at once. Under an inter-process lock a
+    counter of rows added is kept; the process adding the last row gathers them into the
+    published ``x.npy``/``y.npy`` (:meth:`PreparedStore._publish`). ``arrays.json`` holds the
+    layout of the first row prepared, which every other process's rows must match.
+    """
+
+    def __init__(self, folder: Path, rows: int, published: Callable[[], bool]) -> None:
+        self.folder, self.rows, self.published = folder, rows, published
+        self.lock_name = ""
+
+    def layout(self) -> Layout | None:
+        """The layout stated by the first process that prepared a row, if any did."""
+        try:
+            return Layout.from_json((self.folder / LAYOUT_FILE).read_text("utf-8"))
+        except (OSError, ValueError, KeyError, TypeError):
             return None
-        return arrays
+
+    def start(self, layout: Layout, lock_name: str) -> Layout:
+        """Join (or begin) the filling; the layout already stated wins (and must match)."""
+        self.lock_name = lock_name
+        with cache.lock(lock_name):
+            self._make_folder()
+            shared = self.layout()
+            if shared is None:
+                _replace_text(self.folder / LAYOUT_FILE, layout.to_json())
+                shared = layout
+            self._write_count(len(self._row_files()))  # recounted: a killed run may lag
+        return shared
+
+    def read(self, position: int, layout: Layout) -> Sample | None:
+        """Row ``position`` if a complete file of the layout holds it, else None."""
+        parts = self._load(self.folder / f"{position}.npz", layout)
+        if parts is None:
+            return None
+        return parts[0], parts[1] if len(parts) > 1 else None
+
+    def add(self, position: int, parts: list[np.ndarray], layout: Layout) -> bool:
+        """Store one row; True when it was the last missing row (the caller publishes)."""
+        tmp = self.folder / f".{position}-{os.getpid()}-{threading.get_ident()}.tmp"
+        try:
+            self._make_folder()
+            with open(tmp, "wb") as out:
+                np.savez(out, *parts)
+            with cache.lock(self.lock_name):
+                if self.published():
+                    self.remove()  # the publisher removed it while we wrote: leave nothing
+                    return False
+                target = self.folder / f"{position}.npz"
+                if self._load(target, layout) is not None:
+                    return False  # another process prepared this row first
+                new = not os.path.lexists(target)
+                os.replace(tmp, target)
+                if not new:
+                    return False
+                count = self._read_count() + 1
+                self._write_count(count)
+                return count == self.rows
+        except OSError as exc:
+            raise CacheError(
+                f"Cannot write the prepared cache in {self.folder} ({exc.strerror}): set "
+                "BRINELITE_HOME to a writable folder or pass cache='memory'."
+            ) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def complete(self) -> bool:
+        return self._read_count() >= self.rows
+
+    def gather(self, staging: Path, layout: Layout) -> bool:
+        """Write every row into ``staging``'s ``x.npy``/``y.npy``; False if one is missing."""
+        arrays = [
+            np.lib.format.open_memmap(staging / f"{name}.npy", "w+", dtype, (self.rows, *shape))
+            for name, (shape, dtype) in zip("xy", layout.parts, strict=False)
+        ]
+        for position in range(self.rows):
+            parts = self._load(self.folder / f"{position}.npz", layout)
+            if parts is None:
+                with cache.lock(self.lock_name):
+                    self._write_count(len(self._row_files()))
+                return False
+            for array, part in zip(arrays, parts, strict=True):
+                array[position] = part
+        for array in arrays:
+            array.flush()
+        del arrays
+        _replace_text(staging / LAYOUT_FILE, layout.to_json())
+        return True
+
+    def remove(self) -> None:
+        """Delete the row files (once published; callers hold the lock or are publishing)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _make_folder(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _row_files(self) -> list[str]:
+        return [n for n in os.listdir(self.folder) if n.endswith(".npz") and n[:-4].isdigit()]
+
+    def _read_count(self) -> int:
+        try:
+            return int((self.folder / "count").read_text("ascii"))
+        except (OSError, ValueError):
+            return 0
+
+    def _write_count(self, count: int) -> None:
+        _replace_text(self.folder / "count", str(count))
+
+    @staticmethod
+    def _load(path: Path, layout: Layout) -> list[np.ndarray] | None:
+        """The arrays of one row file, if it is a regular file holding the layout's arrays."""
+        try:
+            if not _regular(path):
+                return None
+            with np.load(path, allow_pickle=False) as stored:
+                parts = [stored[f"arr_{k}"] for k in range(len(layout.parts))]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+        if [(p.shape, p.dtype) for p in parts] != layout.parts:
+            return None
+        return parts
+
+
+def _regular(path: Path, folder: Path | None = None) -> bool:
+    """Whether ``path`` (and ``folder``, if given) exist and are no symbolic links.
+
+    lstat, not stat: a link planted in the cache could point anywhere, so it is never followed.
+    """
+    try:
+        if folder is not None and not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _mapped(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A read-only map of an ``.npy`` file that must be a regular file of this shape and dtype."""
+    if not _regular(path):
+        raise ValueError(f"{path.name} is missing or a link")
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    if array.shape != shape or array.dtype != dtype:
+        raise ValueError(f"{path.name} holds {array.shape} {array.dtype}, not {shape} {dtype}")
+    return array
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write a small file by renaming a complete temporary one over it."""
+    tmp = path.with_name(f".{path.name}-{os.getpid()}-{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a link (not what it points to) or a folder."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def stale_caches() -> list[Path]:

@@ -1,12 +1,13 @@
 """Samples and batches from dataset rows: decode, process, stack, on a thread pool.
 
-:class:`SampleLoader` is what :func:`brinelite.to_keras` feeds Keras from, and knows nothing of
-Keras: it decodes a row's images (optionally keeping them in memory), passes them through the
-user's processing (one ``processing_function``, or a cached ``prepare`` then ``augment``:
-:mod:`brinelite.prepared`), names the row and its files when a function fails, and stacks
-samples into float32 batches, refusing mixed shapes with a hint. OpenCV and numpy release the
-GIL, so its threads really run in parallel; OpenCV's own pool is held at 1 meanwhile
-(:mod:`brinelite.threads`).
+:class:`SampleLoader` (built by :func:`make_loader`) is the one sample core both front-ends
+use: :func:`brinelite.to_keras` feeds Keras batches from it, ``to_torch`` (``torch_io``) single
+samples; it knows nothing of Keras or torch. It decodes a row's images (optionally keeping them
+in memory), passes them through the user's processing (one ``processing_function``, or a cached
+``prepare`` then ``augment``: :mod:`brinelite.prepared`), names the row and its files when a
+function fails, and stacks samples into float32 batches, refusing mixed shapes with a hint.
+OpenCV and numpy release the GIL, so its threads really run in parallel; OpenCV's own pool is
+held at 1 meanwhile (:mod:`brinelite.threads`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from .errors import BrineliteError, DataError
 from .manifest import Column, Manifest
-from .prepared import PreparedStore, Sample
+from .prepared import PreparedStore, Sample, cache_key, identity
 from .threads import opencv_single_threaded
 
 ProcessingFunction = Callable[[Sample], Sample]
@@ -102,8 +103,22 @@ class SampleLoader:
         self.preparation = preparation
         self.processed = processing_function is not None or preparation is not None
         self.workers = max(1, workers)
-        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="brinelite")
+        self._pool: ThreadPoolExecutor | None = None
         self.image_cache: dict[str, np.ndarray] | None = {} if cache_images else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Rows and settings only: no thread pool, no decoded images (they stay per process)."""
+        state = dict(self.__dict__, _pool=None)
+        if self.image_cache is not None:
+            state["image_cache"] = {}
+        return state
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """The worker threads, started when a batch first needs them."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="brinelite")
+        return self._pool
 
     def value(self, row: Any, position: int) -> Any:
         """One column of one row as the processing function receives it."""
@@ -216,3 +231,48 @@ class SampleLoader:
 def columns(dataset: Rows, x_column: str, y_column: str | None) -> list[Column]:
     """The x column, and the y column when there is one."""
     return [dataset.column(x_column), *([] if y_column is None else [dataset.column(y_column)])]
+
+
+def make_loader(
+    dataset: Rows,
+    x_column: str,
+    y_column: str | None,
+    *,
+    processing_function: ProcessingFunction | None,
+    prepare: ProcessingFunction | None,
+    augment: ProcessingFunction | None,
+    prepare_key: str | None,
+    cache: str,
+    cache_bytes: int,
+    cache_images: bool,
+    seed: int,
+    workers: int,
+) -> SampleLoader:
+    """The sample core of a feed: the checked processing stages over ``dataset``'s rows.
+
+    Both ``to_keras`` and ``to_torch`` build their loader here, so for one ``seed`` (the
+    shuffle entropy of :class:`~brinelite.shards.EpochOrder`) they give the same samples.
+    Raises :class:`DataError` for an empty view and for stages that do not go together.
+    """
+    if len(dataset) == 0:
+        raise DataError(f"{dataset!r} has no rows to feed; check the fold sizes.")
+    preparation = None
+    if prepare is None:
+        if augment is not None or prepare_key is not None:
+            raise DataError(
+                "augment and prepare_key need prepare=...; for one stage pass processing_function."
+            )
+    else:
+        if processing_function is not None:
+            raise DataError(
+                "Pass either processing_function (one stage) or prepare/augment (two), not both."
+            )
+        if cache_images:
+            raise DataError("cache_images is for processing_function; prepare keeps its own cache.")
+        stated = identity(prepare, prepare_key)
+        key = cache_key(dataset, [c.name for c in columns(dataset, x_column, y_column)], stated)
+        store = PreparedStore(len(dataset), key, cache, cache_bytes)
+        preparation = Preparation(prepare, augment, store, seed)
+    return SampleLoader(
+        dataset, x_column, y_column, processing_function, workers, cache_images, preparation
+    )

@@ -31,6 +31,10 @@ from types import ModuleType
 
 from segtrain.errors import SegtrainError
 
+TORCH_REFUSED = (
+    "segtrain trains on the tensorflow or jax Keras backend, not torch (several times slower per "
+    "step on CPU, see docs/segtrain.md): set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax"
+)
 BF16_FLAGS = re.compile(r"^flags\s*:.*\b(avx512_bf16|amx_bf16)\b", re.M)
 
 
@@ -89,6 +93,8 @@ def import_keras() -> ModuleType:
     with native_output_muted():
         import keras
 
+        if keras.config.backend() == "torch":  # eager on CPU: 2.6-17x TF step times (segtrain.md)
+            raise SegtrainError(TORCH_REFUSED)
         if keras.config.backend() == "tensorflow":
             import tensorflow as tf
 

@@ -88,6 +88,7 @@ def test_disk_cache_is_published_once_and_shared(membrane, brinelite_home):
         "x.npy",
         "y.npy",
         "key.json",
+        "arrays.json",
     }
     assert not list((brinelite_home / "tmp").glob("prepared-*"))  # staging renamed into place
     again = Prepare()
@@ -238,3 +239,58 @@ def test_cache_clean_removes_only_stale_prepared_caches(membrane_src, cli, brine
     )[0]
     assert reread.calls == 0  # the kept cache still serves its dataset
     assert "stale" not in cli("cache", "clean").out  # nothing left to remove
+
+
+def _damage(folder, how, outside):
+    """Damage a published cache as a crash, a hand or an attacker could."""
+    x = np.load(folder / "x.npy")
+    if how == "deleted y.npy":
+        (folder / "y.npy").unlink()
+    elif how == "x of another shape":
+        np.save(folder / "x.npy", x[:, :8])
+    elif how == "x of another dtype":
+        np.save(folder / "x.npy", x.astype(np.float64))
+    elif how == "x linked outside":
+        np.save(outside, np.full_like(x, 7))
+        (folder / "x.npy").unlink()
+        (folder / "x.npy").symlink_to(outside)
+    elif how == "folder linked outside":
+        moved = outside.parent / "moved"
+        folder.rename(moved)
+        np.save(moved / "x.npy", np.full_like(x, 7))
+        folder.symlink_to(moved)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "deleted y.npy",
+        "x of another shape",
+        "x of another dtype",
+        "x linked outside",
+        "folder linked outside",
+    ],
+)
+def test_a_damaged_published_cache_is_prepared_again(membrane, tmp_path, how):
+    def read(prepare):
+        gen = membrane.to_keras(
+            "image", "mask", batch_size=30, shuffle=False, prepare=prepare, cache="disk"
+        )
+        return gen[0]
+
+    x, y = read(Prepare())
+    (folder,) = prepared_root().iterdir()
+    outside = tmp_path / "outside.npy"
+    _damage(folder, how, outside)
+    again = Prepare()
+    x2, y2 = read(again)
+    assert again.calls == 30  # not served: prepared again
+    assert y2.shape == y.shape and not np.isnan(y2).any()
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_array_equal(y2, y)
+    third = Prepare()
+    np.testing.assert_array_equal(read(third)[0], x)
+    assert third.calls == 0  # the cache is whole again
+    assert not folder.is_symlink()
+    if outside.exists():
+        assert (np.load(outside) == 7).all()  # what the link pointed to is left alone

@@ -239,3 +239,20 @@ def test_data_parallel_refuses_another_backend(discs, tmp_path, segtrain_cli, mo
     assert keras.config.backend() == "tensorflow"
     result = segtrain_cli("train", discs, *options)
     one_line_error(result, "already imported Keras on tensorflow", "new process")
+
+
+def test_the_torch_keras_backend_is_refused_in_one_line(discs, tmp_path):
+    """Keras on torch runs eagerly on CPU, many times slower per step: segtrain says so."""
+    result = subprocess.run(
+        [sys.executable, "-m", "segtrain", "train", discs, *TINY, "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "torch"},
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "Error: segtrain trains on the tensorflow or jax Keras backend, not torch (several times "
+        "slower per step on CPU, see docs/segtrain.md): set KERAS_BACKEND=tensorflow or "
+        "KERAS_BACKEND=jax"
+    ]
+    assert not (tmp_path / "r").exists()
