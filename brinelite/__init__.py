@@ -10,6 +10,7 @@ batches for them are requested (``Dataset.to_keras``).
 """
 
 from . import interrupt  # noqa: F401 - first: Ctrl-C while the brinelite command starts
+from .atomic import atomic_write, write_text
 from .build import build
 from .classes import ClassMap
 from .dataset import Dataset, list_datasets, load_dataset
@@ -25,6 +26,7 @@ __all__ = [
     "BrineliteError",
     "ClassMap",
     "Dataset",
+    "atomic_write",
     "build",
     "class_overlay",
     "install",
@@ -32,4 +34,5 @@ __all__ = [
     "load_dataset",
     "original_errors",
     "read_image",
+    "write_text",
 ]

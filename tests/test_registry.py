@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,38 @@ def test_registry_add_list_remove_stores_the_variable_not_the_token(
     assert [entry.name for entry in registry.registries()] == ["demo"]
     removed_again = cli("registry", "remove", "team")
     assert removed_again.code == 1 and "No registry is called 'team'" in removed_again.err
+
+
+def test_registry_adds_at_the_same_moment_all_land_in_one_whole_file(tmp_path, brinelite_home):
+    # Before: every save wrote the same fixed temporary name, so two saves at once renamed
+    # each other's file away (FileNotFoundError) or left a mix; and each add read the list
+    # before the others saved, so adds were lost.
+    folder = tmp_path / "reg"
+    folder.mkdir()
+    writers, each = 6, 8
+    start = threading.Barrier(writers)
+    failures: list[BaseException] = []
+
+    def adds(writer: int) -> None:
+        start.wait()
+        try:
+            for k in range(each):
+                config.add(f"r{writer}-{k}", str(folder))
+        except BaseException as exc:  # noqa: BLE001 - collected and shown by the assert
+            failures.append(exc)
+
+    threads = [threading.Thread(target=adds, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    saved = json.loads((brinelite_home / "config" / config.CONFIG_FILE).read_text())
+    names = {entry["name"] for entry in saved["registries"]}
+    assert names == {f"r{w}-{k}" for w in range(writers) for k in range(each)}
+    left = sorted(p.name for p in (brinelite_home / "config").iterdir())
+    assert left == [f".{config.CONFIG_FILE}.lock", config.CONFIG_FILE]  # no temporary files
 
 
 def test_bad_names_are_refused_before_any_registry_is_asked():
