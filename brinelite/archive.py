@@ -18,12 +18,13 @@ import hashlib
 import os
 import stat
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 from typing import IO
 
+from . import settings
+from .atomic import atomic_write
 from .errors import ArchiveError
 from .hashes import CHUNK, FileInfo
 from .paths import UnsafePathError, safe_relpath
@@ -45,14 +46,10 @@ def default_limit(archive_size: int) -> int:
     compress by, far below what fills a disk. ``BRINELITE_MAX_EXTRACT_BYTES`` replaces it
     for archives that are legitimately bigger.
     """
-    text = os.environ.get(LIMIT_ENV, "").strip()
-    if not text:
+    configured = settings.max_extract_bytes()
+    if configured is None:
         return min(max(100 * archive_size, 512 * _MIB), 100 * _GIB)
-    if not text.isdigit() or int(text) == 0:
-        raise ArchiveError(
-            f"{LIMIT_ENV}={text!r} is not a positive number of bytes; fix or unset it."
-        )
-    return int(text)
+    return configured
 
 
 def extract(
@@ -96,31 +93,20 @@ def create(folder: Path, out: Path, *, progress: Progress | None = None) -> str:
 
     Members are relative to ``folder`` and sorted; owner, group and times are zeroed, modes
     are 0o644 for files and 0o755 for folders, and the gzip header holds no name or time, so
-    the same files always give the same bytes. ``out`` appears atomically (temporary file,
-    then rename). Progress counts the bytes of the files read.
+    the same files always give the same bytes. ``out`` appears whole or not at all
+    (:func:`brinelite.atomic.atomic_write`). Progress counts the bytes of the files read.
     """
-    members = _tree(folder)
+    members = tree(folder)
     progress = progress or Silent()
     progress.start(sum(path.stat().st_size for _, path in members if path.is_file()))
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with open(fd, "wb") as raw:
-            sink = _Hashing(raw)
-            with (
-                gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0) as gz,
-                tarfile.open(
-                    fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK
-                ) as tar,
-            ):
-                for name, path in members:
-                    _add(tar, name, path, progress)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(out, "wb") as raw:
+        sink = _Hashing(raw)
+        with (
+            gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK) as tar,
+        ):
+            for name, path in members:
+                _add(tar, name, path, progress)
     return sink.sha256.hexdigest()
 
 
@@ -346,8 +332,14 @@ class _Hashing:
         self._raw.flush()
 
 
-def _tree(folder: Path) -> list[tuple[str, Path]]:
-    """Every file and folder under ``folder`` as (relative POSIX name, path), sorted by name."""
+def tree(folder: Path) -> list[tuple[str, Path]]:
+    """Every file and folder under ``folder`` as (relative POSIX name, path), sorted by name.
+
+    What :func:`create` archives, and the rule it holds a folder to: a symbolic link or a
+    special file anywhere is an :class:`ArchiveError`, so nothing is taken from outside.
+
+    Example: ``[name for name, _ in tree(Path("cells"))]`` -> ``["images", "images/a.png", ...]``.
+    """
     found = []
     pending = [folder]
     while pending:

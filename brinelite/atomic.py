@@ -48,7 +48,8 @@ def atomic_write(
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write writes whole files: mode 'w' or 'wb', not {mode!r}")
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # A name near the 255-byte limit still leaves room for the temporary file's own.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp")
     try:
         text = {} if mode == "wb" else {"encoding": encoding, "newline": newline}
         with open(fd, mode, **text) as out:

@@ -9,11 +9,8 @@ Every index a store reads is capped and parsed by :mod:`brinelite.indexes`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,16 +18,14 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 from filelock import FileLock
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
-from . import indexes, s3
+from . import indexes, s3, settings
+from .atomic import atomic_write, write_text
 from .errors import AuthError, InvalidIndexError, RegistryError, UnreachableError
 from .hashes import CHUNK, file_info
+from .http_policy import INDEXES
 
-GLOBAL_TOKEN_ENV = "BRINELITE_TOKEN"
 _SCHEMES = {"http": "http", "https": "http", "s3": "s3", "file": "folder"}
-_MAX_RETRY_AFTER = 30.0  # seconds: a server asking for more is not waited for that long
 
 
 @dataclass(frozen=True)
@@ -150,33 +145,20 @@ class FolderStore:
         target = self.root / relative
         if target.is_file() and file_info(target).sha256 == sha256:
             return
-        with _replacing(target) as tmp:
-            shutil.copyfile(path, tmp)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("rb") as source, atomic_write(target, "wb") as out:
+            shutil.copyfileobj(source, out, CHUNK)
 
     def put_json(self, relative: str, data: dict[str, Any], tag: str | None) -> None:
-        with _replacing(self.root / relative) as tmp:
-            tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        target = self.root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_text(target, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     def dataset_names(self) -> list[str]:
         """Every ``scope/name`` with an index, found by scanning (no top-level listing needed)."""
         return sorted(
             p.parent.relative_to(self.root).as_posix() for p in self.root.glob("*/*/index.json")
         )
-
-
-@contextmanager
-def _replacing(target: Path) -> Iterator[Path]:
-    """A temporary file beside ``target`` that replaces it in one rename if all goes well."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class HttpStore:
@@ -188,7 +170,7 @@ class HttpStore:
     def __init__(self, url: str, token_env: str | None) -> None:
         self.url = url.rstrip("/")
         self.token_env = token_env
-        token = os.environ.get(token_env) if token_env else None
+        token = settings.token(token_env) if token_env else None
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def location(self, relative: str) -> str:
@@ -203,13 +185,17 @@ class HttpStore:
         """The body at ``url`` (None on 404), streamed within the index size cap."""
         try:
             with (
-                _session() as session,
+                INDEXES.session(retrying=True) as session,
                 session.get(url, headers=self.headers, timeout=30, stream=True) as response,
             ):
                 if response.status_code == 404:
                     return None
                 if response.status_code in (401, 403):
-                    raise AuthError(self._refused(url, response.status_code))
+                    raise AuthError(
+                        INDEXES.refused(
+                            f"Registry {self.url}", url, response.status_code, self.token_env
+                        )
+                    )
                 if not response.ok:
                     raise UnreachableError(
                         f"Registry {self.url} answered HTTP {response.status_code} for {url}."
@@ -220,43 +206,6 @@ class HttpStore:
                 return indexes.read_capped(response.iter_content(CHUNK), url)
         except requests.RequestException as exc:
             raise UnreachableError(f"Registry {self.url} is unreachable ({exc}).") from exc
-
-    def _refused(self, url: str, status: int) -> str:
-        host = urlsplit(url).hostname
-        fix = (
-            f"set {self.token_env} to a valid token"
-            if self.token_env
-            else f"add it with `brinelite registry add NAME {self.url} --token-env VAR`, set "
-            f"{GLOBAL_TOKEN_ENV} (and BRINELITE_TOKEN_HOST={urlsplit(url).netloc} when "
-            "several registries are configured)"
-        )
-        return (
-            f"Registry {self.url} refused access (HTTP {status}); {fix}, or add a .netrc "
-            f"entry for {host}."
-        )
-
-
-class _Retry(Retry):
-    """urllib3's Retry, waiting what a 429/503's Retry-After asks but never over 30 s."""
-
-    def get_retry_after(self, response: Any) -> float | None:
-        after = super().get_retry_after(response)
-        return None if after is None else min(after, _MAX_RETRY_AFTER)
-
-
-def _session() -> requests.Session:
-    """Retries connection errors, 429 and 5xx with backoff and Retry-After; proxies/.netrc."""
-    session = requests.Session()
-    session.headers["User-Agent"] = "brinelite"
-    retry = _Retry(
-        total=3,
-        backoff_factor=0.25,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=("GET",),
-    )
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.mount("https://", HTTPAdapter(max_retries=retry))
-    return session
 
 
 class S3Store:

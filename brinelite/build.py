@@ -18,7 +18,6 @@ pass. Builds are reproducible: the same files give the same archive, byte for by
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import tempfile
 from collections import defaultdict
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import archive, jsonio, splits
+from . import archive, jsonio, settings, splits
 from . import manifest as manifest_io
 from .classes import (
     CLASSES_FILE,
@@ -305,10 +304,9 @@ def created_time(files: list[Path]) -> str:
 
     ``SOURCE_DATE_EPOCH`` is the reproducible-builds.org convention (seconds since 1970).
     """
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if epoch and not epoch.isdigit():
-        raise BuildError(f"SOURCE_DATE_EPOCH={epoch!r} is not a whole number of seconds.")
-    seconds = int(epoch) if epoch else max((int(f.stat().st_mtime) for f in files), default=0)
+    seconds = settings.source_date_epoch()
+    if seconds is None:
+        seconds = max((int(f.stat().st_mtime) for f in files), default=0)
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

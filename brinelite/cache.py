@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import platformdirs
 from filelock import FileLock, Timeout
 
+from . import settings
+from .atomic import write_text
 from .errors import AlreadyExistsError, CacheError, NotInstalledError, disk_advice
 from .hashes import FileInfo, file_info
 from .names import DatasetRef, Version, parse_version, suggest
@@ -46,12 +47,7 @@ from .redact import url_key
 
 def home() -> Path:
     """The cache root: ``$BRINELITE_HOME`` if set, else the user cache dir for brinelite."""
-    configured = os.environ.get("BRINELITE_HOME")
-    return (
-        Path(configured).expanduser()
-        if configured
-        else Path(platformdirs.user_cache_dir("brinelite"))
-    )
+    return settings.cache_home()
 
 
 LOCK_TIMEOUT = 3600.0
@@ -78,7 +74,7 @@ def _area(name: str) -> Path:
         if not root.is_dir():
             with contextlib.suppress(FileExistsError):  # another process may create it first
                 root.mkdir(parents=True)
-                (root / MARKER).write_text(_MARKER_TEXT)
+                write_text(root / MARKER, _MARKER_TEXT)
         path.mkdir(exist_ok=True)
     except OSError as exc:
         raise CacheError(
@@ -181,7 +177,7 @@ class SharedDownload:
         sha256 = self.sha256 or self._record().get("sha256")
         waiting = self._waiting()
         if waiting and sha256 and self.archive.is_file():
-            self.record.write_text(json.dumps({"sha256": sha256, "for": waiting}))
+            write_text(self.record, json.dumps({"sha256": sha256, "for": waiting}))
             return
         self.archive.unlink(missing_ok=True)
         self.record.unlink(missing_ok=True)

@@ -8,15 +8,17 @@ environment variable holding it, so the file can be shared and backed up safely.
 from __future__ import annotations
 
 import json
-import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-import platformdirs
+from filelock import FileLock
 
-from . import jsonio
-from .backends import GLOBAL_TOKEN_ENV, RegistryEntry, check_location
+from . import jsonio, settings
+from .atomic import write_text
+from .backends import RegistryEntry, check_location
 from .errors import RegistryError
 
 CONFIG_FILE = "registries.json"
@@ -28,8 +30,7 @@ __all__ = ["CONFIG_FILE", "RegistryEntry", "add", "config_dir", "load", "remove"
 
 def config_dir() -> Path:
     """Where brinelite keeps the user's settings."""
-    configured = os.environ.get("BRINELITE_CONFIG_DIR")
-    return Path(configured) if configured else Path(platformdirs.user_config_dir("brinelite"))
+    return settings.config_dir()
 
 
 def load() -> list[RegistryEntry]:
@@ -52,18 +53,26 @@ def load() -> list[RegistryEntry]:
 
 
 def _own_token(entry: RegistryEntry) -> RegistryEntry:
-    if entry.token_env == GLOBAL_TOKEN_ENV:
+    if entry.token_env == settings.GLOBAL_TOKEN:
         return RegistryEntry(entry.name, entry.url)
     return entry
 
 
-def _save(entries: list[RegistryEntry]) -> None:
+@contextmanager
+def _changing() -> Iterator[list[RegistryEntry]]:
+    """The registry list to change in place, saved whole when the block ends.
+
+    The lock makes two ``registry add`` at once both count (neither reads the list before
+    the other has saved it); :func:`brinelite.atomic.write_text` makes a reader always see a
+    whole file.
+    """
     folder = config_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{CONFIG_FILE}.tmp"
-    data = {"registries": [asdict(entry) for entry in entries]}
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / CONFIG_FILE)
+    with FileLock(folder / f".{CONFIG_FILE}.lock"):
+        entries = load()
+        yield entries
+        data = {"registries": [asdict(entry) for entry in entries]}
+        write_text(folder / CONFIG_FILE, json.dumps(data, indent=2) + "\n")
 
 
 def add(name: str, url: str, token_env: str | None = None) -> RegistryEntry:
@@ -84,14 +93,14 @@ def add(name: str, url: str, token_env: str | None = None) -> RegistryEntry:
     if token_env is not None and not _VARIABLE.fullmatch(token_env):
         raise RegistryError(f"--token-env {token_env!r} is not an environment variable name.")
     entry = _own_token(RegistryEntry(name, check_location(url or ""), token_env))
-    entries = [old for old in load() if old.name != name]
-    _save([*entries, entry])
+    with _changing() as entries:
+        entries[:] = [*(old for old in entries if old.name != name), entry]
     return entry
 
 
 def remove(name: str) -> None:
     """Forget the registry called ``name``."""
-    entries = load()
-    if name not in {entry.name for entry in entries}:
-        raise RegistryError(f"No registry is called {name!r}; see brinelite registry list.")
-    _save([entry for entry in entries if entry.name != name])
+    with _changing() as entries:
+        if name not in {entry.name for entry in entries}:
+            raise RegistryError(f"No registry is called {name!r}; see brinelite registry list.")
+        entries[:] = [entry for entry in entries if entry.name != name]

@@ -18,19 +18,18 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import settings, transports
+from .atomic import write_text
 from .errors import DownloadError, IntegrityError, OfflineError
 from .hashes import CHUNK
+from .http_policy import DOWNLOADS
 from .progress import Progress, Silent
 from .redact import redact_url, url_key
 from .transports import Opened, Transient, Transport
-
-_MAX_DELAY = 10.0
-_MAX_RETRY_AFTER = 60.0
 
 
 @dataclass(frozen=True)
@@ -71,16 +70,17 @@ def fetch(
     headers: dict[str, str] | None = None,
     progress: Progress | None = None,
     timeout: float = 30.0,
-    retries: int = 5,
-    backoff: float = 0.5,
+    retries: int = DOWNLOADS.retries,
+    backoff: float = DOWNLOADS.backoff,
 ) -> FetchResult:
     """Fetch ``url`` (http(s)://, s3://, file:// or a path) to ``dest``, resuming, and verify it.
 
     Connection errors, timeouts, HTTP 429/5xx and bodies cut short are retried ``retries``
-    times, waiting ``backoff * 2**n`` seconds (at most 10 s), or the ``Retry-After`` the
-    server asked for (at most 60 s); an attempt that adds to the part does not use up a
-    retry. Under ``BRINELITE_OFFLINE`` only local files are read. The caller must keep two
-    processes from fetching the same ``dest`` at once (``brinelite.cache.lock``).
+    times, waiting as :data:`brinelite.http_policy.DOWNLOADS` says (``backoff * 2**n`` seconds,
+    at most 10 s, or the ``Retry-After`` the server asked for, at most 60 s); an attempt that
+    adds to the part does not use up a retry. Under ``BRINELITE_OFFLINE`` only local files
+    are read. The caller must keep two processes from fetching the same ``dest`` at once
+    (``brinelite.cache.lock``).
 
     ``size`` (bytes, as a registry index declares it) stops the transfer as soon as more
     arrives, or as soon as a ``Content-Length`` says more will; without it a network
@@ -88,6 +88,7 @@ def fetch(
 
     Example: ``fetch("https://host/cells.tar.gz", Path("cells.tar.gz")).sha256``.
     """
+    policy = replace(DOWNLOADS, retries=retries, backoff=backoff)
     transport = choose(url, headers, timeout)
     if transport.network and settings.offline():
         raise OfflineError(
@@ -110,21 +111,15 @@ def fetch(
                     part.reset()
                 failures = 1 if part.offset > best else failures + 1
                 best = max(best, part.offset)
-                if failures > retries:
+                if failures > policy.retries:
                     raise DownloadError(
                         f"Download of {redact_url(url)} failed after {attempts} attempt"
                         f"{'s' if attempts > 1 else ''} ({exc}); check the network and try again."
                     ) from exc
-                time.sleep(_delay(failures, backoff, exc.retry_after))
+                time.sleep(policy.delay(failures, exc.retry_after))
     finally:
         transport.close()
     return part.finish(dest, sha256, transport.network)
-
-
-def _delay(failures: int, backoff: float, retry_after: float | None) -> float:
-    """Exponential backoff capped at 10 s, or longer when the server asked (at most 60 s)."""
-    delay = min(backoff * 2 ** (failures - 1), _MAX_DELAY)
-    return delay if retry_after is None else max(delay, min(retry_after, _MAX_RETRY_AFTER))
 
 
 def _attempt(transport: Transport, url: str, part: _Part, progress: Progress) -> None:
@@ -244,7 +239,7 @@ class _Part:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.validator, self.total = validator, total
         record = {"url_sha256": url_key(self.url), "validator": validator, "size": total}
-        self.meta.write_text(json.dumps(record))
+        write_text(self.meta, json.dumps(record))
 
     def finish(self, dest: Path, sha256: str | None, network: bool) -> FetchResult:
         """Check the sha256 and move the part to ``dest``; delete it if the sha256 differs."""

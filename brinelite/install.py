@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from . import archive, cache, download, registry, settings
 from . import manifest as manifest_io
+from .atomic import write_text
 from .build import scan_pairs, stage
 from .errors import (
     AlreadyExistsError,
@@ -327,7 +328,7 @@ def _install_locked(
             **({"registry": plan.registry} if plan.registry else {}),
             "installed": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
-        (root / manifest_io.INSTALL_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        write_text(root / manifest_io.INSTALL_RECORD, json.dumps(record, indent=2) + "\n")
         with cache.lock(manifest.ref.full_name):
             if not force and _same_installed(manifest):
                 return _checked(cache.dataset_path(manifest.ref), plan.pins, plan.shown)
@@ -439,7 +440,7 @@ def _stage_folder(plan: _Plan, dest: Path, quiet: bool) -> tuple[Path, Manifest]
     if not (folder / manifest_io.MANIFEST).is_file():
         return _adopt(plan, folder, dest, quiet)
     manifest = manifest_io.read(folder)
-    members = archive._tree(folder)  # the archive's link rules; raises ArchiveError
+    members = archive.tree(folder)  # the archive's link rules; raises ArchiveError
     dest.mkdir()
     for relative, path in members:
         if relative == manifest_io.INSTALL_RECORD:

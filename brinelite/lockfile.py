@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import cache, jsonio
 from . import manifest as manifest_io
+from .atomic import write_text
 from .errors import InvalidNameError, LockFileError, disk_advice
 from .install import Installed, install, is_sha256, read_install_record
 from .names import DatasetRef, parse_name, parse_version
@@ -76,7 +76,7 @@ def lock_installed(names: list[str]) -> list[Locked]:
 
 
 def write(entries: list[Locked], path: Path) -> Path:
-    """Write ``entries`` to ``path`` atomically (a temporary file, then a rename)."""
+    """Write ``entries`` to ``path``, whole or not at all (:mod:`brinelite.atomic`)."""
     text = json.dumps(
         {"lock_version": LOCK_VERSION, "datasets": [entry.to_json() for entry in entries]},
         indent=2,
@@ -85,23 +85,11 @@ def write(entries: list[Locked], path: Path) -> Path:
     if os.path.isdir(path):
         raise LockFileError(f"Cannot write the lock file {path}: it is a folder; name a file.")
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp")
+        return write_text(path, text + "\n")
     except OSError as exc:
         raise LockFileError(
             f"Cannot write the lock file {path} ({disk_advice(exc)}); its folder must exist."
         ) from exc
-    try:
-        with open(fd, "w", encoding="utf-8") as out:
-            out.write(text + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise LockFileError(f"Cannot write the lock file {path} ({disk_advice(exc)}).") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read(path: Path) -> list[Locked]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import jsonio, splits
+from .atomic import atomic_write, write_text
 from .classes import ClassMap
 from .errors import IntegrityError, ManifestError
 from .hashes import FileInfo, file_info
@@ -218,7 +219,7 @@ def read(folder: Path) -> Manifest:
 def write(folder: Path, manifest: Manifest) -> None:
     """Write ``folder/manifest.json`` (pretty-printed so people can read it)."""
     text = json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n"
-    (Path(folder) / MANIFEST).write_text(text, encoding="utf-8")
+    write_text(Path(folder) / MANIFEST, text)
 
 
 def read_rows(folder: Path, manifest: Manifest) -> list[list[Any]]:
@@ -271,7 +272,7 @@ def check_cells(manifest: Manifest, table: list[list[Any]]) -> None:
 
 def write_rows(folder: Path, columns: list[Column], rows: list[tuple]) -> None:
     """Write the rows table, header first."""
-    with open(Path(folder) / ROWS, "w", newline="", encoding="utf-8") as handle:
+    with atomic_write(Path(folder) / ROWS, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([column.name for column in columns])
         writer.writerows(rows)

@@ -15,9 +15,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .atomic import atomic_write
 from .classes import BINARY_THRESHOLD, MAX_ID, ClassMap, binary_counts, label_map_error
 from .dataset import Dataset
-from .errors import DataError
+from .errors import DataError, disk_advice
 
 TILE = 224
 GAP = 8  # pixels between tiles and around the sheet
@@ -190,12 +191,17 @@ def contact_sheet(
     if mask_col is not None and classes is not None:
         lines.append(legend(classes, lines[0].shape[1]))
     try:
+        encoded, data = cv2.imencode(out.suffix, cv2.cvtColor(np.vstack(lines), cv2.COLOR_RGB2BGR))
+    except cv2.error as exc:
+        raise DataError(f"Cannot write {out}: {exc.err or exc}.") from exc
+    if not encoded:
+        raise DataError(f"Cannot write {out}: the sheet could not be encoded as {out.suffix}.")
+    try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        written = cv2.imwrite(str(out), cv2.cvtColor(np.vstack(lines), cv2.COLOR_RGB2BGR))
-    except (OSError, cv2.error) as exc:
-        raise DataError(f"Cannot write {out}: {exc}.") from exc
-    if not written:
-        raise DataError(f"Cannot write {out}: use a .png or .jpg path in a writable folder.")
+        with atomic_write(out, "wb") as written:
+            written.write(data.tobytes())
+    except OSError as exc:
+        raise DataError(f"Cannot write {out} ({disk_advice(exc)}).") from exc
     return out
 
 

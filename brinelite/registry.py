@@ -16,7 +16,6 @@ registry is :mod:`brinelite.publishing`.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from urllib.parse import urlsplit
 
 from . import config, indexes, settings
 from .backends import (
-    GLOBAL_TOKEN_ENV,
     FolderStore,
     RegistryEntry,
     Store,
@@ -102,8 +100,8 @@ def registries() -> list[RegistryEntry]:
     whose host (``host`` or ``host:port``) is ``BRINELITE_TOKEN_HOST``. A registry added
     with ``--token-env VAR`` gets ``$VAR`` and nothing else.
     """
-    listed = [u.strip() for u in os.environ.get("BRINELITE_REGISTRY", "").split(",")]
-    configured = [RegistryEntry(url, url) for url in listed if url] + config.load()
+    listed = settings.listed_registries()
+    configured = [RegistryEntry(url, url) for url in listed] + config.load()
     demo = RegistryEntry("demo", str(DEMO_REGISTRY))
     return [_with_token(entry, len(configured)) for entry in configured] + [demo]
 
@@ -115,7 +113,7 @@ def _with_token(entry: RegistryEntry, configured: int) -> RegistryEntry:
     parts = urlsplit(entry.url)
     names = {parts.hostname, f"{parts.hostname}:{parts.port}" if parts.port else None}
     owner = host in names if host else configured == 1
-    return replace(entry, token_env=GLOBAL_TOKEN_ENV) if owner else entry
+    return replace(entry, token_env=settings.GLOBAL_TOKEN) if owner else entry
 
 
 def _online(what: str) -> None:

@@ -9,7 +9,6 @@ role); the endpoint of an S3-compatible server from ``$BRINELITE_S3_ENDPOINT_URL
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import indexes
+from . import indexes, settings
 from .errors import (
     AlreadyExistsError,
     AuthError,
@@ -58,11 +57,10 @@ def client() -> Any:
     import boto3
     from botocore.config import Config
 
-    endpoint = os.environ.get("BRINELITE_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
     config = Config(
         connect_timeout=10, read_timeout=30, retries={"max_attempts": 5, "mode": "standard"}
     )
-    return boto3.client("s3", endpoint_url=endpoint or None, config=config)
+    return boto3.client("s3", endpoint_url=settings.s3_endpoint(), config=config)
 
 
 def split(url: str) -> tuple[str, str]:

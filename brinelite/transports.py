@@ -31,9 +31,9 @@ import urllib3
 
 from .errors import AuthError, DownloadError
 from .hashes import CHUNK
+from .http_policy import DOWNLOADS
 from .redact import redact_url
 
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+)")
 # A connection refused, reset or timed out, or a body cut short; another attempt may succeed.
 _NETWORK_ERRORS = (
@@ -86,8 +86,7 @@ class HTTPTransport:
     def __init__(self, headers: dict[str, str], timeout: float) -> None:
         self.headers = headers
         self.timeout = timeout
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = "brinelite"
+        self.session = DOWNLOADS.session()  # the retries are fetch's, which resumes between them
 
     def open(self, url: str, offset: int, validator: str | None) -> Opened:
         """GET ``url``, from ``offset`` with ``Range`` + ``If-Range`` when resuming."""
@@ -132,15 +131,12 @@ def _range(url: str, response: requests.Response, offset: int) -> tuple[int, int
             return offset, int(match[2])
     if status in (206, 416):
         raise Transient(f"HTTP {status} with a range that does not continue the part", restart=True)
-    shown, host = redact_url(url), urlsplit(response.url).hostname
+    shown = redact_url(url)
     if status in (401, 403):
-        raise AuthError(
-            f"{host} refused access to {shown} (HTTP {status}); "
-            f"set BRINELITE_TOKEN or add a .netrc entry for {host}."
-        )
+        raise AuthError(DOWNLOADS.refused(shown, response.url, status))
     if status == 404:
         raise DownloadError(f"{shown} was not found (HTTP 404); check the URL.")
-    if status in RETRY_STATUS:
+    if status in DOWNLOADS.retry_status:
         raise Transient(f"HTTP {status}", retry_after=_retry_after(response))
     raise DownloadError(f"Download of {shown} failed with HTTP {status} {response.reason}.")
 

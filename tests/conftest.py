@@ -6,12 +6,19 @@ import json
 import shutil
 import sys
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+
+# The suite runs TensorFlow and torch in the same processes. CUDA builds of torch load triton
+# with torch._dynamo (torchvision and segmentation-models-pytorch import it), and triton
+# crashes the process when TensorFlow was loaded before it; the other order works. So
+# torch's half comes first, before any test module imports TensorFlow.
+import torch._dynamo  # noqa: E402, F401, I001
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -182,3 +189,39 @@ def one_line_error(result: CliResult, *words: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
     for word in words:
         assert word in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1, one per test module."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint, monkeypatch) -> str:
+    """A fresh bucket; credentials and endpoint through the environment, as a user sets them."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "BRINELITE_S3_ENDPOINT_URL": s3_endpoint,
+        "NO_PROXY": "127.0.0.1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    for found in client.list_buckets().get("Buckets", []):
+        objects = client.list_objects_v2(Bucket=found["Name"]).get("Contents", [])
+        for item in objects:
+            client.delete_object(Bucket=found["Name"], Key=item["Key"])
+        client.delete_bucket(Bucket=found["Name"])
+    client.create_bucket(Bucket="team-datasets")
+    return "team-datasets"

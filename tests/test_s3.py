@@ -3,49 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from test_registry import build
 from test_sharing import publish_two_versions, teammate_b_installs
 
 from brinelite import download, publishing, s3
 from brinelite.errors import AlreadyExistsError, IntegrityError, OfflineError, RegistryError
-
-BUCKET = "team-datasets"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def bucket(s3_endpoint, monkeypatch) -> str:
-    """A fresh bucket; credentials and endpoint through the environment, as a user sets them."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "BRINELITE_S3_ENDPOINT_URL": s3_endpoint,
-        "NO_PROXY": "127.0.0.1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    client = boto3.client("s3", endpoint_url=s3_endpoint)
-    for found in client.list_buckets().get("Buckets", []):
-        objects = client.list_objects_v2(Bucket=found["Name"]).get("Contents", [])
-        for item in objects:
-            client.delete_object(Bucket=found["Name"], Key=item["Key"])
-        client.delete_bucket(Bucket=found["Name"])
-    client.create_bucket(Bucket=BUCKET)
-    return BUCKET
 
 
 def test_publish_to_s3_and_install_from_it(bucket, tmp_path, cli, monkeypatch):
