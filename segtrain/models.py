@@ -9,6 +9,7 @@ compiled the seed's way (``compile_model``); ``unet`` itself returns an uncompil
 """
 
 from segtrain.architectures import ARCHITECTURES, architecture, check_divisible
+from segtrain.encoders import encoder_unet
 from segtrain.losses import compile_model, compile_semantic
 from segtrain.runtime import import_keras
 
@@ -108,6 +109,7 @@ def build_model(
     xla: bool = False,
     num_classes: int = 1,
     class_weights: list[float] | None = None,
+    encoder_weights: str | None = None,
 ) -> keras.Model:
     """Build the model called ``name`` for ``input_size`` inputs, compiled for its task.
 
@@ -121,6 +123,7 @@ def build_model(
         num_classes: 1 for a binary mask (a sigmoid head, compiled the seed's way); N >= 2 for
             a class map of N classes (a softmax head of N outputs, ``compile_semantic``).
         class_weights: the multi-class cross-entropy's weight per class (None: unweighted).
+        encoder_weights: an encoder U-Net's initial encoder weights (``segtrain.encoders``).
 
     Returns:
         The compiled model.
@@ -134,7 +137,10 @@ def build_model(
     keras.config.set_dtype_policy(precision)
     try:
         activation = "sigmoid" if num_classes == 1 else "softmax"
-        model = unet(size, spec.base_filters, spec.depth, num_classes, activation=activation)
+        if spec.encoder:
+            model = encoder_unet(spec.encoder, size, num_classes, activation, encoder_weights)
+        else:
+            model = unet(size, spec.base_filters, spec.depth, num_classes, activation=activation)
     finally:
         keras.config.set_dtype_policy(previous)
     model.layers[-1].dtype_policy = "float32"

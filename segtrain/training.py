@@ -307,6 +307,7 @@ def fit_run(
             xla=config.xla,
             num_classes=num_outputs(classes),
             class_weights=weights,
+            encoder_weights=config.encoder_weights,
         )
     if resume:
         validation, training = folder.split(data)
