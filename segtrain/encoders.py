@@ -100,11 +100,20 @@ def _resnet(name: str, input_size: int) -> keras.Model:
     return keras.Model(inputs, features, name="encoder")
 
 
-def _mobilenetv2(input_size: int, weights: str | None) -> keras.Model:
+def _mobilenetv2(input_size: int, imagenet: bool) -> keras.Model:
     """keras.applications' MobileNetV2 (width 1.0) without its top, as a feature encoder."""
     backbone = keras.applications.MobileNetV2(
-        input_shape=(input_size, input_size, 3), include_top=False, weights=weights
+        input_shape=(input_size, input_size, 3), include_top=False, weights=None
     )
+    if imagenet:  # as keras.applications loads them, with a one-line error for a bad file
+        path = _imagenet_weights(input_size)
+        try:
+            backbone.load_weights(path)
+        except (ValueError, KeyError, OSError, TypeError) as exc:
+            raise SegtrainError(
+                f"{path} does not hold MobileNetV2's ImageNet weights ({_first_line(exc)}); "
+                "delete it to download it again"
+            ) from exc
     features = [backbone.get_layer(name).output for name in MOBILENETV2_FEATURES]
     return keras.Model(backbone.input, features, name="encoder")
 
@@ -180,8 +189,7 @@ def build_encoder(encoder: str, input_size: int, weights: str | None = None) -> 
     except ValueError as exc:
         raise SegtrainError(str(exc)) from exc
     if encoder == "mobilenetv2":
-        source = _imagenet_weights(input_size) if weights == "imagenet" else None
-        model = _mobilenetv2(input_size, source)
+        model = _mobilenetv2(input_size, weights == "imagenet")
     else:
         model = _resnet(encoder, input_size)
     if weights not in (None, "none", "imagenet"):

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import cli_runner, make_pairs
+from test_segtrain_multiclass import one_line_error
 
 import brinelite
 from segtrain.config import RunConfig
@@ -51,15 +52,6 @@ def segtrain_cli(capsys, monkeypatch):
 
 def trainable(model) -> int:
     return sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
-
-
-def one_line_error(result, *words: str) -> None:
-    """A failed command printed exactly one line, 'Error: ...', holding every word."""
-    assert result.code != 0
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def single_line(error: pytest.ExceptionInfo) -> str:
@@ -314,3 +306,14 @@ def test_imagenet_weights_put_in_keras_cache_load_offline(keras_home):
     assert len(loaded) == len(values)
     for ours, theirs in zip(loaded, values, strict=True):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_broken_file_in_keras_cache_is_one_line(keras_home):
+    (keras_home / "models").mkdir(parents=True)
+    cached = keras_home / "models" / mobilenetv2_imagenet_file(96)
+    cached.write_bytes(b"<html>not the weights</html>")
+    with pytest.raises(SegtrainError) as error:
+        build_encoder("mobilenetv2", 96, "imagenet")
+    message = single_line(error)
+    assert f"{cached} does not hold MobileNetV2's ImageNet weights" in message
+    assert "delete it to download it again" in message
