@@ -104,7 +104,8 @@ class _Newcomer:
 
     def score(self, wall: float) -> dict:
         from benchmarks.newcomer import build
-        from segtrain.evaluation import score, summarise
+        from segtrain.evaluation import score_fold
+        from segtrain.tasks import BinaryMasks
 
         options = self.options
         model_name = options[options.index("--model") + 1] if "--model" in options else "unet256"
@@ -113,7 +114,7 @@ class _Newcomer:
         with warnings.catch_warnings():  # the fresh model has no optimizer state to load into
             warnings.simplefilter("ignore", UserWarning)
             model.load_weights(self.out / "best.weights.h5")
-        summary = summarise(score(model, self.validation, "image", "mask"))
+        summary = score_fold(model, self.validation, BinaryMasks()).summary
         run = {"who": "newcomer", "options": "the seed's plain Keras script"}
         return run | {"precision": "float32"} | _outcome(self.out, self.budget, wall, summary)
 

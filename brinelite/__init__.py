@@ -9,6 +9,7 @@
 batches for them are requested (``Dataset.to_keras``).
 """
 
+from . import interrupt  # noqa: F401 - first: Ctrl-C while the brinelite command starts
 from .build import build
 from .classes import ClassMap
 from .dataset import Dataset, list_datasets, load_dataset

@@ -29,11 +29,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import archive, jsonio
+from . import archive, jsonio, splits
 from . import manifest as manifest_io
-from .classes import CLASSES_FILE, ClassMap, mask_ids, pixel_shares, read_classes_file
+from .classes import (
+    CLASSES_FILE,
+    ClassMap,
+    binary_counts,
+    label_map_error,
+    mask_ids,
+    pixel_shares,
+    read_classes_file,
+)
 from .dataset import Dataset
-from .errors import AlreadyExistsError, BrineliteError, BuildError
+from .errors import AlreadyExistsError, BrineliteError, BuildError, WriteError, disk_advice
 from .hashes import FileInfo
 from .images import IMAGE_SUFFIXES, read_image
 from .manifest import Column, Manifest
@@ -56,6 +64,7 @@ class Source:
     rows: list[tuple]
     card: list[Path] = field(default_factory=list)
     classes: ClassMap | None = None  # what the masks mean; None: binary
+    splits: dict[str, tuple[int, ...]] = field(default_factory=dict)  # name -> row numbers
 
 
 @dataclass
@@ -150,12 +159,14 @@ def scan_pairs(folder: Path) -> Source:
     problems += [f"mask without image: {masks[s]}" for s in sorted(masks.keys() - images.keys())]
     if problems:
         raise BuildError(f"Cannot build from {folder}: {_listing(problems)}.")
-    rows = [(images[stem], masks[stem]) for stem in sorted(images)]
+    stems = sorted(images)
+    rows = [(images[stem], masks[stem]) for stem in stems]
     if not rows:
         raise BuildError(f"{image_dir} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
     classes = folder / CLASSES_FILE
     class_map = read_classes_file(classes) if classes.is_file() else None
-    return Source(folder, _PAIR_COLUMNS, rows, _card(folder), class_map)
+    declared = splits.from_files(folder, stems)
+    return Source(folder, _PAIR_COLUMNS, rows, _card(folder), class_map, declared)
 
 
 def read_config(config_path: Path) -> Source:
@@ -182,7 +193,12 @@ def read_config(config_path: Path) -> Source:
         )
     columns = [_column_from(name, kind, table) for name, kind in specs]
     rows = [tuple(_cell(record[n], kind) for n, kind in specs) for record in table]
-    return Source(config_path.parent, columns, rows, _card(config_path.parent))
+    declared = (
+        splits.from_column([record[splits.SPLIT_COLUMN] for record in table], csv_path.name)
+        if table and splits.SPLIT_COLUMN in table[0]
+        else {}
+    )
+    return Source(config_path.parent, columns, rows, _card(config_path.parent), None, declared)
 
 
 def _cell(value: str, kind: str) -> str:
@@ -208,7 +224,9 @@ def check_images(source: Source, progress: Progress | None = None) -> _Masks:
 
     Also checks that the image columns of one row agree in width and height (an image and
     its mask must line up pixel for pixel) and, with a class map, that every mask holds only
-    declared ids or colours. Sizes are read from each file's header first, so an image past
+    declared ids or colours. The histogram of mask values it returns (``counts``) is of
+    class ids with a class map, else of one-channel 8-bit masks (to recognise label maps).
+    Sizes are read from each file's header first, so an image past
     the pixel ceiling is refused without being decoded.
     """
     progress = progress or Silent()
@@ -226,7 +244,9 @@ def check_images(source: Source, progress: Progress | None = None) -> _Masks:
                 problems.append(str(exc).rstrip("."))
                 continue
             sizes[row[k]] = (array.shape[1], array.shape[0])
-            if k == mask_column and source.classes is not None:
+            if k == mask_column and source.classes is None:
+                counts = binary_counts(array)
+            elif k == mask_column:
                 ids, problem = mask_ids(source.classes, array, row[k])
                 if ids is None:
                     problems.append(problem)
@@ -309,13 +329,17 @@ def stage(
     license: str = "",
     progress: Progress | None = None,
     citation: str = "",
+    binary: bool = False,
 ) -> Manifest:
     """Check ``source``, copy its files into the empty folder ``dest`` and write the manifest.
 
     ``license`` and ``citation`` default to the LICENSE file's first line and the CITATION
-    file's text when the source has them.
+    file's text when the source has them. Without a class map, masks that look like label
+    maps (:func:`brinelite.classes.label_map_error`) are refused unless ``binary``.
     """
     masks = check_images(source, progress)
+    if source.classes is None and not binary:
+        _refuse_label_maps(source, masks.counts)
     renamed = {cell: _write_ids(source, cell, dest) for cell in sorted(masks.coloured)}
     for cell in _cells(source):
         if cell in renamed:
@@ -341,7 +365,17 @@ def stage(
         citation=citation or _card_text(source.card, "citation"),
         created=created_time(_inputs(source)),
         classes=classes,
+        declared_splits=source.splits,
     )
+
+
+def _refuse_label_maps(source: Source, counts: np.ndarray) -> None:
+    """Raise the label-map error if the masks of ``source`` hold class ids, not a binary mask."""
+    paired = source.columns is _PAIR_COLUMNS  # a folder (its classes.json is read), not a CSV
+    write_to = str(source.root / CLASSES_FILE) if paired else "a file given with --classes FILE"
+    error = label_map_error(counts, f"masks of {source.root}", write_to)
+    if error is not None:
+        raise error
 
 
 def _cells(source: Source) -> list[str]:
@@ -388,6 +422,7 @@ def build(
     citation: str = "",
     force: bool = False,
     classes: Path | None = None,
+    binary: bool = False,
 ) -> BuildResult:
     """Build a reproducible dataset archive (``.tar.gz``) from ``src``; see the module docstring.
 
@@ -401,6 +436,9 @@ def build(
         classes: a class map file (``classes.json``, see :mod:`brinelite.classes`) saying
             the masks hold semantic classes; default: ``classes.json`` in ``src`` if any,
             else binary masks. Every mask is checked against it and its pixel shares stored.
+        binary: build binary masks even when they look like label maps (few small values,
+            e.g. CamVid's ids 0-11, which binary reading turns into empty masks); without it
+            such a build is refused, with a skeleton ``classes.json`` of the values found.
 
     Returns:
         :class:`BuildResult` with the manifest, the archive and its sha256, which is the same
@@ -421,7 +459,14 @@ def build(
     source = load_source(src)
     if classes is not None:
         source = replace(source, classes=read_classes_file(Path(classes)))
-    with tempfile.TemporaryDirectory(prefix="brinelite-build-") as tmp:
-        manifest = stage(source, Path(tmp), name, version, description, license, progress, citation)
-        sha256 = archive.create(Path(tmp), out)
+    try:
+        with tempfile.TemporaryDirectory(prefix="brinelite-build-") as tmp:
+            manifest = stage(
+                source, Path(tmp), name, version, description, license, progress, citation, binary
+            )
+            sha256 = archive.create(Path(tmp), out)
+    except OSError as exc:
+        raise WriteError(
+            f"Building {name}@{version} failed ({disk_advice(exc)}); {out} was not written."
+        ) from exc
     return BuildResult(manifest, out, sha256)

@@ -12,11 +12,21 @@ Layout under :func:`home` (``$BRINELITE_HOME``, else the platform's user cache d
 A version appears in ``datasets/`` only by a single ``rename`` of a complete,
 verified staging folder, so a reader never sees half a dataset and a failed or
 killed install leaves ``datasets/`` exactly as it was.
+
+``BRINELITE_HOME`` may point at a folder that holds other things. brinelite marks what it
+creates: a cache folder it creates gets a ``CACHEDIR.TAG`` (the Cache Directory Tagging
+Specification, honoured by backup tools), and each entry it makes has a name only brinelite
+gives (``install-<pid>-…`` staging folders, ``<16 hex>-<file>`` downloads, ``<64 hex>``
+prepared caches). :func:`clean` deletes only such entries, never through a symbolic link,
+and lists everything else it left.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -28,11 +38,10 @@ from urllib.parse import urlsplit
 import platformdirs
 from filelock import FileLock, Timeout
 
-from .errors import AlreadyExistsError, CacheError, NotInstalledError
+from .errors import AlreadyExistsError, CacheError, NotInstalledError, disk_advice
+from .hashes import FileInfo, file_info
 from .names import DatasetRef, Version, parse_version, suggest
 from .redact import url_key
-
-LOCK_TIMEOUT = 3600.0
 
 
 def home() -> Path:
@@ -45,13 +54,35 @@ def home() -> Path:
     )
 
 
+LOCK_TIMEOUT = 3600.0
+MARKER = "CACHEDIR.TAG"
+_MARKER_TEXT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This folder was created by brinelite (a dataset cache); `brinelite cache clean`\n"
+    "# tidies it. See https://bford.info/cachedir/\n"
+)
+# The names brinelite gives the entries of each area it cleans: nothing else is deleted.
+_OWN = {
+    "tmp": re.compile(r"(?:install|replaced|removed|prepared)-(\d+)-[A-Za-z0-9_]+"),
+    "downloads": re.compile(r"[0-9a-f]{16}-.+"),
+    "prepared": re.compile(r"[0-9a-f]{64}"),
+}
+
+
 def _area(name: str) -> Path:
-    path = home() / name
+    """The cache's ``name`` folder, created if missing (a cache folder created with it is
+    marked with ``CACHEDIR.TAG``)."""
+    root = home()
+    path = root / name
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        if not root.is_dir():
+            with contextlib.suppress(FileExistsError):  # another process may create it first
+                root.mkdir(parents=True)
+                (root / MARKER).write_text(_MARKER_TEXT)
+        path.mkdir(exist_ok=True)
     except OSError as exc:
         raise CacheError(
-            f"Cannot create the cache folder {path} ({exc.strerror}): "
+            f"Cannot create the cache folder {path} ({disk_advice(exc)}): "
             "set BRINELITE_HOME to a writable folder."
         ) from exc
     return path
@@ -79,12 +110,101 @@ def download_key(location: str) -> str:
 def download_path(location: str) -> Path:
     """Where the archive at ``location`` is downloaded: ``downloads/<key>-<file name>``."""
     name = Path(urlsplit(location).path if "://" in location else location).name
-    return downloads_dir() / f"{download_key(location)}-{name or 'archive'}"
+    return downloads_dir() / f"{download_key(location)}-{name[-50:] or 'archive'}"
 
 
 def download_lock(location: str, timeout: float = LOCK_TIMEOUT):
     """The lock a process holds while it fetches (and unpacks) the archive at ``location``."""
     return lock(f"download-{download_key(location)}", timeout)
+
+
+@contextmanager
+def shared_download(location: str) -> Iterator[SharedDownload]:
+    """Hold the download lock of ``location`` as one of the processes that want its archive.
+
+    Each process signs in (``locks/download-<key>.users/<pid>-<n>``) before it waits for the
+    lock, so the one that fetches the archive knows who waits and keeps the verified archive
+    for them (as huggingface_hub's blob cache does) instead of deleting it; the last one out
+    deletes it. Six installs of one URL under six names download it once.
+
+    Example::
+
+        with shared_download(url) as shared:
+            archive = shared.kept(sha256) or fetch(...)
+    """
+    users = _area("locks") / f"download-{download_key(location)}.users"
+    users.mkdir(exist_ok=True)
+    sign, name = tempfile.mkstemp(prefix=f"{os.getpid()}-", dir=users)
+    os.close(sign)
+    me = Path(name)
+    try:
+        with download_lock(location):
+            shared = SharedDownload(download_path(location), me)
+            try:
+                yield shared
+            finally:
+                shared.settle()
+    finally:
+        me.unlink(missing_ok=True)
+
+
+class SharedDownload:
+    """The verified archive of one location, kept only while another process waits for it.
+
+    ``downloads/<key>-<file>.kept.json`` says whom it is kept for and its sha256; only those
+    processes reuse it, after hashing it again.
+    """
+
+    def __init__(self, archive: Path, me: Path) -> None:
+        self.archive = archive
+        self.record = archive.with_name(archive.name + ".kept.json")
+        self.me = me
+        self.sha256: str | None = None  # set once this process holds the verified archive
+
+    def kept(self, sha256: str | None) -> FileInfo | None:
+        """The archive another process fetched for this one (matching ``sha256`` if given)."""
+        record = self._record()
+        promised = record.get("sha256")
+        if self.me.name not in record.get("for", ()) or sha256 not in (None, promised):
+            return None
+        try:
+            info = file_info(self.archive)
+        except OSError:
+            return None
+        if info.sha256 != promised:
+            return None
+        self.sha256 = info.sha256
+        return info
+
+    def settle(self) -> None:
+        """Keep the archive for the processes still waiting, or delete it if none is."""
+        sha256 = self.sha256 or self._record().get("sha256")
+        waiting = self._waiting()
+        if waiting and sha256 and self.archive.is_file():
+            self.record.write_text(json.dumps({"sha256": sha256, "for": waiting}))
+            return
+        self.archive.unlink(missing_ok=True)
+        self.record.unlink(missing_ok=True)
+
+    def _record(self) -> dict:
+        try:
+            record = json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def _waiting(self) -> list[str]:
+        """The other processes signed in and still running (the signs of dead ones go)."""
+        waiting = []
+        for sign in self.me.parent.iterdir():
+            pid = sign.name.split("-", 1)[0]
+            if sign == self.me or not pid.isdigit():
+                continue
+            if _running(int(pid)):
+                waiting.append(sign.name)
+            else:
+                sign.unlink(missing_ok=True)
+        return sorted(waiting)
 
 
 def dataset_path(ref: DatasetRef) -> Path:
@@ -154,16 +274,16 @@ def staging(prefix: str = "install-") -> Iterator[Path]:
 def _remove_abandoned() -> None:
     """Delete staging folders left by killed processes (their pid no longer runs)."""
     tmp = home() / "tmp"
-    for child in tmp.iterdir() if tmp.is_dir() else ():
+    for child in tmp.iterdir() if tmp.is_dir() and not tmp.is_symlink() else ():
         pid = _owner(child)
         if pid is not None and not _running(pid):
             shutil.rmtree(child, ignore_errors=True)
 
 
 def _owner(staged: Path) -> int | None:
-    """The pid in a staging folder's name (``install-<pid>-…``), if it has one."""
-    pid = staged.name.split("-")[1] if staged.name.count("-") >= 2 else ""
-    return int(pid) if pid.isdigit() else None
+    """The pid in a staging folder's name (``install-<pid>-…``); None for any other entry."""
+    match = _OWN["tmp"].fullmatch(staged.name)
+    return int(match[1]) if match and staged.is_dir() and not staged.is_symlink() else None
 
 
 def _running(pid: int) -> bool:
@@ -246,58 +366,107 @@ def _make_readable(folder: Path) -> None:
             os.chmod(os.path.join(root, name), 0o644)
 
 
+def size_on_disk(path: Path) -> int:
+    """Bytes held by the files under ``path`` (or the file itself), never through a link."""
+    if path.is_symlink() or not path.is_dir():
+        return path.lstat().st_size
+    total = 0
+    for root, _dirs, files in os.walk(path):  # os.walk does not follow links to folders
+        for name in files:
+            total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
 @dataclass
 class Cleaned:
-    """What :func:`clean` did: bytes freed, and what it left because a live process holds it."""
+    """What :func:`clean` did.
 
-    freed: int = 0
+    ``removed`` holds each deleted entry with the bytes it freed; ``skipped`` what a live
+    process holds; ``foreign`` what brinelite did not create (or is a symbolic link), left
+    alone. Paths are relative to the cache.
+    """
+
+    removed: list[tuple[Path, int]] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
+    foreign: list[Path] = field(default_factory=list)
+
+    @property
+    def freed(self) -> int:
+        """Bytes freed in all."""
+        return sum(size for _path, size in self.removed)
 
 
 def clean(also: Iterable[Path] = ()) -> Cleaned:
     """Remove partial downloads and abandoned staging folders, sparing those in use.
 
-    A staging folder whose process still runs, and a download whose lock another process
-    holds, are skipped (and listed), so cleaning never breaks a running install.
+    Only entries brinelite created are deleted (see the module's docstring): anything else in
+    ``tmp/``, ``downloads/`` or ``prepared/``, any symbolic link, and any area that is itself
+    a link is left and listed in ``Cleaned.foreign``. A staging folder whose process still
+    runs, and a download whose lock another process holds, are skipped (and listed), so
+    cleaning never breaks a running install.
 
     Args:
-        also: more files or folders to delete and count, found stale by other modules
-            (``brinelite cache clean`` passes ``brinelite.prepared.stale_caches()``).
+        also: stale prepared caches to delete too, found by another module
+            (``brinelite cache clean`` passes ``brinelite.prepared.stale_caches()``); only
+            those that are brinelite's entries of ``prepared/`` are.
 
     Returns:
-        The bytes freed and the paths skipped.
+        What was removed (with the bytes each freed) and what was left.
 
     Example::
 
         print(clean().freed)
     """
     done = Cleaned()
+    root = home()
     for path in also:
-        done.freed += _delete(path)
-    tmp = home() / "tmp"
-    for child in sorted(tmp.iterdir()) if tmp.is_dir() else ():
+        if _own(done, root / "prepared", path):
+            _delete(done, path)
+    for child in _entries(done, root / "tmp"):
         pid = _owner(child)
         if pid is not None and _running(pid):
-            done.skipped.append(child)
+            done.skipped.append(child.relative_to(root))
         else:
-            done.freed += _delete(child)
-    downloads = home() / "downloads"
-    for child in sorted(downloads.iterdir()) if downloads.is_dir() else ():
+            _delete(done, child)
+    for child in _entries(done, root / "downloads"):
         key = child.name.split("-", 1)[0]
         try:
             with lock(f"download-{key}", timeout=0):
-                done.freed += _delete(child)
+                _delete(done, child)
         except CacheError:  # another process holds it: a download in progress
-            done.skipped.append(child)
+            done.skipped.append(child.relative_to(root))
     return done
 
 
-def _delete(path: Path) -> int:
-    """Delete a file or folder; return the bytes its files held."""
-    if path.is_dir() and not path.is_symlink():
-        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+def _entries(done: Cleaned, area: Path) -> list[Path]:
+    """The entries of ``area`` brinelite made; the others are listed in ``done.foreign``."""
+    if area.is_symlink():
+        done.foreign.append(area.relative_to(home()))
+        return []
+    children = sorted(area.iterdir()) if area.is_dir() else []
+    return [child for child in children if child.name != MARKER and _own(done, area, child)]
+
+
+def _own(done: Cleaned, area: Path, path: Path) -> bool:
+    """Whether ``path`` is an entry brinelite made in ``area`` (else it joins the foreign)."""
+    pattern = _OWN[area.name]
+    mine = (
+        path.parent == area
+        and not area.is_symlink()
+        and not path.is_symlink()
+        and pattern.fullmatch(path.name) is not None
+        and (path.is_dir() if area.name != "downloads" else path.is_file())
+    )
+    if not mine and path.name != MARKER:
+        done.foreign.append(path.relative_to(home()) if path.is_relative_to(home()) else path)
+    return mine
+
+
+def _delete(done: Cleaned, path: Path) -> None:
+    """Delete a file or folder (links inside are removed, never followed) and record it."""
+    size = size_on_disk(path)
+    if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
-        return size
-    size = path.lstat().st_size
-    path.unlink(missing_ok=True)
-    return size
+    else:
+        path.unlink(missing_ok=True)
+    done.removed.append((path.relative_to(home()), size))

@@ -16,6 +16,7 @@ them onto ``0..N-1`` with :meth:`ClassMap.to_indices`, void onto :attr:`ClassMap
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,12 @@ from typing import Any
 import numpy as np
 
 from . import jsonio
-from .errors import BuildError, ManifestError
+from .errors import BuildError, LabelMapError, ManifestError
 
 CLASSES_FILE = "classes.json"
+BINARY_THRESHOLD = 100  # a binary mask's grey values under it are background (show, segtrain)
+_LABEL_MAP_VALUES = 64  # at most this many distinct values: more is a JPEG or antialiased mask
+_LABEL_MAP_SHARE = 0.01  # values 1..99 on at least 1% of the pixels: more than an edge
 MAX_ID = 255  # masks of class ids are 8-bit images
 MAX_CLASSES = MAX_ID  # training indices are 8-bit too, and void takes the one after the last
 _MAX_FILE_BYTES = 1 << 20
@@ -276,3 +280,36 @@ def mask_ids(class_map: ClassMap, mask: np.ndarray, name: str) -> tuple[np.ndarr
         shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
         return None, f"{name} holds undeclared values {shown} (declared ids {declared}{void})"
     return ids, ""
+
+
+def binary_counts(mask: np.ndarray) -> np.ndarray | None:
+    """A 256-bin histogram of a one-channel 8-bit mask's values (None for other masks)."""
+    if mask.dtype != np.uint8 or (mask.ndim == 3 and mask.shape[2] != 1):
+        return None
+    return np.bincount(mask.ravel(), minlength=MAX_ID + 1)
+
+
+def label_map_error(counts: np.ndarray, where: str, write_to: str) -> LabelMapError | None:
+    """The error for masks without a class map whose values (``counts``, a 256-bin histogram)
+    look like class ids; None when they read well as binary masks.
+
+    They do when there are few distinct values (at most 64) and values from 1 to 99, which
+    binary reading turns into background, cover at least 1% of the pixels: CamVid's ids 0-11
+    would train empty masks. The error carries a skeleton ``classes.json`` naming the values
+    found and says where to write it (``write_to``).
+    """
+    values = [int(v) for v in np.flatnonzero(counts)]
+    total = int(counts.sum())
+    hidden = int(counts[1:BINARY_THRESHOLD].sum())
+    if not total or len(values) > _LABEL_MAP_VALUES or hidden < _LABEL_MAP_SHARE * total:
+        return None
+    skeleton = {"classes": [{"id": v, "name": f"class_{v}"} for v in values]}
+    return LabelMapError(
+        f"The {where} hold only the values {', '.join(map(str, values))} and no class map "
+        f"says what they mean: read as binary masks, values under {BINARY_THRESHOLD} are "
+        f"background, so {hidden / total:.0%} of the pixels would lose their label. Name "
+        f"the classes in {write_to}, starting from {json.dumps(skeleton)}, or pass --binary "
+        "to treat them as binary masks anyway.",
+        values,
+        skeleton,
+    )

@@ -9,6 +9,7 @@ and exits 1 (2 for usage), never a traceback. Everything is printed through
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from textwrap import shorten
 from typing import Annotated
@@ -16,11 +17,11 @@ from typing import Annotated
 import typer
 from typer._click.exceptions import MissingParameter
 
-from . import __version__, cache, config, lockfile, prepared, publishing, registry
+from . import __version__, cache, config, interrupt, lockfile, prepared, publishing, registry
 from . import serve as server
 from .build import build as build_archive
 from .classes import ClassMap
-from .commandline import Output, new_app, run_app
+from .commandline import Output, new_app, run_app, storable_path
 from .dataset import load_dataset
 from .errors import NotInstalledError
 from .install import install as install_dataset
@@ -108,6 +109,8 @@ def install(
             out.print(f"Dataset {result.ref} was installed.")
         if result.sha256:
             out.print(f"sha256 {result.sha256}")
+        elif result.fingerprint:
+            out.print(f"fingerprint {result.fingerprint} (installed from a folder: no archive)")
 
 
 @app.command()
@@ -139,8 +142,9 @@ def uninstall(
 
 @app.command("list")
 def list_command(as_json: JsonFlag = False) -> None:
-    """List installed datasets."""
+    """List installed datasets with the size each takes on disk."""
     refs = cache.installed()
+    sizes = {ref: cache.size_on_disk(cache.dataset_path(ref)) for ref in refs}
     if as_json:
         out.json(
             {
@@ -151,6 +155,7 @@ def list_command(as_json: JsonFlag = False) -> None:
                         "version": str(ref.version),
                         "ref": str(ref),
                         "path": str(cache.dataset_path(ref)),
+                        "bytes": sizes[ref],
                     }
                     for ref in refs
                 ],
@@ -160,13 +165,19 @@ def list_command(as_json: JsonFlag = False) -> None:
     if not refs:
         out.print(f"No datasets installed in {cache.home()}.")
         return
+    width = max(len(str(ref)) for ref in refs)
     for ref in refs:
-        out.print(str(ref))
+        out.print(f"{str(ref):<{width}}  {_human(sizes[ref]):>9}")
 
 
 @app.command()
 def info(
-    name: Annotated[str, typer.Argument(help="scope/name[@version] of an installed dataset.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="scope/name[@version] of an installed dataset.", callback=storable_path
+        ),
+    ],
     as_json: JsonFlag = False,
 ) -> None:
     """Show an installed dataset: versions, rows, columns, size, source, sha256 and its card."""
@@ -185,6 +196,7 @@ def info(
         ("citation", " ".join(manifest.citation.split())),
         ("card", ", ".join(manifest.card)),
         ("rows", str(manifest.rows)),
+        ("splits", ", ".join(f"{k} {len(v)} rows" for k, v in manifest.splits.items())),
         ("columns", ", ".join(f"{c.name} ({c.type})" for c in manifest.columns)),
         ("size", f"{_human(manifest.total_bytes)} in {len(manifest.files)} files"),
         ("source", redact_url(record.get("source", ""))),
@@ -238,6 +250,7 @@ def _info_json(dataset) -> dict:
         "card": manifest.card,
         "classes": manifest.classes.to_json() if manifest.classes else None,
         "rows": manifest.rows,
+        "splits": {name: len(rows) for name, rows in manifest.splits.items()},
         "columns": [{"name": c.name, "type": c.type} for c in manifest.columns],
         "total_bytes": manifest.total_bytes,
         "files": len(manifest.files),
@@ -250,7 +263,12 @@ def _info_json(dataset) -> dict:
 
 @app.command()
 def verify(
-    name: Annotated[str, typer.Argument(help="scope/name[@version] of an installed dataset.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="scope/name[@version] of an installed dataset.", callback=storable_path
+        ),
+    ],
     as_json: JsonFlag = False,
 ) -> None:
     """Re-hash every file of an installed dataset against its manifest (exit 1 on a mismatch)."""
@@ -271,14 +289,20 @@ def verify(
 def build(
     src: Annotated[
         Path,
-        typer.Argument(help="A folder with images/ and masks/, or a JSON config naming a CSV."),
+        typer.Argument(
+            help="A folder with images/ and masks/, or a JSON config naming a CSV.",
+            callback=storable_path,
+        ),
     ],
     name: Annotated[str, typer.Option(help="scope/name of the dataset.")],
     version: Annotated[
         str, typer.Option(help="Semantic version, e.g. 1.0.0 or 1.0.0-rc1.")
     ] = "1.0.0",
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="Archive path (default NAME-VERSION.tar.gz).")
+        Path | None,
+        typer.Option(
+            "--out", help="Archive path (default NAME-VERSION.tar.gz).", callback=storable_path
+        ),
     ] = None,
     description: Annotated[str, typer.Option(help="One line describing the dataset.")] = "",
     license: Annotated[
@@ -289,8 +313,17 @@ def build(
     ] = "",
     classes: Annotated[
         Path | None,
-        typer.Option(help="Class map of semantic masks (default: classes.json in SRC if any)."),
+        typer.Option(
+            help="Class map of semantic masks (default: classes.json in SRC if any).",
+            callback=storable_path,
+        ),
     ] = None,
+    binary: Annotated[
+        bool,
+        typer.Option(
+            "--binary", help="Binary masks even if they look like class ids (e.g. values 0-11)."
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     publish_to: Annotated[
@@ -300,7 +333,8 @@ def build(
 ) -> None:
     """Build a reproducible dataset archive, checking every image and pair first.
 
-    README, SOURCE, LICENSE and CITATION files beside images/ are carried in as its card.
+    README, SOURCE, LICENSE and CITATION files beside images/ are carried in as its card;
+    split-NAME.txt files (one image stem a line) or a CSV's split column declare its splits.
     """
     with bar("Checking images", unit="items", quiet=quiet) as progress:
         result = build_archive(
@@ -314,9 +348,11 @@ def build(
             citation=citation,
             force=force,
             classes=classes,
+            binary=binary,
         )
     manifest = result.manifest
     card = f", card {', '.join(manifest.card)}" if manifest.card else ""
+    card += "".join(f", split {k} {len(v)}" for k, v in manifest.splits.items())
     out.print(
         f"Built {manifest.name}@{manifest.version}: {manifest.rows} rows, "
         f"columns {', '.join(c.name for c in manifest.columns)}{card}, "
@@ -331,10 +367,19 @@ def build(
 @app.command()
 def publish(
     source: Annotated[
-        str, typer.Argument(help="An archive, a dataset folder, or an installed scope/name.")
+        str,
+        typer.Argument(
+            help="An archive, a dataset folder, or an installed scope/name.",
+            callback=storable_path,
+        ),
     ],
     dest: Annotated[
-        str, typer.Option("--registry", help="A registry folder, file:// or s3://bucket/prefix.")
+        str,
+        typer.Option(
+            "--registry",
+            help="A registry folder, file:// or s3://bucket/prefix.",
+            callback=storable_path,
+        ),
     ],
 ) -> None:
     """Publish a dataset version to a registry (versions are never overwritten)."""
@@ -389,15 +434,21 @@ def search(
 
 @app.command()
 def serve(
-    root: Annotated[Path, typer.Argument(help="The registry folder to serve.")],
+    root: Annotated[
+        Path, typer.Argument(help="The registry folder to serve.", callback=storable_path)
+    ],
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for all.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.", min=0, max=65535)] = 8000,
     timeout: Annotated[
-        float, typer.Option(help="Seconds before a silent connection is closed.")
+        float,
+        typer.Option(help="Seconds a client has to send its request, or may stay silent."),
     ] = server.DEFAULT_TIMEOUT,
+    max_connections: Annotated[
+        int, typer.Option(help="Connections served at once; more get 503.", min=1)
+    ] = server.DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """Serve a registry folder read-only over HTTP; prints its URL first."""
-    server.serve(root, host, port, timeout)
+    server.serve(root, host, port, timeout, max_connections)
 
 
 @registry_app.command("add")
@@ -432,24 +483,35 @@ def registry_remove(name: Annotated[str, typer.Argument(help="The registry's nam
 @app.command()
 def show(
     name: Annotated[
-        str, typer.Argument(help="scope/name[@version], a dataset folder, or a raw source folder.")
+        str,
+        typer.Argument(
+            help="scope/name[@version], a dataset folder, or a raw source folder.",
+            callback=storable_path,
+        ),
     ],
-    out_file: Annotated[Path, typer.Option("--out", help="Where to write the PNG.")] = Path(
-        "grid.png"
-    ),
-    rows: Annotated[int, typer.Option(help="How many samples to show.", min=1)] = 16,
+    out_file: Annotated[
+        Path, typer.Option("--out", help="Where to write the PNG.", callback=storable_path)
+    ] = Path("grid.png"),
+    n: Annotated[int, typer.Option("--n", "--rows", help="How many samples to show.", min=1)] = 16,
+    seed: Annotated[int, typer.Option(help="Which samples: a random draw with this seed.")] = 0,
+    binary: Annotated[
+        bool, typer.Option("--binary", help="Raw folder: draw masks of small values as binary.")
+    ] = False,
 ) -> None:
     """Write a contact sheet of samples with their masks laid over them.
 
     NAME may also be a raw images/ + masks/ folder, to look at it before building.
     """
     from .build import open_source
+    from .classes import CLASSES_FILE
     from .manifest import MANIFEST
     from .preview import contact_sheet  # OpenCV: imported only by the command that draws
 
     folder = Path(name).expanduser()
     raw = folder.is_dir() and not (folder / MANIFEST).is_file()
-    path = contact_sheet(open_source(folder) if raw else load_dataset(name), out_file, rows=rows)
+    dataset = open_source(folder) if raw else load_dataset(name)
+    check = folder / CLASSES_FILE if raw and not binary else None
+    path = contact_sheet(dataset, out_file, n=n, seed=seed, class_map_file=check)
     out.print(f"Wrote {path}")
 
 
@@ -462,15 +524,34 @@ def cache_dir() -> None:
 @cache_app.command("clean")
 def cache_clean() -> None:
     """Delete partial downloads, leftovers of killed installs, and stale prepared caches."""
-    stale = prepared.stale_caches()
-    cleaned = cache.clean(also=stale)
-    removed = f" ({len(stale)} stale prepared cache{'s' * (len(stale) != 1)})" if stale else ""
-    out.print(f"Freed {_human(cleaned.freed)}{removed}.")
+    found = prepared.stale_caches()
+    origins = {path.name: _prepared_from(path) for path in found}
+    cleaned = cache.clean(also=found)
+    entries = f"{len(cleaned.removed)} entr{'y' if len(cleaned.removed) == 1 else 'ies'}"
+    removed = sum(path.parts[0] == "prepared" for path, _ in cleaned.removed)
+    stale = f" ({removed} stale prepared cache{'s' * (removed != 1)})" if removed else ""
+    out.print(f"Freed {_human(cleaned.freed)} in {entries}{stale}.")
+    for path, size in cleaned.removed:
+        origin = origins.get(path.name) if path.parts[0] == "prepared" else None
+        out.print(f"  {_human(size):>9}  {path}{f'  (prepared from {origin})' if origin else ''}")
     if cleaned.skipped:
-        held = ", ".join(str(path.relative_to(cache.home())) for path in cleaned.skipped)
+        held = ", ".join(map(str, cleaned.skipped))
         out.print(f"Skipped {len(cleaned.skipped)} in use by a running install: {held}.")
+    if cleaned.foreign:
+        left = ", ".join(sorted(map(str, cleaned.foreign)))
+        out.print(f"Left {len(cleaned.foreign)} not created by brinelite (or links): {left}.")
+
+
+def _prepared_from(folder: Path) -> str | None:
+    """The dataset a prepared cache was made from, as its key file says (None if unreadable)."""
+    try:
+        key = json.loads((folder / prepared.KEY_FILE).read_text("utf-8"))
+        return f"{key['dataset']}@{key['version']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def main() -> None:
     """The ``brinelite`` console script."""
+    interrupt.started()
     run_app(app)

@@ -7,7 +7,9 @@
   input are shown as they are, and piped output is never cut into 80-column lines.
 - :func:`run_app` runs an app with the one-line error convention: the error types a tool raises
   on purpose become one line on stderr and a non-zero exit, never a traceback. So does a
-  missing extra (:func:`missing_extra`): the line names the ``pip install`` to run.
+  missing extra (:func:`missing_extra`): the line names the ``pip install`` to run, and Ctrl-C
+  (``Aborted.``, exit 130).
+- :func:`storable_path` refuses, as a usage error, a path argument no file system can hold.
 
 Nothing here knows about datasets.
 """
@@ -15,7 +17,9 @@ Nothing here knows about datasets.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -85,6 +89,32 @@ class Output:
         typer.echo(json.dumps(value, indent=2, ensure_ascii=False), err=self._err)
 
 
+NAME_MAX = 255  # bytes in one part of a path (Linux, macOS and Windows file systems)
+PATH_MAX = 4095  # bytes in a whole path (Linux)
+
+
+def storable_path(value: str | Path | None) -> str | Path | None:
+    """A typer callback: ``value`` unchanged, or a usage error if no file system can hold it.
+
+    A path part over 255 bytes, or a path over 4095, makes every file call fail with
+    ``File name too long``; refusing it where it is typed turns that into one line.
+    Arguments that may be a name or a path (``info NAME``) use it too: a name is shorter.
+
+    Example: ``typer.Argument(callback=storable_path)``.
+    """
+    if value is None:
+        return value
+    raw = os.fsencode(value)
+    longest = max((len(part) for part in raw.split(b"/")), default=0)
+    if longest > NAME_MAX or len(raw) > PATH_MAX:
+        shown = os.fsdecode(raw[:60])
+        raise typer.BadParameter(
+            f"{shown}... is too long for a path ({len(raw)} bytes, a part of {longest}); "
+            f"a part holds at most {NAME_MAX} bytes and a path {PATH_MAX}."
+        )
+    return value
+
+
 def missing_extra(exc: ModuleNotFoundError, extra: str | None = None) -> str | None:
     """The one-line message for an optional module that is not installed, or None.
 
@@ -136,7 +166,7 @@ def run_app(
         hint = f" (see: {context.command_path} --help)" if context else ""
         errors.print(f"Error: {exc.format_message()}{hint}")
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         errors.print("Aborted.")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ import numpy as np
 
 from . import cache
 from . import manifest as manifest_io
-from .errors import DataError
+from .errors import DataError, UnknownSplitError
 from .images import read_image
 from .manifest import Column, Manifest
 from .names import parse_name
@@ -36,7 +37,8 @@ class Dataset:
     ``len(ds)`` rows; ``ds[i]`` is a named tuple with one attribute per column
     (image columns hold the file's path relative to the dataset folder);
     ``ds.load_image(path)`` decodes one such file. ``ds[10:20]``, :meth:`filter`,
-    :meth:`subset` and :meth:`create_folds` give views (no data is copied).
+    :meth:`subset`, :meth:`split` (a split the dataset declares) and :meth:`create_folds` give
+    views (no data is copied).
 
     Example::
 
@@ -157,6 +159,24 @@ class Dataset:
             )
         return Dataset(self.path, self.manifest, self._table, self._indices[picked])
 
+    def split(self, name: str) -> Dataset:
+        """A view on the rows of the split ``name`` the dataset declares (e.g. ``"val"``).
+
+        Splits come with the data (``split-NAME.txt`` files or a ``split`` column at build;
+        ``manifest.splits``), unlike :meth:`create_folds`' random folds, so neighbouring video
+        frames stay on one side. On a view, the split's rows within it, in the view's order.
+        An unknown name raises :class:`~brinelite.errors.UnknownSplitError` listing the known.
+
+        Example: ``validation, training = ds.split("val"), ds.split("train")``.
+        """
+        declared = self.manifest.splits
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none (use create_folds for a random fold)"
+            raise UnknownSplitError(
+                f"Dataset {self.name} has no split {str(name)[:40]!r}; its splits: {known}."
+            )
+        return self.subset(np.flatnonzero(np.isin(self._indices, declared[name])))
+
     def filter(self, keep: Callable[[Any], bool]) -> Dataset:
         """A view on the rows for which ``keep(row)`` is true, in order.
 
@@ -174,7 +194,8 @@ class Dataset:
 
         Args:
             fold_sizes: each a row count (an int, 0 for an empty fold) or a fraction of the
-                rows (a float, 0 < f < 1, rounded as ``train_test_split``'s ``test_size``).
+                rows (a float, 0 < f < 1, rounded up as ``train_test_split`` rounds its
+                ``test_size``: ``(0.2,)`` of 97 rows is 20).
                 The last fold holds the rest (it may be empty).
             shuffle: shuffle the rows first; ``seed`` makes that reproducible.
 
@@ -209,7 +230,7 @@ class Dataset:
             yield self.subset(order[~mask]), self.subset(order[mask])
 
     def _fold_size(self, size: int | float) -> int:
-        """A fold size as a row count: ints as they are, fractions of ``len(self)`` rounded."""
+        """A fold size as a row count: ints as they are, fractions of ``len(self)`` rounded up."""
         if isinstance(size, bool) or not isinstance(size, int | float | np.integer | np.floating):
             raise DataError(f"Fold size {size!r} is not a number of rows or a fraction.")
         if isinstance(size, float | np.floating):
@@ -218,7 +239,7 @@ class Dataset:
                     f"Fold size {size!r} is a float, so a fraction of the rows: it must be "
                     "between 0 and 1 (e.g. 0.2), or give a whole number of rows."
                 )
-            return round(size * len(self))
+            return math.ceil(size * len(self))
         if size < 0:
             raise DataError(f"Fold size {size} is negative; give a number of rows >= 0.")
         return int(size)
@@ -321,19 +342,22 @@ class Dataset:
         return self.subset(shard_positions(np.arange(len(self)), index, count, remainder))
 
 
-def load_dataset(name: str, version: str | None = None) -> Dataset:
+def load_dataset(name: str, version: str | None = None, split: str | None = None) -> Dataset:
     """Open an installed dataset by ``scope/name[@version]`` (newest installed by default).
 
     A path to a dataset folder (one holding ``manifest.json``) works too, and wins over a
-    name spelled the same. No network is used.
+    name spelled the same. No network is used. ``split`` gives the view of one declared
+    split (:meth:`Dataset.split`), e.g. ``load_dataset("lab/camvid", split="val")``.
     """
     path = Path(name).expanduser()
     if (path / manifest_io.MANIFEST).is_file():
-        return open_folder(path)
-    ref = parse_name(name)
-    if version is not None:
-        ref = ref.with_version(version)
-    return open_folder(cache.dataset_path(cache.resolve_installed(ref)))
+        dataset = open_folder(path)
+    else:
+        ref = parse_name(name)
+        if version is not None:
+            ref = ref.with_version(version)
+        dataset = open_folder(cache.dataset_path(cache.resolve_installed(ref)))
+    return dataset if split is None else dataset.split(split)
 
 
 def open_folder(path: Path) -> Dataset:

@@ -67,6 +67,7 @@ def fetch(
     dest: Path,
     *,
     sha256: str | None = None,
+    size: int | None = None,
     headers: dict[str, str] | None = None,
     progress: Progress | None = None,
     timeout: float = 30.0,
@@ -81,6 +82,10 @@ def fetch(
     retry. Under ``BRINELITE_OFFLINE`` only local files are read. The caller must keep two
     processes from fetching the same ``dest`` at once (``brinelite.cache.lock``).
 
+    ``size`` (bytes, as a registry index declares it) stops the transfer as soon as more
+    arrives, or as soon as a ``Content-Length`` says more will; without it a network
+    download stops past ``BRINELITE_MAX_DOWNLOAD_BYTES``. Either way the part is deleted.
+
     Example: ``fetch("https://host/cells.tar.gz", Path("cells.tar.gz")).sha256``.
     """
     transport = choose(url, headers, timeout)
@@ -91,6 +96,7 @@ def fetch(
         )
     progress = progress or Silent()
     part = _Part.load(url, dest)
+    part.limit = _Limit.of(url, size, transport.network)
     failures = attempts = 0
     best = part.offset
     try:
@@ -143,14 +149,48 @@ def _take(opened: Opened, part: _Part, progress: Progress) -> None:
         raise Transient("the file changed size since the part was written", restart=True)
     else:
         part.total = opened.total
+    part.limit.check(part, part.total or 0)
     progress.start(part.total)
     progress.advance(part.offset)
     with part.path.open("ab") as out:
         for chunk in opened.chunks:
+            part.limit.check(part, part.offset + len(chunk))
             out.write(chunk)
             part.hasher.update(chunk)
             part.offset += len(chunk)
             progress.advance(len(chunk))
+
+
+@dataclass(frozen=True)
+class _Limit:
+    """The most bytes a download may bring: its declared size, else the setting's cap."""
+
+    url: str
+    most: int | None
+    declared: bool
+
+    @classmethod
+    def of(cls, url: str, size: int | None, network: bool) -> _Limit:
+        """The declared ``size``; else ``BRINELITE_MAX_DOWNLOAD_BYTES`` over a network."""
+        if size is not None:
+            return cls(url, size, True)
+        return cls(url, settings.max_download_bytes() if network else None, False)
+
+    def check(self, part: _Part, amount: int) -> None:
+        """Delete the part and stop if ``amount`` bytes would pass the limit."""
+        if self.most is None or amount <= self.most:
+            return
+        part.reset()
+        shown = redact_url(self.url)
+        if self.declared:
+            raise IntegrityError(
+                f"{shown} is larger than the {self.most} bytes its registry index declares; "
+                "stopped before the rest arrived and deleted the download."
+            )
+        raise DownloadError(
+            f"{shown} is larger than BRINELITE_MAX_DOWNLOAD_BYTES ({self.most} bytes); stopped "
+            "and deleted. Raise that setting (0 = no limit) if the archive really is this big."
+        )
 
 
 class _Part:
@@ -160,6 +200,7 @@ class _Part:
         self.url = url
         self.path = dest.with_name(dest.name + ".part")
         self.meta = dest.with_name(dest.name + ".part.json")
+        self.limit = _Limit(url, None, False)  # fetch sets the real one
         self._empty()
 
     @classmethod

@@ -30,6 +30,18 @@ class BuildError(BrineliteError):
     """A source folder or CSV cannot be turned into a dataset."""
 
 
+class LabelMapError(BuildError):
+    """Masks without a class map hold a few small values: class ids, not a binary mask.
+
+    ``skeleton`` is a ``classes.json`` object naming the values found, for the user to edit.
+    """
+
+    def __init__(self, message: str, values: list[int], skeleton: dict) -> None:
+        super().__init__(message)
+        self.values = values
+        self.skeleton = skeleton
+
+
 class ManifestError(BrineliteError):
     """A manifest or rows table is missing, malformed or disagrees with the files."""
 
@@ -66,8 +78,19 @@ class CacheError(BrineliteError):
     """The cache folder cannot be used (unwritable, disk full, locked too long)."""
 
 
+class WriteError(BrineliteError, OSError):
+    """Writing a file failed: disk full, a file-size limit, no permission (``build``, ``publish``).
+
+    Also an ``OSError``, so code that caught the bare ``OSError`` still does.
+    """
+
+
 class DataError(BrineliteError):
     """A row's files cannot be decoded, or processing a sample failed; names the row and file."""
+
+
+class UnknownSplitError(DataError, LookupError):
+    """A split name the dataset does not declare (the message lists those it does)."""
 
 
 class OfflineError(BrineliteError):
@@ -76,3 +99,29 @@ class OfflineError(BrineliteError):
 
 class LockFileError(BrineliteError):
     """A lock file (``brinelite.lock``) is unreadable or malformed, or cannot be written."""
+
+
+def disk_advice(exc: OSError) -> str:
+    """What an ``OSError`` from writing a file means for the user, and what to do, in words.
+
+    A full disk, a file-size limit (``ulimit -f``), a read-only or forbidden folder and a
+    name too long for the file system each get their own advice; anything else its
+    ``strerror``. Used to turn a write failure into one line of a typed error.
+
+    >>> import errno
+    >>> disk_advice(OSError(errno.ENOSPC, "No space left on device"))
+    'No space left on device: free some space'
+    """
+    import errno
+
+    advice = {
+        errno.ENOSPC: "free some space",
+        errno.EDQUOT: "free some space (over the disk quota)",
+        errno.EFBIG: "a file grew past the size this process may write (ulimit -f)",
+        errno.EACCES: "choose a folder you can write to",
+        errno.EPERM: "choose a folder you can write to",
+        errno.EROFS: "choose a folder on a writable file system",
+        errno.ENAMETOOLONG: "use a shorter name (at most 255 bytes per path part)",
+    }.get(exc.errno or 0)
+    reason = exc.strerror or type(exc).__name__
+    return f"{reason}: {advice}" if advice else reason

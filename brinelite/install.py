@@ -6,19 +6,22 @@ verify every file against the manifest (or write a manifest for a plain images/ 
 tree) → one rename into ``datasets/``. Each step raises a typed error and cleans up after
 itself; nothing under ``datasets/`` changes until the final rename.
 
-Processes installing the same source share one lock (``cache.download_lock``), so an archive
-is fetched once however many names it is installed under; the dataset's own lock guards the
-final rename. An installed pinned version never needs a registry.
+Processes installing the same source share one lock and the verified archive
+(``cache.shared_download``), so an archive is fetched once however many names it is installed
+under; the dataset's own lock guards the final rename. An installed pinned version never
+needs a registry.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import archive, cache, download, registry, settings
 from . import manifest as manifest_io
@@ -27,10 +30,12 @@ from .errors import (
     AlreadyExistsError,
     BrineliteError,
     CacheError,
+    DatasetNotFoundError,
     IntegrityError,
     ManifestError,
     OfflineError,
     UnreachableError,
+    disk_advice,
 )
 from .manifest import Manifest
 from .names import DatasetRef, is_name, parse_name
@@ -38,12 +43,17 @@ from .progress import bar
 from .redact import redact_url, url_key
 
 DEFAULT_VERSION = "1.0.0"
+URL_SCHEMES = ("http://", "https://", "s3://")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
 class Installed:
-    """The outcome of :func:`install`; ``note`` says when installed data stood in for a lookup."""
+    """The outcome of :func:`install`; ``note`` says when installed data stood in for a lookup.
+
+    ``sha256`` is the archive's ('' for a folder, which has none); ``fingerprint`` is the
+    manifest's, what a folder install is pinned by.
+    """
 
     ref: DatasetRef
     path: Path
@@ -52,6 +62,7 @@ class Installed:
     already: bool = False
     note: str = ""
     skipped: tuple[str, ...] = ()  # registries passed over on the way (unreachable, malformed)
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class _Plan:
     ref: DatasetRef | None
     sha256: str | None  # the archive's expected sha256: the user's pin or the registry's
     pins: _Pins
+    size: int | None = None  # the archive's size as its registry index declares it
     named: bool = False  # ref came from --name (else from a registry)
     registry: str | None = None  # the registry a name was resolved in
     headers: dict[str, str] = field(default_factory=dict)  # its auth header, for its host only
@@ -109,11 +121,14 @@ def install(
     """Install ``source`` into the cache and return where it landed.
 
     Args:
-        source: ``scope/name[@version]`` (looked up in the registries), an http(s)/s3 URL
-            or path of an archive (.tar.gz, .tgz, .tar, .zip), or a dataset folder.
+        source: ``scope/name[@version]`` (always looked up in the registries, even when a
+            folder of that name exists), an http(s)/s3 URL, or the path of an archive
+            (.tar.gz, .tgz, .tar, .zip) or a dataset folder (``./lab/cells`` or an absolute
+            path when it would read as a name).
         name: names a source that has no manifest (a plain ``images/`` + ``masks/`` tree);
             for a source with one, it must agree with the manifest's name.
         sha256: pins the archive's hash (any case); checked against an installed copy too.
+            Refused for a folder, which has no archive to check it against.
         fingerprint: pins the dataset's manifest fingerprint (as ``brinelite.lock`` does).
         force: reinstall even if installed.
         quiet: no progress bars.
@@ -131,33 +146,70 @@ def install(
         plan = _plan(source, name, pins, force)
         if isinstance(plan, Installed):
             return plan
-        with cache.download_lock(plan.location):
+        with cache.shared_download(plan.location) as shared:
             done = None if force else _already_installed(plan)
-            return done or _install_locked(plan, force, quiet)
+            return done or _install_locked(plan, shared, force, quiet)
     except OSError as exc:
         raise CacheError(
             f"Installing {redact_url(source)} failed while writing to {cache.home()} "
-            f"({exc.strerror}); nothing was installed. "
-            "Free some space or set BRINELITE_HOME to a writable folder."
+            f"({disk_advice(exc)}); nothing was installed. "
+            "Set BRINELITE_HOME to another folder if this one cannot hold it."
         ) from exc
 
 
 def _plan(source: str, name: str | None, pins: _Pins, force: bool) -> _Plan | Installed:
-    """Classify ``source``; a name installed already (or all one can use) is returned as is."""
+    """Classify ``source``; a name installed already (or all one can use) is returned as is.
+
+    A name is a name first: ``lab/cells@1.0.0`` goes to the registries even if a folder of
+    that name sits in the current directory (that folder is ``./lab/cells@1.0.0``).
+    """
     given = parse_name(name) if name else None
     shown = redact_url(source)
-    if source.startswith(("http://", "https://", "s3://")):
+    if source.startswith(URL_SCHEMES):
+        _check_url(source, shown)
         return _Plan(shown, source, "url", given, pins.sha256, pins, named=given is not None)
-    path = Path(source).expanduser()
-    if path.is_dir() or path.is_file():
-        kind = "folder" if path.is_dir() else "archive"
-        return _Plan(shown, str(path.resolve()), kind, given, pins.sha256, pins, given is not None)
     if is_name(source):
-        return _from_registry(parse_name(source), pins, force)
-    raise BrineliteError(
-        f"{shown!r} is not a dataset name (scope/name[@version]), an http(s) URL, "
-        "or an existing archive or folder."
+        return _from_name(source, pins, force)
+    path = Path(source).expanduser()
+    kind = "folder" if os.path.isdir(path) else "archive" if os.path.isfile(path) else None
+    if kind is None:
+        raise BrineliteError(
+            f"{shown[:300]!r} is not a dataset name (scope/name[@version]), an http(s) or s3 "
+            "URL, or an existing archive or folder (write a relative path as ./path)."
+        )
+    if kind == "folder" and pins.sha256 is not None:
+        raise BrineliteError(
+            f"--sha256 pins an archive, but {shown} is a folder: there is no archive to check "
+            "it against. Drop --sha256 (a folder install prints its fingerprint), or build an "
+            "archive and install that."
+        )
+    return _Plan(
+        shown, str(path.resolve()), kind, given, pins.sha256, pins, named=given is not None
     )
+
+
+def _check_url(url: str, shown: str) -> None:
+    """Refuse a URL that cannot be parsed (``http://[::1``, a port of letters) in one line."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a malformed port raises here
+    except ValueError as exc:
+        raise BrineliteError(f"{shown[:300]!r} is not a valid URL ({exc}).") from None
+    if not parts.hostname:
+        raise BrineliteError(f"{shown[:300]!r} is not a valid URL: it names no host.")
+
+
+def _from_name(source: str, pins: _Pins, force: bool) -> _Plan | Installed:
+    """A name from the registries; a same-named path here is only mentioned in the error."""
+    try:
+        return _from_registry(parse_name(source), pins, force)
+    except DatasetNotFoundError as exc:
+        if not os.path.lexists(Path(source).expanduser()):
+            raise
+        raise DatasetNotFoundError(
+            f"{exc} A name is looked up in the registries; to install the folder or archive "
+            f"{source} here, write ./{source}."
+        ) from None
 
 
 def _from_registry(ref: DatasetRef, pins: _Pins, force: bool) -> _Plan | Installed:
@@ -176,10 +228,15 @@ def _from_registry(ref: DatasetRef, pins: _Pins, force: bool) -> _Plan | Install
         )
     try:
         found = registry.resolve(ref)
-    except (UnreachableError, OfflineError):
+    except (UnreachableError, OfflineError, DatasetNotFoundError) as exc:
         if not newest:
             raise
-        note = f"No registry could be reached: using the installed {newest} (newest installed)."
+        reason = (
+            f"{ref} is not in the registries asked"
+            if isinstance(exc, DatasetNotFoundError)
+            else "No registry could be reached"
+        )
+        note = f"{reason}: using the installed {newest} (newest installed)."
         return replace(_checked(cache.dataset_path(newest), pins), note=note)
     return _Plan(
         ref.full_name if ref.version is None else str(ref),
@@ -188,6 +245,7 @@ def _from_registry(ref: DatasetRef, pins: _Pins, force: bool) -> _Plan | Install
         found.ref,
         pins.sha256 or found.sha256,
         pins,
+        size=found.size,
         registry=redact_url(found.registry),
         headers=found.headers,
         skipped=tuple(str(item) for item in found.skipped),
@@ -210,7 +268,14 @@ def _checked(path: Path, pins: _Pins, shown: str = "") -> Installed:
             f"not the {pins.fingerprint} asked for; pass --force to replace it."
         )
     source = redact_url(record.get("source", shown))
-    return Installed(manifest.ref, path, record.get("sha256", ""), source, already=True)
+    return Installed(
+        manifest.ref,
+        path,
+        record.get("sha256", ""),
+        source,
+        already=True,
+        fingerprint=manifest.fingerprint,
+    )
 
 
 def _already_installed(plan: _Plan) -> Installed | None:
@@ -240,18 +305,20 @@ def read_install_record(path: Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def _install_locked(plan: _Plan, force: bool, quiet: bool) -> Installed:
+def _install_locked(
+    plan: _Plan, shared: cache.SharedDownload, force: bool, quiet: bool
+) -> Installed:
+    """Install ``plan`` with its download lock held; the archive is fetched once for all
+    processes waiting for it (``shared``), which deletes it once none waits."""
     with cache.staging() as staging:
         if plan.kind == "folder":
             root, manifest = _stage_folder(plan, staging / "dataset", quiet)
             digest = ""
         else:
-            fetched = _fetch(plan, quiet)
-            digest = fetched.sha256
-            try:
-                root, manifest = _unpack(plan, fetched.path, staging, quiet)
-            finally:  # the fetched archive is deleted whether it installs or is refused
-                fetched.path.unlink(missing_ok=True)
+            kept = shared.kept(plan.sha256)
+            digest = kept.sha256 if kept else _fetch(plan, quiet).sha256
+            shared.sha256 = digest
+            root, manifest = _unpack(plan, shared.archive, staging, quiet)
         _check_identity(plan, manifest)
         record = {
             "source": redact_url(plan.location),
@@ -265,7 +332,14 @@ def _install_locked(plan: _Plan, force: bool, quiet: bool) -> Installed:
             if not force and _same_installed(manifest):
                 return _checked(cache.dataset_path(manifest.ref), plan.pins, plan.shown)
             path = cache.commit(root, manifest.ref, force=force)
-    return Installed(manifest.ref, path, digest, redact_url(plan.location), skipped=plan.skipped)
+    return Installed(
+        manifest.ref,
+        path,
+        digest,
+        redact_url(plan.location),
+        skipped=plan.skipped,
+        fingerprint=manifest.fingerprint,
+    )
 
 
 def _check_identity(plan: _Plan, manifest: Manifest) -> None:
@@ -308,6 +382,7 @@ def _fetch(plan: _Plan, quiet: bool) -> download.FetchResult:
             plan.location,
             cache.download_path(plan.location),
             sha256=plan.sha256,
+            size=plan.size,
             headers=plan.headers,
             progress=progress,
         )

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from . import cache, jsonio
 from . import manifest as manifest_io
-from .errors import InvalidNameError, LockFileError
+from .errors import InvalidNameError, LockFileError, disk_advice
 from .install import Installed, install, is_sha256, read_install_record
 from .names import DatasetRef, parse_name, parse_version
 
@@ -82,12 +82,22 @@ def write(entries: list[Locked], path: Path) -> Path:
         indent=2,
     )
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if os.path.isdir(path):
+        raise LockFileError(f"Cannot write the lock file {path}: it is a folder; name a file.")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp")
+    except OSError as exc:
+        raise LockFileError(
+            f"Cannot write the lock file {path} ({disk_advice(exc)}); its folder must exist."
+        ) from exc
     try:
         with open(fd, "w", encoding="utf-8") as out:
             out.write(text + "\n")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise LockFileError(f"Cannot write the lock file {path} ({disk_advice(exc)}).") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import jsonio
+from . import jsonio, splits
 from .classes import ClassMap
 from .errors import IntegrityError, ManifestError
 from .hashes import FileInfo, file_info
 from .names import DatasetRef, parse_name, parse_version
 from .paths import UnsafePathError, safe_relpath, unsafe
 
-FORMAT_VERSION = 3  # 2 added "citation", 3 "classes"; older manifests read unchanged
+FORMAT_VERSION = 4  # 2 added "citation", 3 "classes", 4 "splits"; older manifests read unchanged
+SPLITLESS_FORMAT = 3  # what a dataset without splits is written as, so format-3 readers read it
 MANIFEST = "manifest.json"
 ROWS = "rows.csv"
 INSTALL_RECORD = "install.json"  # written by the installer beside the manifest, not hashed
@@ -71,6 +72,7 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     classes: ClassMap | None = None  # None: binary masks (foreground vs background)
+    splits: dict[str, tuple[int, ...]] = field(default_factory=dict)  # name -> sorted rows
 
     @property
     def ref(self) -> DatasetRef:
@@ -113,6 +115,7 @@ class Manifest:
             "files": {path: {"size": i.size, "sha256": i.sha256} for path, i in self.files.items()},
             "extra": self.extra,
             **({"classes": self.classes.to_json()} if self.classes else {}),
+            **({"splits": {k: list(v) for k, v in self.splits.items()}} if self.splits else {}),
         }
 
     @classmethod
@@ -142,6 +145,7 @@ class Manifest:
                     else None
                 ),
             )
+            manifest.splits = splits.check(data.get("splits", {}), manifest.rows)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ManifestError(f"Manifest is malformed ({type(exc).__name__}: {exc}).") from exc
         if not manifest.columns:
@@ -297,11 +301,14 @@ def create(
     citation: str = "",
     created: str = "",
     classes: ClassMap | None = None,
+    declared_splits: dict[str, tuple[int, ...]] | None = None,
 ) -> Manifest:
     """Write the rows table, hash every file in ``folder`` and write the manifest.
 
     ``created`` (UTC ISO-8601) is the caller's to choose, so that building the same files
-    twice gives the same bytes (see :func:`brinelite.build.build`).
+    twice gives the same bytes (see :func:`brinelite.build.build`). ``declared_splits`` maps
+    split names to row numbers (:mod:`brinelite.splits`); only a dataset with splits is
+    written as format 4, so one without reads in every brinelite that reads format 3.
     """
     folder = Path(folder)
     write_rows(folder, columns, rows)
@@ -317,6 +324,8 @@ def create(
         created=created,
         extra=extra or {},
         classes=classes,
+        format_version=FORMAT_VERSION if declared_splits else SPLITLESS_FORMAT,
+        splits=splits.check(declared_splits or {}, len(rows)),
     )
     check_cells(
         manifest, [list(column) for column in zip(*rows, strict=True)] or [[]] * len(columns)

@@ -10,6 +10,7 @@ registries is :mod:`brinelite.registry`'s part.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 from . import archive, cache, indexes
 from . import manifest as manifest_io
 from .backends import WritableStore, open_writable
-from .errors import AlreadyExistsError, InvalidIndexError, RegistryError
+from .errors import AlreadyExistsError, InvalidIndexError, RegistryError, WriteError, disk_advice
 from .hashes import file_info
 from .indexes import INDEX
 from .manifest import Manifest
@@ -34,16 +35,32 @@ def publish(source: Path | str, dest: str) -> Resolved:
     that exists raises :class:`AlreadyExistsError`. Index files are replaced atomically, under
     a lock for folders, so concurrent publishes of different versions all land.
     """
+    if not dest.strip() or dest.strip().rstrip("/") in ("file:", "s3:"):
+        raise RegistryError(
+            f"--registry {dest!r} names no registry (an unset variable?): give a folder, "
+            "file:// or s3://bucket/prefix; nothing was published."
+        )
+    try:
+        return _publish(source, dest)
+    except OSError as exc:
+        at = f" at {exc.filename}" if exc.filename else ""
+        raise WriteError(
+            f"Publishing {source} to {dest} failed{at} ({disk_advice(exc)}); what is listed "
+            "stays readable, and the same command completes it once fixed."
+        ) from exc
+
+
+def _publish(source: Path | str, dest: str) -> Resolved:
     path = Path(source).expanduser()
-    if path.is_file():
+    if os.path.isfile(path):
         return _publish_archive(path, dest)
-    if not path.is_dir() and not is_name(str(source)):
+    if not os.path.isdir(path) and not is_name(str(source)):
         raise RegistryError(
             f"{source} is not an archive, a dataset folder or the name of an installed dataset."
         )
     folder = (
         path
-        if path.is_dir()
+        if os.path.isdir(path)
         else cache.dataset_path(cache.resolve_installed(parse_name(str(source))))
     )
     with tempfile.TemporaryDirectory(prefix="brinelite-publish-") as tmp:

@@ -6,8 +6,11 @@ leading through a symlink outside the root get 404 (400 when malformed), and no 
 ever listed. Files carry
 ``Content-Length``, ``ETag`` and ``Last-Modified``; a single ``Range`` (guarded by
 ``If-Range``) resumes a download (an invalid one such as ``bytes=5-2`` is ignored: 200);
-``If-None-Match`` (``*`` too) and ``If-Modified-Since`` give 304. A connection silent for
-``timeout`` seconds (30 by default) is closed.
+``If-None-Match`` (``*`` too) and ``If-Modified-Since`` give 304. A client has ``timeout``
+seconds (30 by default) to send each whole request, however it trickles it, and a
+connection silent that long is closed. At most ``max_connections`` (64) are served at once;
+one more gets ``503`` with ``Retry-After``. A path over 4096 bytes gets 414; a Range of
+absurd numbers is read as past the end (416) rather than parsed.
 Each request is logged on stderr.
 """
 
@@ -15,9 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import io
+import math
 import re
 import shutil
+import socket
 import sys
+import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,7 +36,34 @@ from .errors import RegistryError
 from .paths import UnsafePathError, inside
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-DEFAULT_TIMEOUT = 30.0  # seconds a connection may stay silent
+DEFAULT_TIMEOUT = 30.0  # seconds to send a whole request, and to stay silent
+DEFAULT_MAX_CONNECTIONS = 64
+MAX_TARGET = 4096  # bytes in a request's path and query; longer gets 414
+_DIGITS = 18  # a byte position with more digits is past any file (and int() has a limit)
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
+    b"Connection: close\r\n\r\n"
+)
+
+
+class _Deadline(socket.SocketIO):
+    """A socket reader that gives a whole request ``timeout`` seconds, not each ``recv``.
+
+    Without it a client sending one byte a second never meets a per-``recv`` timeout and
+    holds its thread forever (slowloris).
+    """
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        super().__init__(sock, "rb")
+        self.timeout = timeout
+        self.ends = math.inf
+
+    def readinto(self, buffer) -> int | None:  # type: ignore[override]
+        left = self.ends - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took too long to arrive")
+        self._sock.settimeout(min(self.timeout, left))
+        return super().readinto(buffer)
 
 
 class RegistryHandler(BaseHTTPRequestHandler):
@@ -40,9 +75,25 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         # StreamRequestHandler puts ``timeout`` on the socket: a client idle (or stalled half-way
-        # through its request) that long is logged as timed out and disconnected.
+        # through its request) that long is logged as timed out and disconnected; the reader
+        # below also bounds the time the whole request may take to arrive.
         self.timeout = self.server.connection_timeout
         super().setup()
+        self._reader = _Deadline(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        self._reader.ends = time.monotonic() + self.timeout
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # the request line and headers have arrived
+        self._reader.ends = math.inf
+        self.connection.settimeout(self.timeout)  # sending: each write gets the timeout
+        if parsed and len(self.path) > MAX_TARGET:
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return False
+        return parsed
 
     def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
         self._serve(body=False)
@@ -58,11 +109,14 @@ class RegistryHandler(BaseHTTPRequestHandler):
             return None
         try:
             path = inside(self.server.root, unquote(raw)[1:], normalise=True)
+            hidden = any(part.startswith(".") for part in path.relative_to(self.server.root).parts)
+            found = not hidden and path.is_file()  # hidden: temporary and lock files
         except UnsafePathError as exc:
             self.send_error(HTTPStatus.NOT_FOUND if exc.escapes else HTTPStatus.BAD_REQUEST)
             return None
-        hidden = any(part.startswith(".") for part in path.relative_to(self.server.root).parts)
-        if hidden or not path.is_file():  # hidden: temporary and lock files
+        except OSError:  # a name too long for the file system, a loop of links...
+            found = False
+        if not found:
             self.send_error(HTTPStatus.NOT_FOUND)
             return None
         return path
@@ -127,13 +181,13 @@ class RegistryHandler(BaseHTTPRequestHandler):
         match = _RANGE.fullmatch(wanted.strip())
         if match is None or match.groups() == ("", ""):
             return 0, size - 1  # a multi-range or malformed header: send the whole file
-        first, last = match.groups()
-        if first and last and int(last) < int(first):
+        first, last = (_position(group) for group in match.groups())
+        if first is not None and last is not None and last < first:
             return 0, size - 1  # an invalid range is ignored (RFC 9110 14.2): the whole file
-        if first:
-            start, end = int(first), min(int(last), size - 1) if last else size - 1
+        if first is not None:
+            start, end = first, min(last, size - 1) if last is not None else size - 1
         else:
-            start, end = max(size - int(last), 0), size - 1
+            start, end = max(size - (last or 0), 0), size - 1
         if start >= size or start > end:
             self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
             self.send_header("Content-Range", f"bytes */{size}")
@@ -146,6 +200,13 @@ class RegistryHandler(BaseHTTPRequestHandler):
         sys.stderr.write(
             f"{self.address_string()} [{self.log_date_time_string()}] {format % args}\n"
         )
+
+
+def _position(digits: str) -> int | None:
+    """A Range byte position; one of more than 18 digits is past any file (``math.inf``)."""
+    if not digits:
+        return None
+    return int(digits) if len(digits) <= _DIGITS else math.inf  # type: ignore[return-value]
 
 
 class _Limited:
@@ -179,14 +240,41 @@ class RegistryServer(ThreadingHTTPServer):
         port: int = 8000,
         handler: type[RegistryHandler] = RegistryHandler,
         timeout: float = DEFAULT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise RegistryError(f"{root} is not a folder; serve a registry folder.")
-        if not timeout > 0:
+        if not (timeout > 0 and math.isfinite(timeout)):
             raise RegistryError(f"The connection timeout must be positive, not {timeout}.")
+        if not 0 <= port <= 65535:
+            raise RegistryError(f"Port {port} is not between 0 and 65535.")
+        if max_connections < 1:
+            raise RegistryError(f"max_connections must be at least 1, not {max_connections}.")
         self.connection_timeout = timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__((host, port), handler)
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+        """Serve the connection on a thread of its own, or answer 503 when all are taken."""
+        if not self._slots.acquire(blocking=False):
+            sys.stderr.write(f"{client_address[0]} refused: too many connections (503)\n")
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(_BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     @property
     def url(self) -> str:
@@ -196,15 +284,20 @@ class RegistryServer(ThreadingHTTPServer):
 
 
 def serve(
-    root: Path, host: str = "127.0.0.1", port: int = 8000, timeout: float = DEFAULT_TIMEOUT
+    root: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """Serve ``root`` until interrupted; print the URL first (port 0 picks a free one).
 
-    ``timeout`` (seconds) disconnects a client that sends nothing for that long, idle or
-    half-way through a request, so stalled connections cannot pile up.
+    ``timeout`` (seconds) disconnects a client that sends nothing for that long, or has not
+    sent its whole request after that long, so stalled connections cannot pile up; at most
+    ``max_connections`` are served at once (more get 503).
     """
     try:
-        server = RegistryServer(root, host, port, timeout=timeout)
+        server = RegistryServer(root, host, port, timeout=timeout, max_connections=max_connections)
     except OSError as exc:
         raise RegistryError(f"Cannot listen on {host}:{port} ({exc.strerror}).") from exc
     print(server.url, flush=True)

@@ -10,6 +10,7 @@ the environment between calls. The table in the README lists them for users.
 ``BRINELITE_TOKEN``                bearer token for a single registry (see docs/registry.md)
 ``BRINELITE_OFFLINE``              ``1``: never touch the network (like ``HF_HUB_OFFLINE``)
 ``BRINELITE_MAX_IMAGE_PIXELS``     largest image (width x height) decoded; ``0`` = no limit
+``BRINELITE_MAX_DOWNLOAD_BYTES``   largest download of undeclared size (20 GiB); ``0`` = no limit
 ``BRINELITE_DISABLE_PROGRESS_BARS`` ``1``: no progress bars anywhere
 ``BRINELITE_TOKEN_HOST``           the registry host that gets ``BRINELITE_TOKEN`` among several
 ``BRINELITE_NO_MALLOC_FIX``        ``1``: ``to_keras`` leaves glibc's malloc thresholds alone
@@ -22,6 +23,7 @@ import os
 
 # PIL's MAX_IMAGE_PIXELS: about a 9459 x 9459 image, 256 MB as 8-bit RGB, 1 GB as float32 grey.
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+DEFAULT_MAX_DOWNLOAD_BYTES = 20 << 30  # 20 GiB: stops an endless body before the disk fills
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -44,15 +46,28 @@ def max_image_pixels() -> int | None:
 
     A malformed value is refused rather than silently replaced by the default.
     """
-    raw = os.environ.get("BRINELITE_MAX_IMAGE_PIXELS", "").strip()
+    return _limit("BRINELITE_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, "pixels", "200000000")
+
+
+def max_download_bytes() -> int | None:
+    """The largest network download whose size no registry index declares (``None``: no cap).
+
+    A download whose index declares its ``size`` is stopped past that size instead.
+    """
+    return _limit("BRINELITE_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_DOWNLOAD_BYTES, "bytes", "1e11")
+
+
+def _limit(name: str, default: int, unit: str, example: str) -> int | None:
+    """A whole-number ceiling from ``name`` (0 = none); a malformed value is an error."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_MAX_IMAGE_PIXELS
-    if not raw.isdigit():
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
         from .errors import BrineliteError
 
         raise BrineliteError(
-            f"BRINELITE_MAX_IMAGE_PIXELS={raw!r} is not a whole number of pixels; "
-            "set it to e.g. 200000000, or 0 for no limit."
+            f"{name}={raw[:40]!r} is not a whole number of {unit}; "
+            f"set it to e.g. {int(float(example))}, or 0 for no limit."
         )
     return int(raw) or None
 

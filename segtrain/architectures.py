@@ -18,6 +18,7 @@ imported or built; ``segtrain.models`` builds the networks from these specs.
 from dataclasses import dataclass
 
 DEFAULT_SIZE = 128
+MAX_SIZE = 4096  # 4096^2 RGB floats are 200 MB a sample; a run folder saying 65536 asked 51 GB
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ class Architecture:
         """The input size to build ``name`` at: ``size`` checked, or the model's default.
 
         Raises:
-            ValueError: a preset asked for another size than its own, or a size the depth
-                cannot halve ``depth`` times.
+            ValueError: a preset asked for another size than its own, a size the depth
+                cannot halve ``depth`` times, or one above ``MAX_SIZE``.
         """
         if self.fixed_size is not None:
             if size not in (None, self.fixed_size):
@@ -49,6 +50,8 @@ class Architecture:
             return self.fixed_size
         size = DEFAULT_SIZE if size is None else size
         check_divisible(size, self.depth)
+        if size > MAX_SIZE:
+            raise ValueError(f"input size {size} is above {MAX_SIZE}, the largest segtrain builds")
         return size
 
 

@@ -98,45 +98,10 @@ def evaluate(
     from segtrain.evaluation import evaluate as evaluate_run
 
     report = evaluate_run(run_dir, dataset, fold, out_dir)
-    summary = report.summary
-    if "miou" in summary:
-        _print_class_scores(report.per_image, summary)
-    else:
-        _print_binary_scores(report.per_image, summary)
+    for line in report.table():
+        out.print(line)
     written = ", ".join(map(str, (report.csv_path, report.json_path, *report.confusion_paths)))
     out.print(f"Wrote {written}")
-
-
-def _print_per_image(per_image: list[dict[str, Any]], columns: dict[str, str]) -> None:
-    """One row per image: its row id, the scores ``columns`` names (header: key), its file."""
-    out.print(f"{'row':>6}  " + "".join(f"{header:>6}  " for header in columns) + "image")
-    for scores in per_image:
-        values = "".join(f"{scores[key]:6.4f}  " for key in columns.values())
-        out.print(f"{scores['row']:>6}  {values}{scores['image']}")
-
-
-def _print_binary_scores(per_image: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    """Per-image dice and IoU, then the means of the model and of the two trivial masks."""
-    _print_per_image(per_image, {"dice": "dice", "iou": "iou"})
-    out.print(f"{summary['dataset']}, fold {summary['fold']}, {summary['images']} images:")
-    for who in ("model", "all_foreground", "all_background"):
-        scores = summary[who]
-        out.print(f"  {who:<15} dice {scores['dice']:.4f}  iou {scores['iou']:.4f}")
-
-
-def _print_class_scores(per_image: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    """Per-image accuracy and mIoU, per-class IoU and dice, then model against majority."""
-    _print_per_image(per_image, {"pixacc": "pixel_accuracy", "miou": "miou"})
-    out.print(f"{'class':<16} {'iou':>6}  {'dice':>6}  pixels")
-    for name, scores in summary["per_class"].items():
-        out.print(f"{name:<16} {scores['iou']:6.4f}  {scores['dice']:6.4f}  {scores['pixels']}")
-    out.print(f"{summary['dataset']}, fold {summary['fold']}, {summary['images']} images:")
-    majority = summary["majority"]
-    for who, scores in (("model", summary["model"]), (f"majority ({majority['class']})", majority)):
-        out.print(
-            f"  {who:<20} miou {scores['miou']:.4f}  dice {scores['dice']:.4f}  "
-            f"pixel accuracy {scores['pixel_accuracy']:.4f}"
-        )
 
 
 @app.command()
@@ -155,6 +120,9 @@ def predict(
             help="Probability from which a pixel is foreground (binary masks only).", min=0, max=1
         ),
     ] = 0.5,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite masks, overlays or a sheet in --out.")
+    ] = False,
 ) -> None:
     """Write a mask and an overlay per image, and a contact sheet of overlays.
 
@@ -162,19 +130,20 @@ def predict(
     the classes' colours over the photo, with a legend on the sheet.
     """
     from segtrain.evaluation import load_fold
-    from segtrain.prediction import image_files, predict_files
+    from segtrain.prediction import check_outputs, image_files, predict_files
     from segtrain.run_folder import RunFolder
 
     folder = RunFolder(run_dir)
-    model = folder.load_model()
+    record = folder.trained()
     if images:
         files = image_files(images)
     else:
-        fold = load_fold(run_dir)
-        column = folder.config().image_column
-        files = [fold.path / getattr(row, column) for row in fold]
+        fold = load_fold(folder, record)
+        files = [fold.path / getattr(row, record.config.image_column) for row in fold]
     out_dir = out_dir or run_dir / "predictions"
-    sheet = predict_files(model, files, out_dir, threshold, classes=folder.classes())
+    check_outputs(files, out_dir, force)
+    model = folder.load_model(record)  # Keras loads here, after the checks
+    sheet = predict_files(model, files, out_dir, threshold, task=record.task, force=force)
     out.print(f"Wrote masks and overlays of {len(files)} images to {out_dir}")
     out.print(f"Contact sheet: {sheet}")
 

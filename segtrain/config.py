@@ -29,6 +29,7 @@ from segtrain.semantic import CLASS_WEIGHTS
 STRATEGIES = ("default", "mirrored", "data-parallel")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 LR_SCHEDULES = ("auto", "plateau", "budget")
+DEFAULT_VAL = 20  # validation rows without --val or --val-split (the seed's)
 
 
 def option(
@@ -71,7 +72,15 @@ class RunConfig:
         "weights) or PATH of a .weights.h5 file the encoder saved.",
     )
     batch_size: int = option(1, "Samples per batch.", minimum=1)
-    val: int = option(20, "Validation rows, as in create_folds((N,)).")  # checked with the data
+    val: int | None = option(
+        None, "Validation rows, as in create_folds((N,)) (default 20; not with --val-split)."
+    )  # checked with the data
+    val_split: str | None = option(
+        None, "Validate on this split the dataset declares (brinelite info lists them)."
+    )
+    train_split: str | None = option(
+        None, "Train on this declared split (default: the rows outside the validation ones)."
+    )
     epochs: int = option(
         100, "Most epochs (early stopping may end sooner).", defines_run=False, minimum=1
     )
@@ -137,6 +146,15 @@ class RunConfig:
         for item in dataclasses.fields(self):
             _check(item, hints[item.name], getattr(self, item.name))
         check_processes(self.strategy, self.num_processes, self.process_id, self.coordinator)
+        if self.val is not None and self.val_split is not None:
+            raise SegtrainError(
+                "--val and --val-split both choose the validation rows; give one of them"
+            )
+        if self.val_split is not None and self.val_split == self.train_split:
+            raise SegtrainError(
+                f"--val-split and --train-split are both {self.val_split!r}; validate on "
+                "rows the model does not train on"
+            )
         if self.lr_schedule == "budget" and self.time_limit is None:
             raise SegtrainError(
                 "--lr-schedule budget decays the rate over --time-limit; give --time-limit "
@@ -175,7 +193,8 @@ class RunConfig:
         """This config with the defaults that depend on the model and the machine filled in.
 
         The model's default size, the precision "auto" picks (``cpuinfo`` is passed to
-        ``segtrain.runtime.resolve_precision``; tests inject it) and, for data-parallel, the
+        ``segtrain.runtime.resolve_precision``; tests inject it), ``val`` 20 unless
+        ``val_split`` chooses the validation rows, and, for data-parallel, the
         process options a launcher set in Keras' variables (``environ``, default
         ``os.environ``; see ``segtrain.distributed.launcher_settings``). Other strategies
         run as process 0 of 1.
@@ -189,8 +208,13 @@ class RunConfig:
                 name: launched.get(name, default) if given[name] is None else given[name]
                 for name, default in processes.items()
             }
+        val = DEFAULT_VAL if self.val is None and self.val_split is None else self.val
         resolved = dataclasses.replace(
-            self, size=size, precision=resolve_precision(self.precision, cpuinfo), **processes
+            self,
+            size=size,
+            val=val,
+            precision=resolve_precision(self.precision, cpuinfo),
+            **processes,
         )
         check_processes(
             resolved.strategy,

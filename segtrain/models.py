@@ -10,8 +10,9 @@ compiled the seed's way (``compile_model``); ``unet`` itself returns an uncompil
 
 from segtrain.architectures import ARCHITECTURES, architecture, check_divisible
 from segtrain.encoders import encoder_unet
-from segtrain.losses import compile_model, compile_semantic
+from segtrain.losses import compile_model
 from segtrain.runtime import import_keras
+from segtrain.tasks import BinaryMasks, MaskTask
 
 keras = import_keras()
 layers = keras.layers
@@ -107,11 +108,10 @@ def build_model(
     precision: str = "float32",
     lr: float = 1e-4,
     xla: bool = False,
-    num_classes: int = 1,
-    class_weights: list[float] | None = None,
+    task: MaskTask | None = None,
     encoder_weights: str | None = None,
 ) -> keras.Model:
-    """Build the model called ``name`` for ``input_size`` inputs, compiled for its task.
+    """Build the model called ``name`` for ``input_size`` inputs, compiled for its ``task``.
 
     Args:
         name: a key of ``MODELS`` (``segtrain.architectures``).
@@ -119,10 +119,10 @@ def build_model(
         precision: the Keras dtype policy ("float32" or "mixed_bfloat16"), set globally only
             while the layers are made. The head stays float32 whatever the policy, so
             probabilities and the loss are computed in float32.
-        lr, xla: passed to ``compile_model`` / ``compile_semantic``.
-        num_classes: 1 for a binary mask (a sigmoid head, compiled the seed's way); N >= 2 for
-            a class map of N classes (a softmax head of N outputs, ``compile_semantic``).
-        class_weights: the multi-class cross-entropy's weight per class (None: unweighted).
+        lr, xla: passed to the task's ``compile``.
+        task: what the masks mean (``segtrain.tasks``), which sets the head's outputs and
+            activation, the loss and the metric: None is ``BinaryMasks`` (one sigmoid output,
+            compiled the seed's way); ``ClassMaps`` has one softmax output per class.
         encoder_weights: an encoder U-Net's initial encoder weights (``segtrain.encoders``).
 
     Returns:
@@ -133,17 +133,17 @@ def build_model(
     """
     spec = architecture(name)
     size = spec.input_size(name, input_size)
+    task = task or BinaryMasks()
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-        activation = "sigmoid" if num_classes == 1 else "softmax"
         if spec.encoder:
-            model = encoder_unet(spec.encoder, size, num_classes, activation, encoder_weights)
+            model = encoder_unet(spec.encoder, size, task.outputs, task.activation, encoder_weights)
         else:
-            model = unet(size, spec.base_filters, spec.depth, num_classes, activation=activation)
+            model = unet(
+                size, spec.base_filters, spec.depth, task.outputs, activation=task.activation
+            )
     finally:
         keras.config.set_dtype_policy(previous)
     model.layers[-1].dtype_policy = "float32"
-    if num_classes == 1:
-        return compile_model(model, lr, xla)
-    return compile_semantic(model, lr, xla, class_weights)
+    return task.compile(model, lr, xla)

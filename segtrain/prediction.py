@@ -6,27 +6,37 @@
 
 ``predict_files`` (the ``segtrain predict`` command) writes, per image, ``<stem>.mask.png`` and
 ``<stem>.overlay.png`` at the image's own size, plus ``contact_sheet.png`` with up to 16
-overlays. Binary: the mask is 0 or 255 and the overlay the predicted confidence over the photo
-(the more yellow, the more confident, as in the seed). Class map: the mask holds the dataset's
-8-bit pixel ids and the overlay colours each class by its palette, with a legend on the sheet.
+overlays, drawn by the run's ``segtrain.tasks.MaskTask``. Binary: the mask is 0 or 255 and
+the overlay the predicted confidence over the photo (the more yellow, the more confident, as
+in the seed). Class map: the mask holds the dataset's 8-bit pixel ids and the overlay colours
+each class by its palette, with a legend on the sheet.
 """
 
-from collections.abc import Sequence
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
-import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
-from brinelite import IMAGE_SUFFIXES, ClassMap, class_overlay, read_image
+from brinelite import IMAGE_SUFFIXES, read_image
 from segtrain.errors import SegtrainError
 from segtrain.processing import prepare_image, to_rgb
-from segtrain.runtime import import_keras
+from segtrain.tasks import (
+    BinaryMasks,
+    MaskTask,
+    class_indices,
+    probability_map,
+    probability_overlay,
+)
 
-keras = import_keras()
-COLORMAP = "viridis"  # dark purple for 0, yellow for 1
+if TYPE_CHECKING:
+    import keras
+
 SHEET = "contact_sheet.png"
 SHEET_IMAGES = 16
 CHUNK = 32  # images decoded and predicted at a time
@@ -55,16 +65,7 @@ def predict(
         maps = segtrain.predict(model, [brinelite.read_image("cell.png")])
         mask = maps[0] >= 0.5
     """
-    outputs = _forward(model, images, batch_size)
-    if outputs.shape[-1] != 1:
-        raise SegtrainError(
-            f"this model has {outputs.shape[-1]} class outputs, not one foreground probability; "
-            "use segtrain.predict_classes"
-        )
-    return [
-        cv2.resize(output[..., 0], (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-        for output, image in zip(outputs, images, strict=True)
-    ]
+    return _decoded(model, images, batch_size, probability_map)
 
 
 def predict_classes(
@@ -89,15 +90,31 @@ def predict_classes(
         indices = segtrain.predict_classes(model, [brinelite.read_image("street.png")])[0]
         ids = np.array(classes.ids, np.uint8)[indices]
     """
+    return _decoded(model, images, batch_size, class_indices)
+
+
+def predict_maps(
+    model: keras.Model, images: Sequence[np.ndarray], task: MaskTask, batch_size: int = 8
+) -> list[np.ndarray]:
+    """One map per image at its own size, decoded as ``task`` decodes: ``predict`` for binary
+    masks, ``predict_classes`` for a class map (``segtrain.tasks``).
+
+    Example::
+
+        maps = predict_maps(model, images, RunFolder(Path("runs/camvid")).record().task)
+    """
+    return _decoded(model, images, batch_size, task.decode)
+
+
+def _decoded(
+    model: keras.Model,
+    images: Sequence[np.ndarray],
+    batch_size: int,
+    decode: Callable[[np.ndarray, tuple[int, ...]], np.ndarray],
+) -> list[np.ndarray]:
+    """The model's output for each image, ``decode``d at the image's shape."""
     outputs = _forward(model, images, batch_size)
-    return [
-        cv2.resize(
-            np.argmax(output, axis=-1).astype(np.uint8),
-            (image.shape[1], image.shape[0]),
-            interpolation=cv2.INTER_NEAREST,
-        )
-        for output, image in zip(outputs, images, strict=True)
-    ]
+    return [decode(output, image.shape) for output, image in zip(outputs, images, strict=True)]
 
 
 def _forward(model: keras.Model, images: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
@@ -135,9 +152,7 @@ def overlay(image: np.ndarray, probability: np.ndarray, alpha: float = 0.5) -> n
     ``image`` is a decoded image (any channels); it is shown in the model's channels
     (``to_rgb``), clipped to 0-255.
     """
-    photo = _photo(image)
-    colours = matplotlib.colormaps[COLORMAP](probability)[..., :3] * 255
-    return np.rint(photo * (1 - alpha) + colours * alpha).astype(np.uint8)
+    return probability_overlay(_photo(image), probability, alpha)
 
 
 def _photo(image: np.ndarray) -> np.ndarray:
@@ -149,10 +164,10 @@ def contact_sheet(
     overlays: Sequence[tuple[str, np.ndarray]],
     out: Path,
     columns: int = 4,
-    classes: ClassMap | None = None,
+    task: MaskTask | None = None,
 ) -> Path:
-    """A PNG grid of (title, overlay) tiles: one colour bar for the probability (binary), or a
-    legend of the class map's colours (``classes``)."""
+    """A PNG grid of (title, overlay) tiles and the ``task``'s legend: a colour bar of the
+    probability (binary, the default), or the class map's colours."""
     columns = min(columns, len(overlays))
     rows = -(-len(overlays) // columns)
     figure = Figure(figsize=(2.2 * columns + 0.6, 2.3 * rows), layout="constrained")
@@ -162,15 +177,7 @@ def contact_sheet(
     for ax, (title, image) in zip(axes, overlays, strict=False):
         ax.imshow(image)
         ax.set_title(title, fontsize=9)
-    if classes is None:
-        scale = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), COLORMAP)
-        figure.colorbar(scale, ax=axes.tolist(), shrink=0.6, label="P(foreground)")
-    else:
-        handles = [
-            Patch(color=colour / 255, label=f"{item.id} {item.name}")
-            for item, colour in zip(classes.classes, classes.palette(), strict=True)
-        ]
-        figure.legend(handles=handles, loc="outside lower center", ncols=6, fontsize=8)
+    (task or BinaryMasks()).legend(figure, axes.tolist())
     figure.savefig(out, dpi=72)
     return out
 
@@ -192,6 +199,33 @@ def output_folder(path: Path) -> Path:
     return path
 
 
+def output_files(image: Path, out: Path) -> tuple[Path, Path]:
+    """The mask and overlay ``predict_files`` writes for ``image`` into ``out``."""
+    return out / f"{image.stem}.mask.png", out / f"{image.stem}.overlay.png"
+
+
+def check_outputs(files: Sequence[Path], out: Path, force: bool = False) -> None:
+    """Refuse to overwrite what predicting ``files`` into ``out`` would write, unless ``force``.
+
+    A hand-made ``scan.mask.png`` or ``contact_sheet.png`` in the folder is kept; ``brinelite
+    build`` refuses an existing --out the same way.
+
+    Raises:
+        SegtrainError: one of those files (or links) is there and ``force`` is off.
+
+    Example::
+
+        check_outputs(image_files(["photos/"]), Path("predictions"))
+    """
+    written = [path for image in files for path in output_files(image, out)] + [out / SHEET]
+    taken = [path for path in written if os.path.lexists(path)]
+    if taken and not force:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise SegtrainError(
+            f"{taken[0]} already exists{more}; choose another --out or pass --force to overwrite it"
+        )
+
+
 def _write_png(path: Path, rgb_or_grey: np.ndarray) -> None:
     """Write an RGB or grey uint8 array as PNG; fail clearly if the folder is not writable."""
     array = rgb_or_grey if rgb_or_grey.ndim == 2 else cv2.cvtColor(rgb_or_grey, cv2.COLOR_RGB2BGR)
@@ -205,52 +239,37 @@ def predict_files(
     out: str | Path,
     threshold: float = 0.5,
     batch_size: int = 8,
-    classes: ClassMap | None = None,
+    task: MaskTask | None = None,
+    force: bool = False,
 ) -> Path:
     """Predict every file, write its mask and overlay into ``out`` and a contact sheet; return it.
 
-    Binary (``classes`` None): pixels with probability >= ``threshold`` are foreground (255) in
-    the mask. Class map: the mask holds each pixel's predicted class id (``classes.ids``, 8-bit)
-    and ``threshold`` is unused. Files are decoded with ``brinelite.read_image``, as in
-    training, ``CHUNK`` at a time, so a folder of any size fits in memory.
+    Files already in ``out`` under those names are refused unless ``force`` (``check_outputs``).
+
+    The run's ``task`` (default ``BinaryMasks``) draws them: binary, pixels with probability
+    >= ``threshold`` are foreground (255) in the mask; class map, the mask holds each pixel's
+    predicted class id (``ClassMap.ids``, 8-bit) and ``threshold`` is unused. Files are decoded
+    with ``brinelite.read_image``, as in training, ``CHUNK`` at a time, so a folder of any size
+    fits in memory.
 
     Example::
 
         folder = RunFolder(Path("runs/camvid"))
-        predict_files(folder.load_model(), files, "predictions", classes=folder.classes())
+        predict_files(folder.load_model(), files, "predictions", task=folder.record().task)
     """
+    task = task or BinaryMasks()
+    check_outputs(files, Path(out), force)
     out = output_folder(Path(out))
     sheet: list[tuple[str, np.ndarray]] = []
     for start in range(0, len(files), CHUNK):
         chunk = files[start : start + CHUNK]
         images = [read_image(path) for path in chunk]
-        drawn = _drawn(model, images, threshold, batch_size, classes)
-        for path, (mask, blended) in zip(chunk, drawn, strict=True):
-            _write_png(out / f"{path.stem}.mask.png", mask)
-            _write_png(out / f"{path.stem}.overlay.png", blended)
+        decoded = predict_maps(model, images, task, batch_size)
+        for path, image, predicted in zip(chunk, images, decoded, strict=True):
+            mask, blended = task.draw(_photo(image), predicted, threshold)
+            mask_file, overlay_file = output_files(path, out)
+            _write_png(mask_file, mask)
+            _write_png(overlay_file, blended)
             if len(sheet) < SHEET_IMAGES:
                 sheet.append((path.name, blended))
-    return contact_sheet(sheet, out / SHEET, classes=classes)
-
-
-def _drawn(
-    model: keras.Model,
-    images: list[np.ndarray],
-    threshold: float,
-    batch_size: int,
-    classes: ClassMap | None,
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(mask, overlay) per image, both uint8 at the image's size (see ``predict_files``)."""
-    if classes is None:
-        return [
-            (
-                np.where(probability >= threshold, 255, 0).astype(np.uint8),
-                overlay(image, probability),
-            )
-            for image, probability in zip(images, predict(model, images, batch_size), strict=True)
-        ]
-    ids = np.array(classes.ids, np.uint8)
-    return [
-        (ids[indices], class_overlay(_photo(image), ids[indices], classes))
-        for image, indices in zip(images, predict_classes(model, images, batch_size), strict=True)
-    ]
+    return contact_sheet(sheet, out / SHEET, task=task)

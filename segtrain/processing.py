@@ -1,12 +1,13 @@
 """Turn one dataset sample (image, mask) into network input, in two stages.
 
 The processor keeps the image's first 3 channels (grey images are repeated to 3 so the RGB U-Net
-accepts them), makes a binary mask one grey channel (the red channel of a red-on-blue colour
-mask) and thresholds it ("fix mask"), resizes both, optionally augments them, thresholds the mask
-again (resampling blurs its edge), and scales the image to [0, 1] (the binary mask too). A class
-map's mask is turned into training indices instead (``ClassMap.to_indices``: ids -> 0..N-1, void
-and anything undeclared -> N) and only ever resized, warped and flipped with nearest neighbour,
-so no id is blended with another. Images arrive in RGB order, values 0-255, HxW or HxWxC.
+accepts them), resizes it, optionally augments it, and scales it to [0, 1]. The mask is read,
+resized, warped and finished by the run's ``segtrain.tasks.MaskTask``: a binary mask is made one
+grey channel (the red channel of a red-on-blue colour mask), thresholded ("fix mask") before and
+after the resize and warp, and scaled to 0/1; a class map's mask becomes training indices
+(``ClassMap.to_indices``: ids -> 0..N-1, void and anything undeclared -> N), only ever resized,
+warped and flipped with nearest neighbour, so no id is blended with another. Images arrive in
+RGB order, values 0-255, HxW or HxWxC.
 
 The work is split where the seed's processing is split: ``prepare`` (deterministic: channels,
 mask, resize) and ``augment`` (the random part, then the final scaling). brinelite's
@@ -21,48 +22,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from brinelite import ClassMap
 from segtrain.augment import (
     random_horizontal_flip,
     random_hue_saturation_value,
     random_shift_scale_rotate,
 )
+from segtrain.tasks import BinaryMasks, MaskTask
 
 Sample = tuple[np.ndarray, np.ndarray]
-
-
-def to_gray(array: np.ndarray) -> np.ndarray:
-    """One grey channel, HxW, from an HxW, HxWx1, RGB or RGBA array (alpha is dropped).
-
-    Colour arrays must be uint8, uint16 or float32, the types OpenCV converts.
-    """
-    if array.ndim == 2:
-        return array
-    if array.shape[2] < 3:
-        return array[..., 0]
-    return cv2.cvtColor(np.ascontiguousarray(array[..., :3]), cv2.COLOR_RGB2GRAY)
-
-
-def mask_to_gray(mask: np.ndarray) -> np.ndarray:
-    """One grey channel, HxW, from a mask: the red channel of a colour mask, else its grey value.
-
-    The seed's masks are two-colour images, red = foreground on blue = background. Plain RGB to
-    grey turns pure red into 76 and pure blue into 29, both under the threshold, and the foreground
-    would vanish; so a mask whose colour channels differ anywhere is read by its red channel. A
-    grey-looking mask (R = G = B, or one channel) gives its grey value. Alpha is ignored.
-    """
-    if mask.ndim == 3 and mask.shape[2] >= 3:
-        red, green, blue = mask[..., 0], mask[..., 1], mask[..., 2]
-        if not (np.array_equal(red, green) and np.array_equal(green, blue)):
-            return red
-    return to_gray(mask)
-
-
-def fix_mask(mask: np.ndarray, threshold: float = 100) -> np.ndarray:
-    """Binarise a mask (see ``mask_to_gray``) to HxW of 0 and 255: under ``threshold`` is 0."""
-    gray = mask_to_gray(mask)
-    zero, full = gray.dtype.type(0), gray.dtype.type(255)
-    return np.where(gray < threshold, zero, full)
 
 
 def _channels(image: np.ndarray) -> np.ndarray:
@@ -92,13 +59,8 @@ def _resized_rgb(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _resize(array: np.ndarray, size: int) -> np.ndarray:
-    """Resize to ``size`` x ``size`` bilinearly (a binary mask too: it is re-thresholded later)."""
+    """Resize to ``size`` x ``size`` bilinearly."""
     return cv2.resize(array, (size, size), interpolation=cv2.INTER_LINEAR)
-
-
-def _resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
-    """Resize a label map to ``size`` x ``size`` with nearest neighbour: ids are never blended."""
-    return cv2.resize(labels, (size, size), interpolation=cv2.INTER_NEAREST)
 
 
 def prepare_image(image: np.ndarray, size: int = 256) -> np.ndarray:
@@ -164,13 +126,14 @@ def make_processor(
     shift: tuple[float, float] = (-0.0625, 0.0625),
     scale: tuple[float, float] = (-0.1, 0.1),
     rotate: tuple[float, float] = (-20, 20),
-    classes: ClassMap | None = None,
+    task: MaskTask | None = None,
 ) -> Processor:
     """Return the seed's processing of one ``(image, mask)`` sample, as a two-stage ``Processor``.
 
     It returns ``(image, mask)``: image (size, size, 3) float32 in [0, 1]; mask (size, size, 1),
-    float32 of 0 or 1 for a binary dataset, uint8 training indices (0..N-1, void N) for a class
-    map ``classes``. With ``augment`` it applies, each with probability 0.5, a
+    float32 of 0 or 1 for binary masks (``task`` None: ``BinaryMasks``), uint8 training indices
+    (0..N-1, void N) for a class map's (``ClassMaps``): the ``task`` reads the mask
+    (``segtrain.tasks``). With ``augment`` it applies, each with probability 0.5, a
     hue/saturation/value shift (``hue``, ``sat``, ``val`` in OpenCV 8-bit HSV units), one
     shift/scale/rotate to both arrays (``shift`` as a fraction of the size, ``scale`` relative,
     ``rotate`` in degrees; a label map is warped with nearest neighbour and a void border), and
@@ -183,53 +146,22 @@ def make_processor(
 
         image, mask = make_processor(128, augment=False)((image, mask))
     """
-    parameters = f"v{PROCESSING_VERSION}:size={size}"
+    task = task or BinaryMasks()
     shared = rng
-    if classes is None:
-        prepare, finish, warp = _binary_prepare(size), _binary_finish, {}
-    else:
-        parameters += f":ids={','.join(map(str, classes.ids))}"
-        prepare, finish = _labels_prepare(size, classes), _labels_finish
-        warp = {"mask_interpolation": cv2.INTER_NEAREST, "mask_border": classes.void_index}
+
+    def prepare(sample: Sample) -> Sample:
+        image, mask = sample
+        return _resized_rgb(image, size), task.prepare_mask(mask, size)
 
     def augment_stage(sample: Sample, rng: np.random.Generator | None = shared) -> Sample:
         image, mask = sample
         if augment:
             image = random_hue_saturation_value(image, hue, sat, val, rng=rng)
             image, mask = random_shift_scale_rotate(
-                image, mask, shift, scale, rotate, rng=rng, **warp
+                image, mask, shift, scale, rotate, rng=rng, **task.warp
             )
             image, mask = random_horizontal_flip(image, mask, rng=rng)
-        return image / 255, finish(mask)
+        return image / 255, task.finish_mask(mask)
 
-    return Processor(prepare, augment_stage, f"segtrain.prepare:{parameters}", augment)
-
-
-def _binary_prepare(size: int) -> Callable[[Sample], Sample]:
-    """The image resized; the mask binarised then resized (its edge stays soft until finished)."""
-
-    def prepare(sample: Sample) -> Sample:
-        image, mask = sample
-        return _resized_rgb(image, size), _resize(fix_mask(np.asarray(mask, np.float32)), size)
-
-    return prepare
-
-
-def _binary_finish(mask: np.ndarray) -> np.ndarray:
-    """The resized (and maybe warped) mask thresholded again, (size, size, 1) of 0 and 1."""
-    return fix_mask(mask)[..., np.newaxis] / 255
-
-
-def _labels_prepare(size: int, classes: ClassMap) -> Callable[[Sample], Sample]:
-    """The image resized; the mask's ids as training indices, resized with nearest neighbour."""
-
-    def prepare(sample: Sample) -> Sample:
-        image, mask = sample
-        return _resized_rgb(image, size), _resize_labels(classes.to_indices(mask), size)
-
-    return prepare
-
-
-def _labels_finish(indices: np.ndarray) -> np.ndarray:
-    """The label map with its channel axis: (size, size, 1) uint8 training indices."""
-    return indices[..., np.newaxis]
+    key = f"segtrain.prepare:v{PROCESSING_VERSION}:size={size}{task.key}"
+    return Processor(prepare, augment_stage, key, augment)

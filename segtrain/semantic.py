@@ -1,10 +1,8 @@
-"""Class maps in training: how many outputs the model has, and the classes' loss weights.
+"""Class maps in training: the classes' loss weights, from the manifest's pixel shares.
 
-A dataset whose manifest has a class map (``dataset.manifest.classes``) trains a softmax model
-with one output per class (void has none); a binary dataset (no class map) keeps the seed's one
-sigmoid output. Numpy only: everything here is checked before Keras is imported.
+``segtrain.tasks.ClassMaps`` trains with them (``--class-weights``). Numpy only: they are
+checked before Keras is imported.
 
-    outputs = num_outputs(dataset.manifest.classes)            # 1 for binary, N for N classes
     weights = class_weights(dataset.manifest.classes, "sqrt")  # damped median-frequency
 """
 
@@ -16,27 +14,6 @@ from brinelite import ClassMap
 from segtrain.errors import SegtrainError
 
 CLASS_WEIGHTS = ("auto", "sqrt", "none")
-
-
-def num_outputs(classes: ClassMap | None) -> int:
-    """The model's output channels: 1 for a binary dataset, N for a class map of N classes.
-
-    Raises:
-        SegtrainError: a class map of a single class (a softmax over one class learns nothing).
-
-    Example::
-
-        num_outputs(None) == 1
-    """
-    if classes is None:
-        return 1
-    if len(classes.classes) < 2:
-        raise SegtrainError(
-            f"the dataset's class map declares one class ({classes.names[0]}); a class map needs "
-            "at least two (e.g. background and the object), or build the dataset without "
-            "classes.json for a binary mask"
-        )
-    return len(classes.classes)
 
 
 def class_weights(classes: ClassMap, mode: str) -> list[float] | None:

@@ -6,9 +6,9 @@ The steps are the seed's: open the dataset, split off a validation fold
 (``create_folds((val,))``), feed both folds through ``to_keras`` with the seed's processing
 function (augmented for training only), build and compile the U-Net, and ``fit`` with the seed's
 callbacks (early stopping, learning-rate reduction, best-weights checkpoint) plus a CSV log and
-TensorBoard logs. A dataset with a class map (``dataset.manifest.classes``) trains a softmax
-head of one output per class with ``SemanticLoss`` (``segtrain.semantic``, ``segtrain.losses``);
-the processing is split in two stages so brinelite caches the deterministic one
+TensorBoard logs. What the masks mean (binary, or the dataset's class map) is the run's
+``segtrain.tasks.MaskTask``, which sets the head, the loss and how masks are read; the
+processing is split in two stages so brinelite caches the deterministic one
 (``segtrain.processing``). Every option is checked, and the run folder too, before Keras is
 imported; ``segtrain.run_folder`` lists what the folder then holds.
 """
@@ -34,10 +34,12 @@ from segtrain.run_folder import (
     FINAL_MODEL,
     HISTORY,
     LOGS,
+    DatasetRecord,
     RunFolder,
-    dataset_record,
+    RunRecord,
+    check_columns,
 )
-from segtrain.semantic import class_weights, num_outputs
+from segtrain.tasks import MaskTask, task_for
 
 if TYPE_CHECKING:
     import keras
@@ -55,18 +57,6 @@ class TrainResult:
     config: dict[str, Any]
 
 
-def check_columns(dataset: brinelite.Dataset, *names: str) -> None:
-    """Refuse a dataset lacking one of the image columns ``names`` (the image and its mask)."""
-    columns = {column.name: column for column in dataset.columns}
-    for name in names:
-        if name not in columns or not columns[name].isimage():
-            found = ", ".join(f"{c.name} ({c.type})" for c in dataset.columns)
-            raise SegtrainError(
-                f"dataset {dataset.name} has no image column {name!r} (its columns: {found}); "
-                "name the image and mask columns with --image-column and --mask-column"
-            )
-
-
 def check_val(dataset: brinelite.Dataset, val: int) -> None:
     """Refuse a validation size that would leave the validation or training fold empty."""
     if not 0 < val < len(dataset):
@@ -74,6 +64,31 @@ def check_val(dataset: brinelite.Dataset, val: int) -> None:
             f"--val {val} would leave an empty validation or training fold in the "
             f"{len(dataset)} rows of {dataset.name}; pick a value from 1 to {len(dataset) - 1}"
         )
+
+
+def make_folds(
+    data: brinelite.Dataset, config: RunConfig
+) -> tuple[brinelite.Dataset, brinelite.Dataset]:
+    """The validation and training folds: splits the dataset declares, or a random fold.
+
+    ``--val-split`` validates on that split and trains on ``--train-split`` or else on every
+    row outside it; otherwise ``--val`` rows of ``--train-split`` (or of all rows) are drawn
+    with the seed, as ``create_folds((val,))``. Unknown splits and empty folds are refused.
+    """
+    pool = data.split(config.train_split) if config.train_split else data
+    if config.val_split is None:
+        check_val(pool, config.val)
+        return tuple(pool.create_folds((config.val,), shuffle=True, seed=config.seed))
+    validation = data.split(config.val_split)
+    held = set(validation.indices.tolist())
+    outside = [k for k, row in enumerate(data.indices.tolist()) if row not in held]
+    training = pool if config.train_split else data.subset(outside)
+    if not len(training):
+        raise SegtrainError(
+            f"--val-split {config.val_split} holds every row of {data.name}; name the rows "
+            "to train on with --train-split"
+        )
+    return validation, training
 
 
 def make_callbacks(
@@ -154,20 +169,21 @@ def make_batches(
     validation: brinelite.Dataset,
     config: RunConfig,
     shard: tuple[int, int] | None = None,
+    task: MaskTask | None = None,
 ) -> tuple[Any, Any]:
     """The seed's generators: shuffled, augmented training batches; plain validation batches.
 
     Both come from brinelite's preprocessed cache: the training fold's ``prepare`` stage (resize,
     mask to binary or to class indices) is computed once per row and only ``augment`` runs
-    every epoch; the validation fold's whole processing is computed once. The class map, if
-    the dataset has one, decides how masks are read (``segtrain.processing``). ``shard``
+    every epoch; the validation fold's whole processing is computed once. The ``task``
+    (default: the dataset's, ``segtrain.tasks.task_for``) reads the masks. ``shard``
     ``(process_id, num_processes)``: this process's share of both folds, each epoch; every
     row's augmentation draws from its own generator (seed, epoch, row), so processes reading
     different rows never warp them alike.
     """
     columns = config.image_column, config.mask_column
-    classes = training.manifest.classes
-    process = make_processor(config.size, config.augment, classes=classes)  # rng: per row
+    task = task or task_for(training.manifest.classes)
+    process = make_processor(config.size, config.augment, task=task)  # rng: per row
     train_batches = training.to_keras(
         *columns,
         config.batch_size,
@@ -178,7 +194,7 @@ def make_batches(
         prepare_key=process.key,
         shard=shard,
     )
-    plain = make_processor(config.size, False, classes=classes)
+    plain = make_processor(config.size, False, task=task)
     validation_batches = validation.to_keras(
         *columns,
         config.batch_size,
@@ -242,11 +258,9 @@ def train(
     config = requested.resolved()
     data = brinelite.load_dataset(dataset)
     check_columns(data, config.image_column, config.mask_column)
-    check_val(data, config.val)
-    classes = data.manifest.classes
-    num_outputs(classes)  # refuses a class map of one class before Keras loads
-    weights = class_weights(classes, config.class_weights) if classes else None
-    record = dataset_record(data, dataset)
+    make_folds(data, config)  # refuses unknown splits and empty folds before Keras loads
+    task = task_for(data.manifest.classes).weighted(config.class_weights)  # before Keras
+    record = DatasetRecord.of(data, dataset)
     folder = RunFolder(Path(out))
     if config.process_id == 0 or resume:  # the others write no run folder of their own
         folder.check_start(config, record, resume)
@@ -256,11 +270,18 @@ def train(
     # Every check passed: Keras (and its backend) loads now.
     with distributed.exit_on_failure(config.process_id, config.num_processes):
         return fit_run(
-            data, folder, config, requested, record, resume, keras_verbosity(verbose), weights
+            data,
+            folder,
+            config=config,
+            requested=requested.precision,
+            task=task,
+            dataset=record,
+            resume=resume,
+            verbosity=keras_verbosity(verbose),
         )
 
 
-def start_distribution(config: RunConfig, record: dict[str, Any]) -> runtime.Distribution:
+def start_distribution(config: RunConfig, record: DatasetRecord) -> runtime.Distribution:
     """The run's distribution; the processes of a data-parallel run join and compare notes."""
     if config.strategy != "data-parallel":
         return runtime.distribution(config.strategy)
@@ -270,8 +291,8 @@ def start_distribution(config: RunConfig, record: dict[str, Any]) -> runtime.Dis
         distributed.agree(
             config.process_id,
             {
-                "dataset": f"{record['ref']} (sha256 {record['sha256'] or '-'}, "
-                f"fingerprint {record['fingerprint']})",
+                "dataset": f"{record.ref} (sha256 {record.sha256 or '-'}, "
+                f"fingerprint {record.fingerprint})",
                 "options": json.dumps(options, sort_keys=True),
             },
         )
@@ -281,23 +302,29 @@ def start_distribution(config: RunConfig, record: dict[str, Any]) -> runtime.Dis
 def fit_run(
     data: brinelite.Dataset,
     folder: RunFolder,
+    *,
     config: RunConfig,
-    requested: RunConfig,
-    record: dict[str, Any],
+    requested: str,
+    task: MaskTask,
+    dataset: DatasetRecord,
     resume: bool,
     verbosity: int,
-    weights: list[float] | None = None,
 ) -> TrainResult:
     """Build, split, fit and save: ``train`` once every check has passed.
 
-    ``weights`` are the class weights ``train`` checked (a class map's dataset only).
+    Args:
+        data: the dataset to train on, as opened by ``train``.
+        folder: the run folder to write (checked by ``RunFolder.check_start``).
+        config: the resolved options; ``requested`` is the precision asked for.
+        task: what the masks mean (``segtrain.tasks``), with its loss weights.
+        dataset: ``data``'s record, for config.json and the processes' agreement.
+        resume: continue the run in ``folder``.
+        verbosity: Keras' ``verbose``.
     """
     from segtrain.models import build_model
 
-    classes = data.manifest.classes
-
     runtime.set_seed(config.seed)  # first: every process then starts from the same seed
-    distribution = start_distribution(config, record)
+    distribution = start_distribution(config, dataset)
     with distribution.scope():
         network = build_model(
             config.model,
@@ -305,30 +332,28 @@ def fit_run(
             precision=config.precision,
             lr=config.lr,
             xla=config.xla,
-            num_classes=num_outputs(classes),
-            class_weights=weights,
+            task=task,
             encoder_weights=config.encoder_weights,
         )
     if resume:
         validation, training = folder.split(data)
     else:
-        validation, training = data.create_folds((config.val,), shuffle=True, seed=config.seed)
-    written = {
-        **config.to_dict(),
-        "precision_requested": requested.precision,
-        "global_batch": config.global_batch,
-        "dataset": record,
-        "classes": classes.to_json() if classes else None,
-        "class_weight_values": weights,
-        "backend": runtime.backend(),
-        "replicas": distribution.replicas,
-        "versions": runtime.versions(),
-    }
+        validation, training = make_folds(data, config)
+    written = RunRecord(
+        config=config,
+        dataset=dataset,
+        **task.record(),
+        precision_requested=requested,
+        global_batch=config.global_batch,
+        backend=runtime.backend(),
+        replicas=distribution.replicas,
+        versions=runtime.versions(),
+    )
     if verbosity:
         print(
-            f"Training {config.model} at {config.size}x{config.size} on {record['ref']} "
+            f"Training {config.model} at {config.size}x{config.size} on {dataset.ref} "
             f"({len(training)} training, {len(validation)} validation rows): precision "
-            f"{config.precision} ({requested.precision} asked), {written['backend']} backend, "
+            f"{config.precision} ({requested} asked), {written.backend} backend, "
             f"{distribution.replicas} replica(s), global batch {config.global_batch} "
             f"({config.num_processes} process(es) x {config.batch_size})"
             + (f"; this is process {config.process_id}." if config.num_processes > 1 else ".")
@@ -338,7 +363,7 @@ def fit_run(
         folder.write_record(written)
         folder.write_split(validation, training)
     shard = (config.process_id, config.num_processes) if config.num_processes > 1 else None
-    train_batches, validation_batches = make_batches(training, validation, config, shard)
+    train_batches, validation_batches = make_batches(training, validation, config, shard, task)
     for _ in range(folder.finished_epochs() if resume else 0):  # Keras resumes at that epoch
         train_batches.on_epoch_end()  # and the rows read must be that epoch's, not the first's
     copied = (BACKUP, HISTORY) if resume else ()
@@ -359,4 +384,4 @@ def fit_run(
         history = RunFolder(written_to).history()
     if chief:
         folder.draw_curves()
-    return TrainResult(folder.path, network, history, written)
+    return TrainResult(folder.path, network, history, written.to_json())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import zipfile
@@ -92,6 +93,24 @@ def kvasir_src(tmp_path) -> Path:
     return copy_pairs("kvasir_seg", tmp_path / "kvasir", count=12)
 
 
+def camvid_subset(dest: Path, train: int = 4, val: int = 2, classes: bool = True) -> Path:
+    """The first ``train`` and ``val`` frames of CamVid's two splits, copied into ``dest`` with
+    split-train.txt / split-val.txt naming them (and, with ``classes``, a classes.json)."""
+    source = SHARED_DATA / "camvid"
+    for sub in ("images", "masks"):
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+    for name, count in (("train", train), ("val", val)):
+        stems = (source / f"split-{name}.txt").read_text().split()[:count]
+        for stem in stems:
+            for sub in ("images", "masks"):
+                shutil.copy(source / sub / f"{stem}.png", dest / sub / f"{stem}.png")
+        (dest / f"split-{name}.txt").write_text("\n".join(stems) + "\n")
+    if classes:
+        declared = [{"id": k, "name": f"class {k}"} for k in range(11)]
+        (dest / "classes.json").write_text(json.dumps({"classes": declared, "ignore": 11}))
+    return dest
+
+
 def make_pairs(dest: Path, count: int = 8, size: tuple[int, int] = (48, 64), seed: int = 0) -> Path:
     """Generated RGB images of a bright disc on a textured background, mask = the disc."""
     rng = np.random.default_rng(seed)
@@ -146,3 +165,20 @@ def cli(capsys, monkeypatch):
     from brinelite.cli import main
 
     return cli_runner(main, "brinelite", capsys, monkeypatch)
+
+
+@pytest.fixture
+def segtrain_cli(capsys, monkeypatch):
+    """Run ``segtrain ARGS`` in-process exactly as the console script does."""
+    from segtrain.cli import main
+
+    return cli_runner(main, "segtrain", capsys, monkeypatch)
+
+
+def one_line_error(result: CliResult, *words: str) -> None:
+    """A failed command printed exactly one line, 'Error: ...', holding every word."""
+    assert result.code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
+    for word in words:
+        assert word in lines[0], lines[0]

@@ -9,7 +9,8 @@ from segtrain.augment import (
     random_hue_saturation_value,
     random_shift_scale_rotate,
 )
-from segtrain.processing import fix_mask, make_processor, prepare_image, to_gray
+from segtrain.processing import make_processor, prepare_image
+from segtrain.tasks import fix_mask, to_gray
 
 DARK, BRIGHT = 20, 230
 MIDDLE = (DARK + BRIGHT) / 2

@@ -6,28 +6,31 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import pytest
 from conftest import REPO
 
 import brinelite
+from brinelite import cache
 
 
 def test_list_show_uninstall(pairs_src, tmp_path, cli, brinelite_home):
     assert "No datasets installed" in cli("list").out
     assert cli("install", pairs_src, "--name", "gen/discs@1.0.0").code == 0
     assert cli("install", pairs_src, "--name", "gen/discs@1.1.0").code == 0
-    assert cli("list").out.split() == ["gen/discs@1.0.0", "gen/discs@1.1.0"]
+    listed = [line.split()[0] for line in cli("list").out.splitlines()]
+    assert listed == ["gen/discs@1.0.0", "gen/discs@1.1.0"]
 
     sheet = tmp_path / "sheet.png"
     shown = cli("show", "gen/discs", "--out", sheet, "--rows", "6")
     assert shown.code == 0 and str(sheet) in shown.out
     grid = cv2.imread(str(sheet))
-    assert grid.shape == (2 * 224, 4 * 224, 3)
-    # The overlay tints mask pixels red: the disc of row 0 must show more red than green.
-    first = grid[:224, :224].astype(int)
-    assert (first[:, :, 2] - first[:, :, 1] > 60).sum() > 100
+    assert grid.shape == (8 + 2 * (20 + 168 + 8), 8 + 4 * (224 + 8), 3)  # titles, gaps
+    # The overlay outlines mask pixels in cyan: the first tile's disc must show some.
+    first = grid[28:196, 8:232].astype(int)
+    assert ((first[:, :, 0] > 200) & (first[:, :, 1] > 200) & (first[:, :, 2] < 80)).sum() > 100
 
     assert cli("uninstall", "gen/discs@1.0.0").code == 0
     assert brinelite.list_datasets() == ["gen/discs@1.1.0"]
@@ -39,9 +42,10 @@ def test_list_show_uninstall(pairs_src, tmp_path, cli, brinelite_home):
 def test_cache_dir_follows_brinelite_home(cli, brinelite_home):
     assert cli("cache", "dir").out.strip() == str(brinelite_home)
     (brinelite_home / "downloads").mkdir()
-    (brinelite_home / "downloads" / "x.part").write_bytes(b"1234")
+    part = brinelite_home / "downloads" / "0123456789abcdef-x.tar.gz.part"
+    part.write_bytes(b"1234")
     assert "Freed 4 B" in cli("cache", "clean").out
-    assert not (brinelite_home / "downloads" / "x.part").exists()
+    assert not part.exists()
 
 
 def test_console_script_runs_as_a_process(pairs_src, brinelite_home):
@@ -159,7 +163,13 @@ def test_json_for_scripts(pairs_src, tmp_path, cli, brinelite_home, monkeypatch)
     listed = json.loads(cli("list", "--json").out)
     path = str(brinelite_home / "datasets" / "gen" / "discs" / "1.2.0")
     assert listed["datasets"] == [
-        {"name": "gen/discs", "version": "1.2.0", "ref": "gen/discs@1.2.0", "path": path}
+        {
+            "name": "gen/discs",
+            "version": "1.2.0",
+            "ref": "gen/discs@1.2.0",
+            "path": path,
+            "bytes": cache.size_on_disk(Path(path)),
+        }
     ]
 
     info = json.loads(cli("info", "gen/discs", "--json").out)
@@ -173,6 +183,7 @@ def test_json_for_scripts(pairs_src, tmp_path, cli, brinelite_home, monkeypatch)
         "card",
         "classes",
         "rows",
+        "splits",
         "columns",
         "total_bytes",
         "files",
@@ -182,6 +193,7 @@ def test_json_for_scripts(pairs_src, tmp_path, cli, brinelite_home, monkeypatch)
         "path",
     }
     assert info["classes"] is None  # binary masks
+    assert info["splits"] == {}  # no split files
     assert (info["name"], info["version"], info["rows"], info["path"]) == (
         "gen/discs",
         "1.2.0",
@@ -301,3 +313,149 @@ def test_other_import_errors_stay_real_errors(capsys, monkeypatch):
     for name in ("tensorflow.python.framework", "no_such_module"):
         with pytest.raises(ModuleNotFoundError):
             _run_failing(name, capsys, monkeypatch)
+
+
+# Issue 26.9 and 26.11: every mistake and every write failure is one line, and changes nothing.
+
+
+def _one_line(result, code: int = 1) -> None:
+    assert result.code == code, (result.out, result.err)
+    assert result.err.startswith("Error: ") and result.err.count("\n") == 1, result.err
+    assert "Traceback" not in result.err
+
+
+def _tree(folder) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"/"
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def test_lock_out_that_cannot_be_written_is_one_line(cli, tmp_path, monkeypatch):
+    assert cli("install", "demo/membrane", "-q").code == 0
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-file").write_text("keep me\n")
+    monkeypatch.chdir(tmp_path)
+    before = _tree(tmp_path)
+    for out in ("missing/brinelite.lock", "a-folder", "a-file/brinelite.lock", "x" * 300):
+        result = cli("lock", "demo/membrane", "--out", out)
+        _one_line(result)  # before: FileNotFoundError, IsADirectoryError, NotADirectoryError
+        assert "lock file" in result.err
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "65536"])
+def test_serve_refuses_a_port_out_of_range_in_one_line(port, cli, tmp_path):
+    _one_line(cli("serve", tmp_path, "--port", port), code=2)  # before: OverflowError
+
+
+def test_over_long_arguments_are_one_line(cli, tmp_path, pairs_src, monkeypatch):
+    archive = tmp_path / "pairs.tar.gz"
+    assert cli("build", pairs_src, "--name", "gen/discs", "--out", archive, "-q").code == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    long = "L" * 300
+    for args in (
+        ["info", long],
+        ["verify", long],
+        ["show", long],
+        ["show", "gen/discs", "--out", f"{long}.png"],
+        ["publish", long, "--registry", "reg"],
+        ["publish", archive, "--registry", long],
+        ["build", long, "--name", "gen/discs"],
+        ["build", pairs_src, "--name", "gen/discs", "--out", f"{long}.tar.gz"],
+    ):
+        result = cli(*args)
+        assert result.code != 0, args
+        assert result.err.startswith("Error: ") and result.err.count("\n") == 1, (args, result.err)
+        assert "too long" in result.err  # before: OSError [Errno 36] tracebacks
+    assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("registry", ["", " ", "file://"])
+def test_publish_to_an_empty_registry_writes_nothing(
+    registry, cli, tmp_path, pairs_src, monkeypatch
+):
+    archive = tmp_path / "pairs.tar.gz"
+    assert cli("build", pairs_src, "--name", "gen/discs", "--out", archive, "-q").code == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = cli("publish", archive, "--registry", registry)
+    _one_line(result)  # before: gen/ and index.json written into the current folder
+    assert "names no registry" in result.err and list(work.iterdir()) == []
+
+
+def _limited(limit: int):
+    """preexec_fn of a child that may write no file larger than ``limit`` bytes (ulimit -f)."""
+
+    def apply() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_build_and_publish_past_the_file_size_limit_are_one_line(tmp_path, pairs_src, cli):
+    def brinelite_limited(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "brinelite", *map(str, args)],
+            preexec_fn=_limited(20_000),  # the images fit, the archive (~80 KB) does not
+            capture_output=True,
+            text=True,
+        )
+
+    out = tmp_path / "pairs.tar.gz"
+    built = brinelite_limited("build", pairs_src, "--name", "gen/discs", "--out", out, "-q")
+    assert built.returncode == 1, built.stderr
+    assert built.stderr.count("\n") == 1 and "ulimit -f" in built.stderr  # before: traceback
+    assert not out.exists() and list(tmp_path.glob(".pairs*")) == []
+
+    assert cli("build", pairs_src, "--name", "gen/discs", "--out", out, "-q").code == 0
+    registry = tmp_path / "registry"
+    published = brinelite_limited("publish", out, "--registry", registry)
+    assert published.returncode == 1, published.stderr
+    assert published.stderr.count("\n") == 1 and "ulimit -f" in published.stderr
+    assert not list(registry.rglob("*.json")) and not list(registry.rglob("*.tar.gz"))
+    assert cli("publish", out, "--registry", registry).code == 0  # the same command completes
+
+
+_CTRL_C_AT_NUMPY = """
+import os, signal, sys
+
+class CtrlC:  # a real SIGINT, delivered while brinelite's imports are under way
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+"""
+
+
+def test_ctrl_c_while_the_command_starts_is_aborted_not_a_traceback(tmp_path, brinelite_home):
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(_CTRL_C_AT_NUMPY)
+    script = tmp_path / "bin" / "brinelite"  # what pip writes for the console script
+    script.parent.mkdir()
+    script.write_text(f"#!{sys.executable}\nfrom brinelite.cli import main\nmain()\n")
+    script.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), str(REPO)])}
+    for command in ([sys.executable, "-m", "brinelite"], [str(script)]):
+        run = subprocess.run(
+            [*command, "install", "demo/membrane"], env=env, capture_output=True, text=True
+        )
+        assert (run.returncode, run.stderr) == (130, "Aborted.\n")  # before: a traceback
+    assert not (brinelite_home / "datasets").exists()
+    library = subprocess.run(  # any other program importing brinelite keeps Python's Ctrl-C
+        [sys.executable, "-c", "import brinelite, signal; print(signal.getsignal(2).__name__)"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert library.stdout == "default_int_handler\n", library.stderr

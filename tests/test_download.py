@@ -358,3 +358,99 @@ def test_local_files_are_fetched_offline_and_the_network_is_not(monkeypatch, tmp
         download.fetch("http://127.0.0.1:9/x.tar.gz?sig=secret", tmp_path / "x")
     with pytest.raises(DownloadError, match="unknown scheme 'ftp'"):
         download.fetch("ftp://host/x.tar.gz", tmp_path / "x")
+
+
+# --- issue 26.5: a declared size, and a cap for downloads of undeclared size ---------------
+
+
+class Endless:
+    """A body of ``head`` then zeros up to ``total`` bytes, counting what the server produced."""
+
+    def __init__(self, head: bytes, total: int, length: bool = False) -> None:
+        self.head, self.total, self.length, self.produced = head, total, length, 0
+
+    def __call__(self, request: Request) -> Response:
+        headers = {"Content-Length": str(self.total)} if self.length else {}
+        return Response(self.chunks(), headers=headers)
+
+    def chunks(self):
+        piece = 64 * 1024
+        self.produced = len(self.head)
+        yield self.head
+        while self.produced < self.total:
+            self.produced += piece
+            yield bytes(piece)
+
+
+@pytest.fixture
+def cells_archive(tmp_path) -> bytes:
+    from test_registry import build
+
+    return build(tmp_path, "lab/cells", "1.0.0").read_bytes()
+
+
+def http_registry(httpserver: HTTPServer, archive: bytes, body: Endless) -> None:
+    index = {
+        "format_version": 1,
+        "name": "lab/cells",
+        "versions": {
+            "1.0.0": {
+                "archive": "cells-1.0.0.tar.gz",
+                "sha256": hashlib.sha256(archive).hexdigest(),
+                "size": len(archive),
+            }
+        },
+    }
+    httpserver.expect_request("/lab/cells/index.json").respond_with_json(index)
+    httpserver.expect_request("/lab/cells/cells-1.0.0.tar.gz").respond_with_handler(body)
+
+
+@pytest.mark.parametrize("length", [False, True], ids=["chunked", "content-length"])
+def test_a_body_past_the_declared_size_is_stopped(
+    length, httpserver, cells_archive, cli, monkeypatch, brinelite_home
+):
+    body = Endless(cells_archive, 64 * MIB, length=length)
+    http_registry(httpserver, cells_archive, body)
+    monkeypatch.setenv("BRINELITE_REGISTRY", httpserver.url_for(""))
+    result = cli("install", "lab/cells", "-q")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert f"larger than the {len(cells_archive)} bytes its registry index declares" in result.err
+    assert body.produced < 16 * MIB  # before: all 64 MiB were read, then the sha256 refused them
+    assert [p.name for p in (brinelite_home / "downloads").iterdir()] == []
+    assert not (brinelite_home / "datasets").exists()
+
+
+def test_a_download_of_undeclared_size_stops_at_the_setting(httpserver, cli, monkeypatch):
+    body = Endless(b"", 64 * MIB)
+    httpserver.expect_request("/big.tar.gz").respond_with_handler(body)
+    monkeypatch.setenv("BRINELITE_MAX_DOWNLOAD_BYTES", str(2 * MIB))
+    result = cli("install", httpserver.url_for("/big.tar.gz"), "-q")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert "BRINELITE_MAX_DOWNLOAD_BYTES (2097152 bytes)" in result.err
+    assert body.produced < 16 * MIB  # before: all 64 MiB
+
+
+def test_the_download_cap_has_a_default_and_refuses_nonsense(monkeypatch):
+    from brinelite import settings
+    from brinelite.errors import BrineliteError
+
+    monkeypatch.delenv("BRINELITE_MAX_DOWNLOAD_BYTES", raising=False)
+    assert settings.max_download_bytes() == 20 * 1024**3
+    monkeypatch.setenv("BRINELITE_MAX_DOWNLOAD_BYTES", "0")
+    assert settings.max_download_bytes() is None
+    for bad in ("1e9", "-1", "²", "9" * 5000):
+        monkeypatch.setenv("BRINELITE_MAX_DOWNLOAD_BYTES", bad)
+        with pytest.raises(BrineliteError, match="BRINELITE_MAX_DOWNLOAD_BYTES"):
+            settings.max_download_bytes()
+
+
+def test_a_declared_size_stops_fetch_and_a_local_file_has_no_cap(httpserver, tmp_path, monkeypatch):
+    url = serve(httpserver, FileServer())
+    dest = tmp_path / "d" / "data.tar.gz"
+    with pytest.raises(IntegrityError, match="declares"):
+        download.fetch(url, dest, size=MIB, backoff=0)
+    assert leftovers(dest) == []
+    monkeypatch.setenv("BRINELITE_MAX_DOWNLOAD_BYTES", "10")
+    local = tmp_path / "local.bin"
+    local.write_bytes(DATA)
+    assert download.fetch(str(local), dest).sha256 == DATA_SHA  # a local file is the user's own

@@ -246,7 +246,7 @@ def test_folds_take_fractions_and_refuse_nonsense(pairs_src):
     """Before: (0.2,) gave folds of 0 and 8, (1.5,) 1/7, (-5,) "add up to -5"."""
     ds = brinelite.load_dataset(str(brinelite.install(str(pairs_src), name="gen/discs").path))
     validation, train = ds.create_folds((0.2,), seed=0)
-    assert (len(validation), len(train)) == (2, 6)  # round(0.2 * 8), as train_test_split
+    assert (len(validation), len(train)) == (2, 6)  # ceil(0.2 * 8), as train_test_split
     a, b, rest = ds.create_folds((0.25, 3), shuffle=False)
     assert list(a.indices) == [0, 1] and list(b.indices) == [2, 3, 4] and len(rest) == 3
     for sizes, words in (
@@ -375,7 +375,7 @@ def test_unsupported_files_are_named(pairs_src):
 def test_show_a_raw_folder_before_building(pairs_src, tmp_path, cli):
     result = cli("show", pairs_src, "--out", tmp_path / "raw.png", "--rows", "4")
     assert result.code == 0, result.err
-    assert cv2.imread(str(tmp_path / "raw.png")).shape == (224, 4 * 224, 3)
+    assert cv2.imread(str(tmp_path / "raw.png")).shape == (8 + 20 + 168 + 8, 8 + 4 * 232, 3)
     assert brinelite.list_datasets() == []  # nothing was installed
 
 

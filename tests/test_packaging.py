@@ -108,7 +108,8 @@ def test_core_install_has_no_tensorflow_and_the_dataset_cli_works(core_venv, tmp
     shared = {"BRINELITE_REGISTRY": str(registry)}
     assert "gen/discs" in run(brinelite, "search", "discs", **shared)
     assert "gen/discs@1.0.0 was installed" in run(brinelite, "install", "gen/discs", **shared)
-    assert run(brinelite, "list").split() == ["demo/membrane@1.0.0", "gen/discs@1.0.0"]
+    listed = [line.split()[0] for line in run(brinelite, "list").splitlines()]
+    assert listed == ["demo/membrane@1.0.0", "gen/discs@1.0.0"]
     assert "files OK" in run(brinelite, "verify", "gen/discs")
     run(brinelite, "show", "gen/discs", "--out", "sheet.png", "--rows", "4")
     assert (tmp_path / "sheet.png").stat().st_size > 1000

@@ -218,7 +218,7 @@ def test_cache_clean_removes_only_stale_prepared_caches(membrane_src, cli, brine
     first = cached("isbi/membrane@1.0.0")
     kept = cached("isbi/membrane@1.0.1") - first
     uninstalled = cached("isbi/membrane@1.0.2") - first - kept
-    (prepared_root() / "damaged").mkdir()  # no key.json
+    (prepared_root() / ("da" * 32)).mkdir()  # damaged: no key.json
     fewer = membrane_src.parent / "fewer"
     fewer.mkdir()
     for sub in ("images", "masks"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import CliResult, cli_runner, make_pairs
+from conftest import make_pairs, one_line_error
 
 import brinelite
 
@@ -21,14 +21,6 @@ RUN_FILES = {
     "config.json", "split.json", "best.weights.h5", "model.keras", "history.csv",
     "curves.png", "logs", "backup",
 }  # fmt: skip
-
-
-@pytest.fixture
-def segtrain_cli(capsys, monkeypatch):
-    """Run ``segtrain ARGS`` in-process exactly as the console script does."""
-    from segtrain.cli import main
-
-    return cli_runner(main, "segtrain", capsys, monkeypatch)
 
 
 @pytest.fixture
@@ -101,15 +93,6 @@ def test_train_evaluate_predict(discs, tmp_path, segtrain_cli):
     assert json.loads((run / "config.json").read_text())["xla"] is True
     with (run / "history.csv").open() as handle:
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1", "2"]
-
-
-def one_line_error(result: CliResult, *words: str) -> None:
-    """A failed command printed exactly one line, 'Error: ...', holding every word."""
-    assert result.code != 0
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
-    for word in words:
-        assert word in lines[0]
 
 
 @pytest.mark.parametrize(

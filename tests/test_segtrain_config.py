@@ -12,7 +12,8 @@ from segtrain.errors import SegtrainError
 
 def test_defaults_are_the_seeds_but_model_and_rate():
     config = RunConfig()
-    assert (config.model, config.batch_size, config.val, config.epochs) == ("small", 1, 20, 100)
+    assert (config.model, config.batch_size, config.val, config.epochs) == ("small", 1, None, 100)
+    assert config.resolved(cpuinfo="flags : avx2").val == 20  # unless --val-split is given
     assert (config.lr, config.precision, config.strategy) == (3e-4, "auto", "default")
     assert config.resolved(cpuinfo="flags : avx2").size == 128
 
@@ -47,6 +48,9 @@ def test_json_round_trip():
         ),
         ({"precision": "float16"}, "unknown precision 'float16'"),
         ({"learning_rate": 1}, "unknown training option 'learning_rate'"),
+        ({"val": 20, "val_split": "val"}, "--val and --val-split both choose"),
+        ({"val_split": "val", "train_split": "val"}, "--train-split are both 'val'"),
+        ({"val_split": 3}, "val_split must be str or None"),
     ],
 )
 def test_bad_options_are_one_clear_line(options, message):

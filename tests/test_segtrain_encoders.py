@@ -11,8 +11,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from conftest import cli_runner, make_pairs
-from test_segtrain_multiclass import one_line_error
+from conftest import make_pairs, one_line_error
 
 import brinelite
 from segtrain.config import RunConfig
@@ -25,6 +24,7 @@ from segtrain.encoders import (
 from segtrain.errors import SegtrainError
 from segtrain.models import MODELS, build_model
 from segtrain.run_folder import load_model
+from segtrain.tasks import ClassMaps
 
 PRESETS = {
     "resnet18-unet": "resnet18",
@@ -40,14 +40,6 @@ SMP_PARAMS = {
 }
 RUN = ("--size", "32", "--batch-size", "2", "--val", "2", "--epochs", "1", "--lr", "1e-3",
        "--precision", "float32")  # fmt: skip
-
-
-@pytest.fixture
-def segtrain_cli(capsys, monkeypatch):
-    """Run ``segtrain ARGS`` in-process exactly as the console script does."""
-    from segtrain.cli import main
-
-    return cli_runner(main, "segtrain", capsys, monkeypatch)
 
 
 def trainable(model) -> int:
@@ -209,7 +201,10 @@ def test_presets_train_and_come_back_from_the_run_folder(
 
 
 def test_mixed_bfloat16_keeps_the_head_float32():
-    model = build_model("resnet18-unet", 32, precision="mixed_bfloat16", num_classes=3)
+    three = brinelite.ClassMap.from_json(
+        {"classes": [{"id": k, "name": f"c{k}"} for k in range(3)]}
+    )
+    model = build_model("resnet18-unet", 32, precision="mixed_bfloat16", task=ClassMaps(three))
     assert model.get_layer("encoder").get_layer("conv1").compute_dtype == "bfloat16"
     head = model.layers[-1]
     assert head.compute_dtype == "float32" and head.activation is keras.activations.softmax

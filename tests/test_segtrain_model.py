@@ -169,10 +169,16 @@ def test_unsmoothed_scores_of_empty_masks():
     assert value(iou(full, half, smooth=0)) == pytest.approx(0.5)
 
 
-def test_evaluation_scores_with_the_training_metric():
-    import segtrain.evaluation
+def test_evaluation_scores_with_the_training_metric(monkeypatch):
+    import segtrain.losses
+    from segtrain.tasks import BinaryMasks
 
-    assert segtrain.evaluation.dice is dice and segtrain.evaluation.iou is iou
+    called = []
+    monkeypatch.setattr(segtrain.losses, "dice", lambda *a, **k: called.append("dice") or 0.5)
+    monkeypatch.setattr(segtrain.losses, "iou", lambda *a, **k: called.append("iou") or 0.25)
+    scored = BinaryMasks().score([(0, "a.png", np.ones((4, 4)), np.full((4, 4), 255))], ())
+    assert scored.per_image[0]["dice"] == 0.5 and scored.per_image[0]["iou"] == 0.25
+    assert called == ["dice", "iou"] * 3  # the model's, all foreground's, all background's
 
 
 def test_bce_dice_loss_is_bce_plus_one_minus_dice():

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, cli_runner, make_pairs
+from conftest import SHARED_DATA, make_pairs, one_line_error
 
 import brinelite
 from segtrain.augment import (
@@ -24,8 +24,9 @@ from segtrain.augment import (
     random_shift_scale_rotate,
 )
 from segtrain.config import RunConfig
-from segtrain.processing import fix_mask, make_processor
+from segtrain.processing import make_processor
 from segtrain.semantic import class_weights
+from segtrain.tasks import ClassMaps, fix_mask
 from segtrain.training import make_batches
 
 CAMVID = SHARED_DATA / "camvid"
@@ -34,14 +35,6 @@ NAMES = ["sky", "building", "pole", "road", "pavement", "tree", "sign", "fence",
 VOID = 11
 CLASS_MAP = {"classes": [{"id": k, "name": n} for k, n in enumerate(NAMES)], "ignore": VOID}
 WIDTH, HEIGHT = 160, 120
-
-
-@pytest.fixture
-def segtrain_cli(capsys, monkeypatch):
-    """Run ``segtrain ARGS`` in-process exactly as the console script does."""
-    from segtrain.cli import main
-
-    return cli_runner(main, "segtrain", capsys, monkeypatch)
 
 
 def camvid_frames(dest: Path, count: int = 24) -> Path:
@@ -130,7 +123,7 @@ def test_augmented_label_maps_hold_only_declared_indices():
     stems = (CAMVID / "split-train.txt").read_text().split()[:4]
     changed = 0
     for seed, stem in enumerate(stems * 4):
-        process = make_processor(96, rng=np.random.default_rng(seed), classes=classes)
+        process = make_processor(96, rng=np.random.default_rng(seed), task=ClassMaps(classes))
         prepared = process.prepare(camvid_sample(stem))
         image, mask = process.augment(tuple(np.array(part) for part in prepared))
         assert image.shape == (96, 96, 3) and mask.shape == (96, 96, 1)
@@ -258,9 +251,9 @@ def test_a_class_map_model_has_a_float32_softmax_head_and_saves(tmp_path):
     from segtrain.losses import SemanticLoss
     from segtrain.models import build_model
 
-    model = build_model(
-        "tiny", 32, precision="mixed_bfloat16", num_classes=4, class_weights=[1, 2, 3, 4]
-    )
+    four = brinelite.ClassMap.from_json({"classes": [{"id": k, "name": str(k)} for k in range(4)]})
+    task = ClassMaps(four, weights=[1, 2, 3, 4])
+    model = build_model("tiny", 32, precision="mixed_bfloat16", task=task)
     assert model.output_shape == (None, 32, 32, 4)
     head = model.layers[-1]
     assert head.activation is keras.activations.softmax and head.compute_dtype == "float32"
@@ -276,15 +269,6 @@ def test_a_class_map_model_has_a_float32_softmax_head_and_saves(tmp_path):
 
 TINY_RUN = ("--model", "tiny", "--size", "16", "--batch-size", "2", "--val", "2", "--epochs", "1",
             "--precision", "float32")  # fmt: skip
-
-
-def one_line_error(result, *words: str) -> None:
-    """A failed command printed exactly one line, 'Error: ...', holding every word."""
-    assert result.code != 0
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def labelled_discs(dest: Path, name: str, ids: tuple[int, int] | None) -> str:

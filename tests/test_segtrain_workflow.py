@@ -13,8 +13,9 @@ from conftest import make_pairs
 import brinelite
 import segtrain
 from segtrain.models import build_model
-from segtrain.processing import fix_mask, make_processor, mask_to_gray
+from segtrain.processing import make_processor
 from segtrain.runtime import resolve_precision
+from segtrain.tasks import fix_mask, mask_to_gray
 
 SIZE = 32
 # How close a reloaded model's validation loss comes to the one Keras logged, per dtype policy:

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -241,3 +242,107 @@ def test_serve_command_prints_its_url_and_logs(reg, tmp_path):
         _, err = proc.communicate(timeout=10)
     assert '"GET /lab/cells/index.json HTTP/1.1" 200' in err
     assert '"GET /../secret.txt HTTP/1.1" 404' in err
+
+
+# --- issue 26.10: hostile requests -------------------------------------------------------
+
+
+@pytest.fixture
+def small(tmp_path) -> Path:
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "data.bin").write_bytes(bytes(range(256)))
+    return tmp_path / "small"
+
+
+def started(root: Path, **options) -> tuple[RegistryServer, tuple[str, int]]:
+    server = RegistryServer(root, port=0, **options)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server, server.server_address[:2]
+
+
+def stop(server: RegistryServer) -> None:
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_over_long_path_is_414_and_a_long_name_404(small):
+    server, address = started(small)
+    url = f"http://{address[0]}:{address[1]}"
+    try:
+        assert get(url, "/" + "a" * 6000)[0] == 414  # before: OSError, connection dropped
+        assert get(url, "/" + "a" * 300)[0] == 404  # ENAMETOOLONG on lookup
+        assert get(url, "/data.bin")[0] == 200
+    finally:
+        stop(server)
+
+
+def test_range_numbers_past_any_file_are_416_or_ignored(small):
+    server, address = started(small)
+    url = f"http://{address[0]}:{address[1]}"
+    huge = "9" * 5000  # int() refuses over 4300 digits: before, ValueError and a dropped link
+    try:
+        assert get(url, "/data.bin", {"Range": f"bytes={huge}-"})[0] == 416
+        assert get(url, "/data.bin", {"Range": f"bytes=0-{huge}"})[:1] == (200,)
+        status, _, body = get(url, "/data.bin", {"Range": f"bytes=-{huge}"})
+        assert (status, body) == (200, bytes(range(256)))
+        assert get(url, "/data.bin", {"Range": f"bytes=10-{huge}"})[0] == 206
+    finally:
+        stop(server)
+
+
+def _answer(address: tuple[str, int]) -> int | None:
+    """The status of a GET on a new connection, or None if the server closed or reset it."""
+    try:
+        with socket.create_connection(address, timeout=10) as client:
+            client.sendall(b"GET /data.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = client.recv(64)
+    except OSError:
+        return None
+    return int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else None
+
+
+def test_connections_beyond_the_cap_get_503(small):
+    server, address = started(small, timeout=60, max_connections=3)
+    try:
+        idle = [socket.create_connection(address, timeout=10) for _ in range(3)]
+        assert _answer(address) in (503, None)  # before: a 4th, 5th ... thread for each
+        for client in idle:
+            client.close()
+        for _attempt in range(200):  # the three threads notice the closes, then free a slot
+            if _answer(address) == 200:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no slot was freed after the idle connections closed")
+    finally:
+        stop(server)
+
+
+def test_a_request_trickled_byte_by_byte_is_cut_after_the_timeout(small):
+    server, address = started(small, timeout=0.5)
+    try:
+        with socket.create_connection(address, timeout=10) as client:
+            client.sendall(b"GET /data.bin HTTP/1.1\r\nX-Slow: ")
+            client.setblocking(False)
+            for _byte in range(200):  # 20 s of one byte per 0.1 s, each gap far under 0.5 s
+                try:
+                    client.send(b"a")
+                    if client.recv(1024) == b"":
+                        break  # the server hung up
+                except BlockingIOError:
+                    pass  # nothing to read yet: still open
+                except OSError:
+                    break  # reset by the server
+                time.sleep(0.1)
+            else:
+                pytest.fail("held open for as long as bytes trickled in")  # before
+    finally:
+        stop(server)
+
+
+def test_nonsense_server_options_are_one_line_errors(small):
+    from brinelite.errors import RegistryError
+
+    for options in ({"timeout": float("inf")}, {"port": 70000}, {"max_connections": 0}):
+        with pytest.raises(RegistryError):
+            RegistryServer(small, **{"port": 0, **options})
