@@ -20,7 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from segtrain.architectures import ARCHITECTURES, architecture
+from segtrain.architectures import ARCHITECTURES, architecture, check_encoder_weights
 from segtrain.distributed import check_processes, launcher_settings
 from segtrain.errors import SegtrainError
 from segtrain.runtime import resolve_precision
@@ -63,7 +63,14 @@ class RunConfig:
     model: str = option(
         "small", f"{', '.join(ARCHITECTURES)} (presets at their own size; the seed's: unet256)."
     )
-    size: int | None = option(None, "Input size (default: the model's); small: x16, tiny: x8.")
+    size: int | None = option(
+        None, "Input size (default: the model's); small: x16, tiny: x8, *-unet: x32."
+    )
+    encoder_weights: str = option(
+        "none",
+        "Encoder U-Nets only: none (random), imagenet (mobilenetv2-unet: keras.applications' "
+        "weights) or PATH of a .weights.h5 file the encoder saved.",
+    )
     batch_size: int = option(1, "Samples per batch.", minimum=1)
     val: int | None = option(
         None, "Validation rows, as in create_folds((N,)) (default 20; not with --val-split)."
@@ -155,6 +162,7 @@ class RunConfig:
             )
         try:
             architecture(self.model).input_size(self.model, self.size)
+            check_encoder_weights(architecture(self.model).encoder, self.encoder_weights)
         except ValueError as exc:  # unknown name, or a size the architecture cannot take
             raise SegtrainError(str(exc)) from exc
 

@@ -9,6 +9,7 @@ compiled the seed's way (``compile_model``); ``unet`` itself returns an uncompil
 """
 
 from segtrain.architectures import ARCHITECTURES, architecture, check_divisible
+from segtrain.encoders import encoder_unet
 from segtrain.losses import compile_model
 from segtrain.runtime import import_keras
 from segtrain.tasks import BinaryMasks, MaskTask
@@ -108,6 +109,7 @@ def build_model(
     lr: float = 1e-4,
     xla: bool = False,
     task: MaskTask | None = None,
+    encoder_weights: str | None = None,
 ) -> keras.Model:
     """Build the model called ``name`` for ``input_size`` inputs, compiled for its ``task``.
 
@@ -121,6 +123,7 @@ def build_model(
         task: what the masks mean (``segtrain.tasks``), which sets the head's outputs and
             activation, the loss and the metric: None is ``BinaryMasks`` (one sigmoid output,
             compiled the seed's way); ``ClassMaps`` has one softmax output per class.
+        encoder_weights: an encoder U-Net's initial encoder weights (``segtrain.encoders``).
 
     Returns:
         The compiled model.
@@ -134,7 +137,12 @@ def build_model(
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-        model = unet(size, spec.base_filters, spec.depth, task.outputs, activation=task.activation)
+        if spec.encoder:
+            model = encoder_unet(spec.encoder, size, task.outputs, task.activation, encoder_weights)
+        else:
+            model = unet(
+                size, spec.base_filters, spec.depth, task.outputs, activation=task.activation
+            )
     finally:
         keras.config.set_dtype_policy(previous)
     model.layers[-1].dtype_policy = "float32"

@@ -333,6 +333,7 @@ def fit_run(
             lr=config.lr,
             xla=config.xla,
             task=task,
+            encoder_weights=config.encoder_weights,
         )
     if resume:
         validation, training = folder.split(data)

@@ -97,7 +97,8 @@ def test_unet_rejects_indivisible_sizes(size, depth, divisor):
 
 
 def test_models_registry_names():
-    assert set(MODELS) == {"unet128", "unet256", "unet512", "unet1024", "small", "tiny"}
+    assert set(MODELS) == {"unet128", "unet256", "unet512", "unet1024", "small", "tiny",
+                           "resnet18-unet", "resnet34-unet", "mobilenetv2-unet"}  # fmt: skip
 
 
 def test_build_model_unknown_name_lists_valid_names():
