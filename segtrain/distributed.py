@@ -288,8 +288,8 @@ def exit_on_failure(process_id: int, num_processes: int) -> Iterator[None]:
     Raising would not do: at exit JAX waits (minutes) at a barrier for every process, and the
     peers wait in a collective for this one. Ending now closes its connections, so each peer
     fails at its next collective and ends the same way ("lost contact with its peers"). Once
-    the line is out, a joined process posts that it left (``handshake.leave``: process 0
-    waits for that after refusing it).
+    the line is out, a joined process other than 0 posts that it left (``handshake.leave``:
+    process 0 waits for that after refusing it).
     Errors of segtrain and brinelite print their message; others (bugs) their traceback.
     """
     if num_processes == 1:
@@ -302,7 +302,7 @@ def exit_on_failure(process_id: int, num_processes: int) -> Iterator[None]:
         sys.stdout.flush()
         sys.stderr.flush()
         store = joined_store()
-        if store is not None:
+        if store is not None and process_id != 0:  # process 0 may wait for it (a refusal)
             handshake.leave(store, process_id)
         os._exit(1)
 
