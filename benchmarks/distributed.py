@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -34,6 +35,7 @@ GLOBAL_BATCH = 4
 PROCESS_STEPS = 20
 # Both sections' smoke child: the single process at the global batch, under either backend.
 SMOKE = {"model": "tiny", "size": 32, "batch": GLOBAL_BATCH, "steps": 2}
+RUN_SECRET = secrets.token_hex(32)  # the data-parallel children's shared secret
 
 
 class _Clock:
@@ -89,6 +91,8 @@ def child(options: dict) -> dict:
 
 def _spawn(options: dict, backend: str) -> subprocess.Popen:
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", **data.jax_cache())
+    env.pop("SEGTRAIN_SECRET_FILE", None)
+    env["SEGTRAIN_SECRET"] = RUN_SECRET  # the two processes' run needs one
     return subprocess.Popen(
         [sys.executable, "-m", "benchmarks.distributed", json.dumps(options)],
         env=env,

@@ -121,6 +121,12 @@ class RunConfig:
         "(default: $KERAS_DISTRIBUTION_JOB_ADDRESSES).",
         defines_run=False,
     )
+    bind: str | None = option(
+        None,
+        "data-parallel, process 0: HOST:PORT to listen on (default: the --coordinator address "
+        "itself; 0.0.0.0:PORT is every interface). Every process needs SEGTRAIN_SECRET.",
+        defines_run=False,
+    )
     precision: str = option(
         "auto", "auto: mixed_bfloat16 only on CPUs with bf16 units.", choices=PRECISIONS
     )
@@ -145,7 +151,9 @@ class RunConfig:
         hints = typing.get_type_hints(type(self))
         for item in dataclasses.fields(self):
             _check(item, hints[item.name], getattr(self, item.name))
-        check_processes(self.strategy, self.num_processes, self.process_id, self.coordinator)
+        check_processes(
+            self.strategy, self.num_processes, self.process_id, self.coordinator, bind=self.bind
+        )
         if self.val is not None and self.val_split is not None:
             raise SegtrainError(
                 "--val and --val-split both choose the validation rows; give one of them"
@@ -222,6 +230,7 @@ class RunConfig:
             resolved.process_id,
             resolved.coordinator,
             complete=True,
+            bind=resolved.bind,
         )
         if resolved.num_processes > 1 and resolved.time_limit is not None:
             raise SegtrainError(

@@ -9,8 +9,11 @@ batch. No gradient exchange is written here: JAX's collectives (Gloo over TCP on
 
 - ``check_processes`` and ``launcher_settings``: the process options and Keras' variables
   (``KERAS_DISTRIBUTION_*``), which cluster launchers set.
-- ``start``: join the other processes and set the distribution; ``agree``: refuse to train
-  unless every process has the same dataset and options.
+- ``start``: join the other processes (process 0 listens on ``--bind``, else on the
+  coordinator's own address, never on every interface unless told), prove the run's shared
+  secret to each other before anything else (``segtrain.handshake``), and set the
+  distribution; ``agree``: refuse to train unless every process has the same dataset and
+  options (compared as HMACs under the secret).
 - ``output_folder``: process 0 writes the run folder; the others run the same callbacks (JAX
   needs every process to take part in every operation on the weights, saving included) into a
   private scratch folder, deleted at the end.
@@ -21,7 +24,6 @@ batch. No gradient exchange is written here: JAX's collectives (Gloo over TCP on
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import shutil
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from brinelite import BrineliteError
-from segtrain import runtime
+from segtrain import handshake, runtime
 from segtrain.errors import SegtrainError
 
 # What JAX says, in whichever exception type the failing call raises, when a peer is gone.
@@ -67,7 +69,7 @@ def launcher_settings(environ: Mapping[str, str] | None = None) -> dict[str, int
             continue
         if name == "coordinator":
             found[name] = value
-        elif value.isdigit():
+        elif value.isascii() and value.isdigit():
             found[name] = int(value)
         else:
             raise SegtrainError(f"{variable}={value!r} is not a whole number; fix or unset it")
@@ -80,12 +82,13 @@ def check_processes(
     process_id: int | None,
     coordinator: str | None,
     complete: bool = False,
+    bind: str | None = None,
 ) -> None:
     """Refuse process options that cannot describe one run.
 
     Args:
         strategy: the run's strategy; the process options belong to "data-parallel" only.
-        num_processes, process_id, coordinator: the options (None: not given).
+        num_processes, process_id, coordinator, bind: the options (None: not given).
         complete: the options are final (launcher variables read): more than one process
             then needs a coordinator.
 
@@ -93,14 +96,18 @@ def check_processes(
         SegtrainError: what is wrong, in one line.
     """
     if strategy != "data-parallel":
-        if (num_processes or 1) != 1 or (process_id or 0) != 0 or coordinator is not None:
+        if (num_processes or 1) != 1 or (process_id or 0) != 0 or (coordinator or bind):
             raise SegtrainError(
-                "--num-processes, --process-id and --coordinator are options of --strategy "
-                f"data-parallel, not of --strategy {strategy}; add --strategy data-parallel "
-                "or drop them"
+                "--num-processes, --process-id, --coordinator and --bind are options of "
+                f"--strategy data-parallel, not of --strategy {strategy}; add --strategy "
+                "data-parallel or drop them"
             )
         return
     addresses = [] if coordinator is None else coordinator_addresses(coordinator)
+    if bind is not None and len(coordinator_addresses(bind, "--bind")) != 1:
+        raise SegtrainError(
+            f"--bind {bind!r} is one HOST:PORT: where process 0 listens (e.g. 10.0.0.1:12345)"
+        )
     if num_processes is not None and process_id is not None and process_id >= num_processes:
         raise SegtrainError(
             f"--process-id {process_id} is not below --num-processes {num_processes}: "
@@ -118,54 +125,55 @@ def check_processes(
         )
 
 
-def coordinator_addresses(coordinator: str) -> list[str]:
+def coordinator_addresses(coordinator: str, option: str = "--coordinator") -> list[str]:
     """The ``HOST:PORT`` addresses in ``coordinator`` (comma-separated; the first is process 0).
 
     Raises:
-        SegtrainError: an address that is not HOST:PORT with a port from 1 to 65535.
+        SegtrainError: an address that is not HOST:PORT with a port from 1 to 65535 (the
+            error names ``option``).
     """
     addresses = [part.strip() for part in coordinator.split(",")]
     for address in addresses:
         host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise SegtrainError(
-                f"--coordinator {coordinator!r} is not HOST:PORT (process 0's address and a "
+                f"{option} {coordinator!r} is not HOST:PORT (process 0's address and a "
                 "free port, e.g. 10.0.0.1:12345)"
             )
     return addresses
 
 
-def start(num_processes: int, process_id: int, coordinator: str | None) -> runtime.Distribution:
+def start(
+    num_processes: int, process_id: int, coordinator: str | None, bind: str | None = None
+) -> runtime.Distribution:
     """Join the run's other processes and spread training over all their devices.
 
-    Keras must already run on JAX (``runtime.require_backend("jax", ...)``). With more than
-    one process, JAX's CPU collectives go over Gloo (TCP) and ``keras.distribution.initialize``
-    waits (up to JAX's 5 minutes) until every process has joined at ``coordinator``. The data
-    is not split by Keras (``auto_shard_dataset`` off): each process feeds its own shard.
+    Keras must already run on JAX (``runtime.require_backend("jax", ...)``) and be seeded
+    (``runtime.set_seed``: Keras then needs no seed exchange). With more than one process the
+    run's secret is read first (``handshake.read_secret``: none, no joining); process 0 then
+    starts JAX's coordination service on ``bind`` (default: the coordinator's own address,
+    not every interface as JAX would), every process waits (up to JAX's 5 minutes) until all
+    have joined at ``coordinator``, and they prove the secret to each other
+    (``handshake.prove``) before anything else is exchanged. JAX's CPU collectives go over
+    Gloo (TCP). The data is not split by Keras (``auto_shard_dataset`` off): each process
+    feeds its own shard.
 
     Returns:
         The distribution: global scope, one replica per device of every process.
 
     Raises:
-        SegtrainError: this process could not join the others at ``coordinator``.
+        SegtrainError: no secret; this process could not listen or join at ``coordinator``;
+            a process did not prove the secret.
 
     Example::
 
         distribution = start(2, 0, "10.0.0.1:12345")  # on process 0; process 1 passes 1
     """
     keras = runtime.import_keras()
-    import jax
-
     if num_processes > 1:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        try:
-            keras.distribution.initialize(coordinator, num_processes, process_id)
-        except Exception as exc:  # noqa: BLE001 (JAX raises several types, all mean one thing)
-            raise SegtrainError(
-                f"process {process_id} of {num_processes} could not join the run at "
-                f"{coordinator} ({first_line(exc)}); check --coordinator and that every process "
-                "was started"
-            ) from exc
+        secret = handshake.read_secret()
+        client = join(num_processes, process_id, coordinator, bind)
+        handshake.prove(client, secret, process_id, num_processes)
     devices = keras.distribution.list_devices()
     layout = keras.distribution.DataParallel(devices=devices)
     layout.auto_shard_dataset = False
@@ -179,10 +187,44 @@ def start(num_processes: int, process_id: int, coordinator: str | None) -> runti
     )
 
 
+def join(
+    num_processes: int, process_id: int, coordinator: str, bind: str | None = None
+) -> handshake.Store:
+    """``jax.distributed.initialize`` with the bind address given; JAX's key-value store.
+
+    ``keras.distribution.initialize`` would not pass a bind address on (JAX then listens on
+    ``[::]``, every interface), so JAX is called directly; the cluster detection JAX runs
+    otherwise (Slurm, MPI, Kubernetes variables) is off: the options say everything.
+    """
+    import jax
+
+    address = coordinator_addresses(coordinator)[0]
+    listen = (bind or address) if process_id == 0 else None
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        with runtime.native_output_muted():  # gRPC's own log lines; the error says it all
+            jax.distributed.initialize(
+                address,
+                num_processes,
+                process_id,
+                coordinator_bind_address=listen,
+                cluster_detection_method="deactivate",
+            )
+    except Exception as exc:  # noqa: BLE001 (JAX raises several types, all mean one thing)
+        where = f"listen on {listen} (in use, or not this machine's?) or " if listen else ""
+        raise SegtrainError(
+            f"process {process_id} of {num_processes} could not {where}join the run at "
+            f"{address} ({first_line(exc)}); check --coordinator{' and --bind' if listen else ''}"
+            " and that every process was started"
+        ) from exc
+    return joined_store()
+
+
 def agree(process_id: int, items: dict[str, str]) -> None:
     """Refuse to train unless every process has the same ``items`` (what -> its description).
 
-    Each process contributes the sha256 of each description; one small collective gathers
+    Each process contributes the HMAC of each description under the run's secret (a plain
+    hash of such predictable text would confirm guesses of it); one small collective gathers
     them, so every process reaches the same verdict and all of them stop together.
 
     Raises:
@@ -194,8 +236,12 @@ def agree(process_id: int, items: dict[str, str]) -> None:
     """
     from jax.experimental import multihost_utils
 
+    secret = handshake.read_secret()
     digests = np.stack(
-        [np.frombuffer(hashlib.sha256(text.encode()).digest(), np.uint8) for text in items.values()]
+        [
+            np.frombuffer(handshake.digest(secret, what, text), np.uint8)
+            for what, text in items.items()
+        ]
     )
     with runtime.native_output_muted(1):  # Gloo's connection notice, on the first exchange
         gathered = np.asarray(multihost_utils.process_allgather(digests))
@@ -241,7 +287,9 @@ def exit_on_failure(process_id: int, num_processes: int) -> Iterator[None]:
 
     Raising would not do: at exit JAX waits (minutes) at a barrier for every process, and the
     peers wait in a collective for this one. Ending now closes its connections, so each peer
-    fails at its next collective and ends the same way ("lost contact with its peers").
+    fails at its next collective and ends the same way ("lost contact with its peers"). Once
+    the line is out, a joined process other than 0 posts that it left (``handshake.leave``:
+    process 0 waits for that after refusing it).
     Errors of segtrain and brinelite print their message; others (bugs) their traceback.
     """
     if num_processes == 1:
@@ -253,7 +301,19 @@ def exit_on_failure(process_id: int, num_processes: int) -> Iterator[None]:
         print(f"Error: {failure_message(exc, process_id, num_processes)}", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
+        store = joined_store()
+        if store is not None and process_id != 0:  # process 0 may wait for it (a refusal)
+            handshake.leave(store, process_id)
         os._exit(1)
+
+
+def joined_store() -> handshake.Store | None:
+    """JAX's key-value store, once this process has joined a run (``join``); else None."""
+    if "jax" not in sys.modules:
+        return None
+    from jax._src import distributed as jax_distributed
+
+    return jax_distributed.global_state.client
 
 
 def failure_message(exc: BaseException, process_id: int, num_processes: int) -> str:

@@ -44,7 +44,7 @@ from segtrain.tasks import MaskTask, task_for
 if TYPE_CHECKING:
     import keras
 
-PER_PROCESS = ("process_id", "coordinator")  # options the processes of one run may differ in
+PER_PROCESS = ("process_id", "coordinator", "bind")  # options processes of one run differ in
 
 
 @dataclass
@@ -285,7 +285,9 @@ def start_distribution(config: RunConfig, record: DatasetRecord) -> runtime.Dist
     """The run's distribution; the processes of a data-parallel run join and compare notes."""
     if config.strategy != "data-parallel":
         return runtime.distribution(config.strategy)
-    distribution = distributed.start(config.num_processes, config.process_id, config.coordinator)
+    distribution = distributed.start(
+        config.num_processes, config.process_id, config.coordinator, config.bind
+    )
     if distribution.processes > 1:
         options = {k: v for k, v in config.to_dict().items() if k not in PER_PROCESS}
         distributed.agree(

@@ -70,6 +70,7 @@ def test_resume_compares_only_run_defining_options():
         "strategy",
         "process_id",
         "coordinator",
+        "bind",
         "xla",
         "time_limit",
         "lr_schedule",

@@ -6,6 +6,8 @@ to a few steps. Compiled programs are shared between the runs through JAX's pers
 """
 
 import csv
+import hashlib
+import ipaddress
 import json
 import os
 import socket
@@ -20,6 +22,9 @@ import pytest
 from conftest import make_pairs
 
 import brinelite
+from segtrain import handshake
+from segtrain.distributed import check_processes, launcher_settings
+from segtrain.errors import SegtrainError
 
 OPTIONS = {
     "model": "tiny", "size": 32, "val": 4, "lr": 3e-3, "seed": 0, "precision": "float32",
@@ -41,6 +46,8 @@ RUN_FILES = {
 LOSS_TOLERANCE = 2e-3
 # Fails a hung run instead of waiting for ever; no assertion is made on how long anything took.
 HANG_GUARD = 240
+SECRET = "4f1c0e9a7b2d6c8e5a3f1b0d9c7e2a64"  # every process of a run proves it holds this
+ANOTHER_SECRET = "another secret, long enough too"
 
 TRAIN_SCRIPT = """
 import json, sys
@@ -50,6 +57,32 @@ out, weights, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 run = segtrain.train("gen/discs", out, verbose=0, **options)
 np.savez(weights, *run.model.get_weights(), loss=run.history["loss"],
          val_loss=run.history["val_loss"])
+"""
+# A program that reaches the coordinator port without the secret, as process 0 (it listens
+# first) or as process 1 (it joins a run): it speaks segtrain's handshake, with guessed values,
+# and prints every byte it is given. Then it waits to be killed, so that it does not end the
+# run for the honest process before that process has said what it says.
+ROGUE_SCRIPT = """
+import os, sys, time
+import jax
+from jax._src import distributed
+coordinator, me = sys.argv[1], int(sys.argv[2])
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(coordinator, 2, me, cluster_detection_method="deactivate")
+store, key = distributed.global_state.client, "segtrain/handshake/"
+def receive(name):
+    print(name, store.blocking_key_value_get_bytes(key + name, 600_000), flush=True)
+if me == 1:
+    receive("challenge")
+    store.key_value_set_bytes(key + "answer/1", os.urandom(64))
+    receive("verdict")
+    store.key_value_set_bytes(key + "left/1", b"")
+else:
+    store.key_value_set_bytes(key + "challenge", os.urandom(32))
+    receive("answer/1")
+    store.key_value_set_bytes(key + "verdict", b"accepted" + os.urandom(32))
+    receive("left/1")
+time.sleep(600)
 """
 
 
@@ -76,7 +109,7 @@ def free_port() -> int:
 def environment(jax_cache: Path, tmp: Path, **extra: str) -> dict[str, str]:
     """This test's environment for a child process, with its own temporary folder."""
     tmp.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KERAS_", "JAX_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KERAS_", "JAX_", "SEGTRAIN_"))}
     return env | {"JAX_COMPILATION_CACHE_DIR": str(jax_cache), "TMPDIR": str(tmp), **extra}
 
 
@@ -126,6 +159,29 @@ def wait_for_an_epoch(run: Path, processes: list[subprocess.Popen]) -> None:
         time.sleep(0.2)
 
 
+def listening(port: int) -> set[str]:
+    """The local addresses TCP sockets listen on at ``port`` (from /proc/net/tcp and tcp6).
+
+    An IPv6 socket bound to an IPv4 address (gRPC's way) counts as that address.
+    """
+    found = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)  # 32-bit words in the host's (little) byte order
+                words = b"".join(raw[k : k + 4][::-1] for k in range(0, len(raw), 4))
+                address = ipaddress.ip_address(socket.inet_ntop(family, words))
+                found.add(str(getattr(address, "ipv4_mapped", None) or address))
+    return found
+
+
+def last_line(err: str) -> str:
+    """The last line a process wrote to stderr."""
+    return err.strip().splitlines()[-1]
+
+
 def final_weights(run: Path) -> list[np.ndarray]:
     """The weights of the run's final model.keras (read here, under the tests' backend)."""
     import keras
@@ -135,15 +191,24 @@ def final_weights(run: Path) -> list[np.ndarray]:
 
 def test_two_processes_train_one_run_survive_a_lost_peer_and_resume(discs, tmp_path, jax_cache):
     run, alone = tmp_path / "run", tmp_path / "alone"
-    coordinator = f"127.0.0.1:{free_port()}"
-    env = [environment(jax_cache, tmp_path / f"tmp{i}") for i in (0, 1)]
+    port = free_port()
+    coordinator = f"127.0.0.1:{port}"
+    secret_file = tmp_path / "run.secret"
+    secret_file.write_text(SECRET + "\n")
+    env = [
+        environment(jax_cache, tmp_path / "tmp0", SEGTRAIN_SECRET=SECRET),
+        environment(jax_cache, tmp_path / "tmp1", SEGTRAIN_SECRET_FILE=str(secret_file)),
+    ]
     logs = [tmp_path / f"process{i}" for i in (0, 1)]
 
-    # Two processes start one run through the CLI; process 1 is killed after an epoch.
+    # Two processes with the secret start one run through the CLI; process 0 listens on the
+    # coordinator's address only (JAX's default is every interface); process 1 is killed
+    # after an epoch.
     first, second = (
         start(cli_command(coordinator, run, i, "--epochs=100"), env[i], logs[i]) for i in (0, 1)
     )
     wait_for_an_epoch(run, [first, second])
+    assert listening(port) == {"127.0.0.1"}
     second.kill()
     code, _, err = finish(first, logs[0])
     assert code == 1, err
@@ -213,6 +278,10 @@ def test_two_processes_train_one_run_survive_a_lost_peer_and_resume(discs, tmp_p
     config = json.loads((run / "config.json").read_text())
     assert (config["num_processes"], config["batch_size"], config["global_batch"]) == (2, 2, 4)
     assert (config["backend"], config["replicas"], config["process_id"]) == ("jax", 2, 0)
+    # The secret is in no file of the run and in nothing the processes printed.
+    written = [path for path in run.rglob("*") if path.is_file()]
+    written += [tmp_path / f"{name}.{kind}" for name in processes for kind in ("out", "err")]
+    assert not [path for path in written if SECRET.encode() in path.read_bytes()]
 
 
 def test_processes_with_different_datasets_refuse_to_train(tmp_path, jax_cache):
@@ -222,7 +291,9 @@ def test_processes_with_different_datasets_refuse_to_train(tmp_path, jax_cache):
     for i in (0, 1):
         home = tmp_path / f"home{i}"
         pairs = make_pairs(tmp_path / f"discs{i}", count=12, seed=i)  # other discs on node 1
-        env = environment(jax_cache, tmp_path / f"tmp{i}", BRINELITE_HOME=str(home))
+        env = environment(
+            jax_cache, tmp_path / f"tmp{i}", BRINELITE_HOME=str(home), SEGTRAIN_SECRET=SECRET
+        )
         install = [sys.executable, "-m", "brinelite", "install", str(pairs)]
         subprocess.run([*install, "--name", "gen/discs@1.0.0"], env=env, check=True)
         processes.append(
@@ -240,3 +311,136 @@ def test_processes_with_different_datasets_refuse_to_train(tmp_path, jax_cache):
             )
         ), err
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_processes_with_another_secret_refuse_each_other_before_exchanging_anything(
+    discs, tmp_path, jax_cache
+):
+    """A segtrain process with another secret is refused; neither side learns the other's run."""
+    coordinator = f"127.0.0.1:{free_port()}"
+    secrets = (SECRET, ANOTHER_SECRET)
+    processes = [
+        start(
+            cli_command(coordinator, tmp_path / "run", i),
+            environment(jax_cache, tmp_path / f"tmp{i}", SEGTRAIN_SECRET=secrets[i]),
+            tmp_path / f"p{i}",
+        )
+        for i in (0, 1)
+    ]
+    (code0, out0, err0), (code1, out1, err1) = (
+        finish(process, tmp_path / f"p{i}") for i, process in enumerate(processes)
+    )
+    assert (code0, code1) == (1, 1), (err0, err1)
+    assert last_line(err0).startswith(
+        "Error: process 1 of 2 did not prove the run's secret (another secret, none in time, or "
+        "not segtrain) and was refused before anything about the run was exchanged; give every "
+        "process of the run the same secret in SEGTRAIN_SECRET or in a file named by "
+        "SEGTRAIN_SECRET_FILE (process 0 of 2)"
+    ), err0
+    assert last_line(err1) == (
+        "Error: process 0 refused process 1: it does not hold the run's secret; give every "
+        "process of the run the same secret in SEGTRAIN_SECRET or in a file named by "
+        "SEGTRAIN_SECRET_FILE (process 1 of 2)"
+    ), err1
+    for text in (out0, err0, out1, err1):
+        assert "Traceback" not in text
+        assert not [
+            word for word in ("sha256", "fingerprint", "gen/discs", *secrets) if word in text
+        ]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("rogue", [1, 0], ids=["rogue-joins-as-process-1", "rogue-listens-first"])
+def test_a_program_without_the_secret_is_refused_and_learns_nothing(
+    discs, tmp_path, jax_cache, rogue
+):
+    """A plain JAX program at the coordinator, either side, gets random bytes and a refusal."""
+    coordinator = f"127.0.0.1:{free_port()}"
+    honest = 1 - rogue
+    env = environment(jax_cache, tmp_path / "tmp", SEGTRAIN_SECRET=SECRET)
+    intruder = start(
+        [sys.executable, "-c", ROGUE_SCRIPT, coordinator, str(rogue)], env, tmp_path / "rogue"
+    )
+    process = start(cli_command(coordinator, tmp_path / "run", honest), env, tmp_path / "honest")
+    code, out, err = finish(process, tmp_path / "honest")
+    intruder.kill()
+    intruder.wait(timeout=HANG_GUARD)
+    received = (tmp_path / "rogue.out").read_text()
+
+    assert code == 1, err
+    if rogue == 1:
+        assert last_line(err).startswith("Error: process 1 of 2 did not prove the run's secret")
+        assert "verdict b'refused'" in received
+    else:
+        assert last_line(err).startswith(
+            "Error: process 0 at the coordinator did not prove the run's secret (another "
+            "secret, or not segtrain); process 1 told it nothing about the run; "
+        )
+        assert "left/1 b''" in received
+    for text in (out, err, received):
+        assert "Traceback" not in text
+        assert not [word for word in ("sha256", "fingerprint", "gen/discs", SECRET) if word in text]
+    assert not (tmp_path / "run").exists()
+
+
+def test_several_processes_without_a_secret_refuse_to_start(discs, tmp_path, jax_cache):
+    port = free_port()
+    process = start(
+        cli_command(f"127.0.0.1:{port}", tmp_path / "run", 0),
+        environment(jax_cache, tmp_path / "tmp"),
+        tmp_path / "p0",
+    )
+    code, _, err = finish(process, tmp_path / "p0")
+    assert code == 1, err
+    assert last_line(err).startswith(
+        "Error: a data-parallel run of several processes needs a shared secret, so that no "
+        "other program can join it: put one in a file ("
+    ), err
+    assert "SEGTRAIN_SECRET_FILE=run.secret for every process" in last_line(err)
+    assert "Traceback" not in err
+    assert listening(port) == set()
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({}, "needs a shared secret"),
+        ({"SEGTRAIN_SECRET": "   "}, "SEGTRAIN_SECRET is 0 bytes, fewer than 16"),
+        ({"SEGTRAIN_SECRET": "short"}, "SEGTRAIN_SECRET is 5 bytes, fewer than 16"),
+        ({"SEGTRAIN_SECRET": SECRET, "SEGTRAIN_SECRET_FILE": "x"}, "unset one of them"),
+        ({"SEGTRAIN_SECRET_FILE": "/no/such/file"}, "cannot read the secret file"),
+        ({"SEGTRAIN_SECRET_FILE": "/dev/zero"}, "holds more than 4096 bytes"),
+        ({"SEGTRAIN_SECRET_FILE": "/"}, "cannot read the secret file"),
+    ],
+)
+def test_a_secret_that_cannot_protect_a_run_is_refused(environ, message):
+    with pytest.raises(SegtrainError, match=message) as caught:
+        handshake.read_secret(environ)
+    assert SECRET not in str(caught.value)
+
+
+def test_the_secret_comes_from_the_variable_or_the_file(tmp_path):
+    (tmp_path / "run.secret").write_text(f"  {SECRET}\n")
+    from_file = handshake.read_secret({"SEGTRAIN_SECRET_FILE": str(tmp_path / "run.secret")})
+    assert from_file == handshake.read_secret({"SEGTRAIN_SECRET": SECRET}) == SECRET.encode()
+    # The agreement's digests are keyed: without the secret, a guess of the text confirms nothing.
+    keyed = handshake.digest(SECRET.encode(), "dataset", "gen/discs@1.0.0")
+    assert keyed != handshake.digest(ANOTHER_SECRET.encode(), "dataset", "gen/discs@1.0.0")
+    assert keyed != hashlib.sha256(b"gen/discs@1.0.0").digest()
+
+
+@pytest.mark.parametrize(
+    ("strategy", "coordinator", "bind", "message"),
+    [
+        ("data-parallel", "127.0.0.1:1", "0.0.0.0", "--bind '0.0.0.0' is not HOST:PORT"),
+        ("data-parallel", "127.0.0.1:1", "a:1,b:2", "--bind 'a:1,b:2' is one HOST:PORT"),
+        ("data-parallel", "127.0.0.1:\u00b2", None, "is not HOST:PORT"),  # "²".isdigit()
+        ("default", None, "127.0.0.1:1", "--bind are options of --strategy data-parallel"),
+    ],
+)
+def test_process_options_that_cannot_work_are_refused(strategy, coordinator, bind, message):
+    with pytest.raises(SegtrainError, match=message):
+        check_processes(strategy, 2 if coordinator else None, 0, coordinator, bind=bind)
+    with pytest.raises(SegtrainError, match="is not a whole number"):
+        launcher_settings({"KERAS_DISTRIBUTION_NUM_PROCESSES": "\u00b2"})
