@@ -21,6 +21,10 @@ import pytest
 import torch._dynamo  # noqa: E402, F401, I001
 
 REPO = Path(__file__).resolve().parents[1]
+# Seconds a test waits on a child process, thread or socket before calling it hung. Nothing the
+# tests wait for takes more than about 2 minutes on an idle 2-core machine, so a slow or busy
+# one does not reach it: only a hang does.
+HANG_GUARD = 900
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

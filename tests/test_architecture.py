@@ -88,6 +88,9 @@ ENVIRONMENT_ALLOWED = {
     "segtrain/runtime.py": "sets KERAS_BACKEND before Keras is imported, and reads it back",
     "segtrain/distributed.py": "reads the variables a launcher sets (KERAS_DISTRIBUTION_*)",
     "segtrain/cli.py": "sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads, to mute its C++ logs",
+    "segtrain/handshake.py": "reads the run's secret (SEGTRAIN_SECRET or SEGTRAIN_SECRET_FILE)",
+    "segtrain/encoders.py": "KERAS_HOME, to name the folder ImageNet weights go in (Keras reads "
+    "it once, at import)",
 }
 # Files written in place, and why that is right; everything else goes through brinelite.atomic.
 WRITES_ALLOWED = {

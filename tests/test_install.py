@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD
 from reliability_helpers import Serving, Site, snapshot
 from test_registry import build
 
@@ -204,7 +205,7 @@ def test_concurrent_installs_of_one_url_under_other_names_download_it_once(tmp_p
     everyone_waits = threading.Event()
 
     def held(request):  # the body is sent once every installer has signed in for the URL
-        everyone_waits.wait(60)
+        everyone_waits.wait(HANG_GUARD)
         return Response(data, headers={"Content-Length": str(len(data))})
 
     httpserver.expect_request("/plain.tar.gz").respond_with_handler(held)
@@ -224,7 +225,7 @@ def test_concurrent_installs_of_one_url_under_other_names_download_it_once(tmp_p
             break
         time.sleep(0.05)
     everyone_waits.set()
-    results = [(run.wait(120), run.stderr.read()) for run in runs]
+    results = [(run.wait(HANG_GUARD), run.stderr.read()) for run in runs]
     assert [code for code, _ in results] == [0] * names, results
     gets = [entry for entry in httpserver.log if entry[0].path == "/plain.tar.gz"]
     assert len(gets) == 1  # before: one full download per name

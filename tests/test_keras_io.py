@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from conftest import HANG_GUARD
 
 import brinelite
 from brinelite.errors import DataError
@@ -250,7 +251,7 @@ def test_batches_undo_tensorflows_malloc_thresholds(membrane, opt_out, placement
         [sys.executable, "-c", MALLOC_PROBE, str(membrane.path)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_GUARD,
         env={**os.environ, "BRINELITE_NO_MALLOC_FIX": opt_out},
     )
     assert probe.returncode == 0, probe.stderr[-2000:]

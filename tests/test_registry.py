@@ -15,7 +15,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import make_pairs
+from conftest import HANG_GUARD, make_pairs
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
@@ -112,7 +112,7 @@ def test_concurrent_publishes_of_different_versions_all_land(tmp_path):
         )
         for a in archives
     ]
-    outcomes = [proc.communicate(timeout=120) for proc in procs]
+    outcomes = [proc.communicate(timeout=HANG_GUARD) for proc in procs]
     assert [proc.returncode for proc in procs] == [0] * 3, outcomes
 
     index = json.loads((reg / "lab" / "cells" / "index.json").read_text())

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD
 from reliability_helpers import (
     Serving,
     Site,
@@ -81,7 +82,7 @@ def test_kill_9_at_random_moments_never_leaves_half_a_dataset(
         url = server.url("/cells.tar.gz")
         started = time.monotonic()
         reference = start_install(tmp_path / "reference", url)
-        assert reference.wait(60) == 0, reference.stderr.read()
+        assert reference.wait(HANG_GUARD) == 0, reference.stderr.read()
         span = time.monotonic() - started  # how long a whole install takes, startup included
         assert 1.0 < span < 30
         for run in range(KILL_RUNS):
@@ -90,7 +91,7 @@ def test_kill_9_at_random_moments_never_leaves_half_a_dataset(
             process = start_install(home, url)
             time.sleep(rng.uniform(0, span))
             process.kill()  # SIGKILL: no cleanup of any kind runs
-            process.wait(30)
+            process.wait(HANG_GUARD)
             installed = assert_whole_or_absent(home, monkeypatch)
             outcomes["installed" if installed else "not installed"] += 1
             outcomes["part left"] += any(p.stat().st_size for p in home.glob("downloads/*.part"))
@@ -129,7 +130,7 @@ def test_eight_installers_download_once_and_all_succeed(how, big_archive, tmp_pa
         processes = [
             start_install(home, source, BRINELITE_REGISTRY=base) for _ in range(INSTALLERS)
         ]
-        results = [(p.wait(120), p.stdout.read(), p.stderr.read()) for p in processes]
+        results = [(p.wait(HANG_GUARD), p.stdout.read(), p.stderr.read()) for p in processes]
     assert [code for code, _, _ in results] == [0] * INSTALLERS, [e for _, _, e in results]
     assert len(site.gets(archive_path)) == 1  # exactly one download
     outputs = [out for _, out, _ in results]

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD
 from pytest_httpserver import HTTPServer
 from reliability_helpers import Serving, Site, free_port, smooth_pairs, snapshot, subprocess_env
 from werkzeug import Request, Response
@@ -80,7 +81,7 @@ def test_cache_clean_skips_what_a_running_install_holds(cells, tmp_path):
     def stalling(request: Request) -> Response:
         def body():
             yield cells[:half]
-            go_on.wait(60)  # the install sits mid-body until the test lets it go
+            go_on.wait(HANG_GUARD)  # the install sits mid-body until the test lets it go
             yield cells[half:]
 
         return Response(body(), headers={"Content-Length": str(len(cells)), "ETag": '"v1"'})
@@ -96,13 +97,13 @@ def test_cache_clean_skips_what_a_running_install_holds(cells, tmp_path):
             time.sleep(0.05)
         (home / "tmp" / "install-999999999-stale").mkdir()  # a dead pid's leftovers
         cleaner = brinelite_cli(home, "cache", "clean")
-        out, err = cleaner.communicate(timeout=60)
+        out, err = cleaner.communicate(timeout=HANG_GUARD)
         assert cleaner.returncode == 0, err
         assert "Skipped 3 in use by a running install: tmp/install-" in out  # + .part, .part.json
         assert not (home / "tmp" / "install-999999999-stale").exists()
         assert len(list(part.glob("*.part"))) == 1 and len(list((home / "tmp").iterdir())) == 1
         go_on.set()
-        assert install.wait(60) == 0, install.stderr.read()
+        assert install.wait(HANG_GUARD) == 0, install.stderr.read()
     finally:
         go_on.set()
         server.stop()
@@ -120,7 +121,7 @@ def test_six_installers_of_one_url_download_once(cells, tmp_path):
     with Serving(site) as server:
         url = server.url("/cells.tar.gz")
         runs = [brinelite_cli(tmp_path / "home", "install", url, "-q", *n) for n in names]
-        results = [(p.wait(120), p.stdout.read(), p.stderr.read()) for p in runs]
+        results = [(p.wait(HANG_GUARD), p.stdout.read(), p.stderr.read()) for p in runs]
     assert [code for code, _, _ in results] == [0] * 6, [err for _, _, err in results]
     assert len(site.gets("/cells.tar.gz")) == 1  # locked by the URL, not the name
     assert sum("was installed" in out for _, out, _ in results) == 1

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_pairs
+from conftest import HANG_GUARD, make_pairs
 from pytest_httpserver import HTTPServer
 from test_registry import build
 from werkzeug import Request, Response
@@ -54,7 +54,7 @@ def served(reg) -> Iterator[str]:
 def get(url: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
     """A raw request: the path is sent exactly as given, never normalised by a client."""
     host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection = http.client.HTTPConnection(host, int(port), timeout=HANG_GUARD)
     try:
         connection.request("GET", path, headers=headers or {})
         response = connection.getresponse()
@@ -239,7 +239,7 @@ def test_serve_command_prints_its_url_and_logs(reg, tmp_path):
         assert get(url, "/../secret.txt")[0] == 404
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=HANG_GUARD)
     assert '"GET /lab/cells/index.json HTTP/1.1" 200' in err
     assert '"GET /../secret.txt HTTP/1.1" 404' in err
 
@@ -371,7 +371,7 @@ def served_file(tmp_path) -> Iterator[tuple[str, int]]:
 
 
 def _get(address: tuple[str, int], headers: dict[str, str]) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection(*address, timeout=10)
+    connection = http.client.HTTPConnection(*address, timeout=HANG_GUARD)
     try:
         connection.request("GET", "/data.bin", headers=headers)
         response = connection.getresponse()

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_pairs
+from conftest import HANG_GUARD, make_pairs
 
 import brinelite
 
@@ -81,7 +81,7 @@ def serving(tmp_path) -> Iterator[tuple[Path, str]]:
         yield folder, url
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=HANG_GUARD)
 
 
 def test_publish_to_a_folder_serve_it_and_install_over_http(serving, tmp_path, cli, monkeypatch):

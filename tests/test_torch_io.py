@@ -25,7 +25,7 @@ import brinelite
 from brinelite.errors import DataError
 from brinelite.prepared import prepared_root
 from brinelite.torch_io import IGNORE_INDEX, TORCH_MISSING, WorkerError
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import HANG_GUARD, REPO, SHARED_DATA
 
 SIZE = 16
 SEED = 3
@@ -351,7 +351,7 @@ except brinelite.BrineliteError as exc:
 def test_missing_torch_is_one_line(membrane):
     result = subprocess.run(
         [sys.executable, "-c", MISSING_TORCH, str(membrane.path)],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True, text=True, timeout=HANG_GUARD, check=True,
     )  # fmt: skip
     assert result.stdout.strip() == TORCH_MISSING
     assert TORCH_MISSING.endswith("pip install 'brinelite[torch]'")
@@ -367,7 +367,7 @@ def test_the_pytorch_recipe_runs_as_written(membrane_src, tmp_path):
     script.write_text(recipe.replace(sizes, "SIZE, BATCH, EPOCHS, WORKERS = 32, 8, 2, 2"))
     brinelite.install(str(membrane_src), name="demo/membrane", quiet=True)
     result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=600
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=HANG_GUARD
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
