@@ -86,6 +86,13 @@ def install(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Reinstall even if installed.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    binary: Annotated[
+        bool,
+        typer.Option(
+            "--binary",
+            help="A source without manifest: binary masks even if they look like class ids.",
+        ),
+    ] = False,
 ) -> None:
     """Install a dataset into the local cache (verified, atomic); prints its sha256 to pin."""
     if source is None and requirement is None:
@@ -97,7 +104,11 @@ def install(
             )
         results = lockfile.install_all(requirement, force=force, quiet=quiet)
     else:
-        results = [install_dataset(source, name=name, sha256=sha256, force=force, quiet=quiet)]
+        results = [
+            install_dataset(
+                source, name=name, sha256=sha256, force=force, quiet=quiet, binary=binary
+            )
+        ]
     for result in results:
         for skipped in result.skipped:
             err.print(f"Warning: {skipped}")

@@ -81,6 +81,7 @@ class _Plan:
     registry: str | None = None  # the registry a name was resolved in
     headers: dict[str, str] = field(default_factory=dict)  # its auth header, for its host only
     skipped: tuple[str, ...] = ()  # registries passed over while resolving
+    binary: bool = False  # a tree without manifest: masks are binary even if they look like ids
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def install(
     fingerprint: str | None = None,
     force: bool = False,
     quiet: bool = False,
+    binary: bool = False,
 ) -> Installed:
     """Install ``source`` into the cache and return where it landed.
 
@@ -133,6 +135,9 @@ def install(
         fingerprint: pins the dataset's manifest fingerprint (as ``brinelite.lock`` does).
         force: reinstall even if installed.
         quiet: no progress bars.
+        binary: for a source without manifest, read the masks as binary even when they look
+            like class ids (as ``brinelite build --binary``); without it such masks are refused
+            with a skeleton ``classes.json`` (:class:`~brinelite.errors.LabelMapError`).
 
     Returns:
         :class:`Installed`, with the archive's sha256 (empty for a folder). Installing what
@@ -147,6 +152,7 @@ def install(
         plan = _plan(source, name, pins, force)
         if isinstance(plan, Installed):
             return plan
+        plan = replace(plan, binary=binary)
         with cache.shared_download(plan.location) as shared:
             done = None if force else _already_installed(plan)
             return done or _install_locked(plan, shared, force, quiet)
@@ -425,7 +431,14 @@ def _adopt(plan: _Plan, root: Path, dest: Path, quiet: bool) -> tuple[Path, Mani
     version = str(plan.ref.version) if plan.ref.version else DEFAULT_VERSION
     dest.mkdir()
     with bar("Checking images", unit="items", quiet=quiet) as progress:
-        manifest = stage(scan_pairs(root), dest, plan.ref.full_name, version, progress=progress)
+        manifest = stage(
+            scan_pairs(root),
+            dest,
+            plan.ref.full_name,
+            version,
+            progress=progress,
+            binary=plan.binary,
+        )
     return dest, manifest
 
 

@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import HANG_GUARD
+from conftest import HANG_GUARD, camvid_subset
 from reliability_helpers import Serving, Site, snapshot
 from test_registry import build
 
@@ -141,6 +141,19 @@ def test_an_unpinned_name_installed_from_an_archive_is_already_installed(
 
 
 # --- issue 26.11: malformed URLs and over-long names ----------------------------------------
+
+
+def test_a_plain_tree_of_label_maps_installs_only_as_binary_when_asked(tmp_path, cli):
+    """Before: the refusal told install users to pass --binary, which install did not have."""
+    tree = camvid_subset(tmp_path / "camvid", train=2, val=1, classes=False)
+    refused = cli("install", tree, "--name", "lab/camvid")
+    one_line_error(refused)
+    assert "classes.json" in refused.err and "--binary" in refused.err
+    assert brinelite.list_datasets() == []
+    installed = cli("install", tree, "--name", "lab/camvid", "--binary")
+    assert installed.code == 0, installed.err
+    dataset = brinelite.load_dataset("lab/camvid")
+    assert len(dataset) == 3 and dataset.manifest.classes is None
 
 
 @pytest.mark.parametrize(
