@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import report
+from benchmarks import report, run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,4 +100,19 @@ def test_published_page_is_rendered_from_the_published_results():
     results = json.loads((REPO / "benchmarks" / "results.json").read_text())
     assert results["machine"]["smoke"] is False
     assert set(SECTIONS) <= set(results["seconds"])
-    assert (REPO / "docs" / "benchmarks.md").read_text() == report.render(results)
+    assert (REPO / "docs" / "benchmarks.md").read_text() == report.render(results, run.sections())
+
+
+def test_the_page_takes_rows_explanation_and_notes_from_each_section():
+    """report knows no section: a made-up one brings its rows, target, text and notes."""
+    from benchmarks.section import Row, Section, met
+
+    def rows(result):
+        return [Row("Toy speed-up", f"{result['x']:.1f}x", ">= 2x", met(result["x"] >= 2))]
+
+    toy = Section("T", rows, "T. **Toy** (`--only toy`).\n", lambda result: ["\n- Shared.\n"])
+    page = report.render({"toy": {"x": 1.5}, "toy2": {"x": 3.0}}, {"toy": toy, "toy2": toy})
+    assert "| T | Toy speed-up | 1.5x | >= 2x | **no** |" in page
+    assert "| T | Toy speed-up | 3.0x | >= 2x | yes |" in page
+    assert "- Missed: **Toy speed-up**: 1.5x, target >= 2x." in page
+    assert page.count("T. **Toy**") == 2 and page.count("- Shared.") == 1
