@@ -40,7 +40,7 @@ SMOKE = {"budget": 3, "options": ["--model", "tiny", "--size", "64"]}
 ALTERNATIVES = [["--model", "unet256", "--lr", "1e-4"]]
 
 
-def _outcome(out: Path, budget: float, wall: float, summary: dict) -> dict:
+def outcome(out: Path, budget: float, wall: float, summary: dict) -> dict:
     """A run's budget, process time, epochs (rows of its history.csv) and scores."""
     with (out / "history.csv").open() as handle:
         epochs = len(list(csv.DictReader(handle)))
@@ -54,7 +54,7 @@ def _outcome(out: Path, budget: float, wall: float, summary: dict) -> dict:
     }
 
 
-def _timed(commands: list[list[str]], together: bool) -> list[float]:
+def run_timed(commands: list[list[str]], together: bool) -> list[float]:
     """Run each command from the repository (all at once if ``together``); wall seconds each.
 
     A failing command raises with the end of its stderr.
@@ -71,25 +71,49 @@ def _timed(commands: list[list[str]], together: bool) -> list[float]:
         return list(pool.map(timed, commands))
 
 
-class _Segtrain:
+def check_split(who: str, rows: list[int], entry) -> None:
+    """Refuse a race entry that validated on other rows than ``entry.validation``."""
+    if rows != [int(i) for i in entry.validation.indices]:
+        raise RuntimeError(f"{who}'s validation rows are not the ones the other entries use")
+
+
+def race(ref: str, budget: float, training, entries: list, together: bool) -> dict:
+    """Train ``entries`` (one after another, or all at once if ``together``), score each.
+
+    Every entry has a ``command`` and a ``score(wall_seconds) -> dict``, and validates on the
+    same fold ``entry.validation``; the result names the dataset, the fold sizes and the runs.
+    """
+    walls = run_timed([entry.command for entry in entries], together=together)
+    return {
+        "dataset": ref,
+        "train_rows": len(training),
+        "val_rows": len(entries[0].validation),
+        "budget_s": budget,
+        "runs": [entry.score(wall) for entry, wall in zip(entries, walls, strict=True)],
+    }
+
+
+class SegtrainRun:
     """``segtrain train`` for ``budget`` seconds, scored by ``segtrain.evaluate``."""
 
-    def __init__(self, ref: str, out: Path, budget: float, options: list[str]) -> None:
-        self.out, self.budget, self.options = out, budget, options
-        self.command = [sys.executable, "-m", "segtrain", "train", ref, "--val", str(VAL)]
+    def __init__(self, ref: str, validation, out: Path, budget: float, options: list[str]):
+        self.validation, self.out, self.budget, self.options = validation, out, budget, options
+        val = str(len(validation))  # with segtrain's default seed, SEED: the same rows
+        self.command = [sys.executable, "-m", "segtrain", "train", ref, "--val", val]
         self.command += ["--quiet", "--time-limit", repr(budget / 60), "--out", str(out)]
         self.command += options
 
     def score(self, wall: float) -> dict:
         import segtrain
 
+        check_split("segtrain", json.loads((self.out / "split.json").read_text())["val"], self)
         precision = json.loads((self.out / "config.json").read_text())["precision"]
         options = " ".join(self.options) or "defaults"
         run = {"who": "segtrain", "options": options, "precision": precision}
-        return run | _outcome(self.out, self.budget, wall, segtrain.evaluate(self.out).summary)
+        return run | outcome(self.out, self.budget, wall, segtrain.evaluate(self.out).summary)
 
 
-class _Newcomer:
+class NewcomerRun:
     """``benchmarks.newcomer`` for ``budget`` seconds, scored as segtrain's run is."""
 
     def __init__(self, validation, training, out: Path, budget: float, options: list[str]):
@@ -117,7 +141,7 @@ class _Newcomer:
             model.load_weights(self.out / "best.weights.h5")
         summary = score_fold(model, self.validation, BinaryMasks()).summary
         run = {"who": "newcomer", "options": "the seed's plain Keras script"}
-        return run | {"precision": "float32"} | _outcome(self.out, self.budget, wall, summary)
+        return run | {"precision": "float32"} | outcome(self.out, self.budget, wall, summary)
 
 
 def run(smoke: bool = False) -> dict:
@@ -129,27 +153,18 @@ def run(smoke: bool = False) -> dict:
     validation, training = dataset.create_folds((VAL,), shuffle=True, seed=SEED)
     with tempfile.TemporaryDirectory(dir=data.data_dir()) as folder:
         work = Path(folder)
-        races = [
-            _Segtrain(ref, work / "segtrain", budget, options),
-            _Newcomer(validation, training, work / "newcomer", budget, options),
-            _Segtrain(ref, work / "segtrain-half", budget / 2, options),
+        entries = [
+            SegtrainRun(ref, validation, work / "segtrain", budget, options),
+            NewcomerRun(validation, training, work / "newcomer", budget, options),
+            SegtrainRun(ref, validation, work / "segtrain-half", budget / 2, options),
             *[
-                _Segtrain(ref, work / f"segtrain-alt{k}", budget, alternative)
+                SegtrainRun(ref, validation, work / f"segtrain-alt{k}", budget, alternative)
                 for k, alternative in enumerate([] if smoke else ALTERNATIVES)
             ],
         ]
-        walls = _timed([race.command for race in races], together=smoke)
-        split = json.loads((work / "segtrain" / "split.json").read_text())
-        if split["val"] != [int(i) for i in validation.indices]:
-            raise RuntimeError("segtrain's validation fold is not the one the baseline uses")
-        runs = [race.score(wall) for race, wall in zip(races, walls, strict=True)]
-    ours, theirs, half = runs[:3]
-    return {
-        "dataset": ref,
-        "train_rows": len(training),
-        "val_rows": len(validation),
-        "budget_s": budget,
-        "runs": runs,
+        result = race(ref, budget, training, entries, together=smoke)
+    ours, theirs, half = result["runs"][:3]
+    return result | {
         "dice_gain": ours["dice"] - theirs["dice"],
         "half_budget_dice_gain": half["dice"] - theirs["dice"],
     }

@@ -4,7 +4,8 @@
 
 ``--smoke`` runs every section at toy sizes (2 minutes on 2 cores, for the test suite);
 ``--only`` runs some sections and keeps the others' previous results; ``--render`` only
-rewrites the markdown from an existing results.json.
+rewrites the markdown from an existing results.json. ``BENCH_PEERS_MINUTES=M`` sets the
+budget of each entry of the kvasir race (``--only peers``, 5 minutes by default).
 
 A section is a module of this package with ``run(smoke) -> dict`` (its entry of results.json)
 and a ``SECTION`` (``benchmarks.section``: its rows and targets, explanation and notes);
@@ -34,6 +35,7 @@ SECTIONS = [
     "distributed",
     "multiclass",
     "torch_loader",
+    "peers",
 ]
 REPO = Path(__file__).resolve().parents[1]
 
