@@ -26,6 +26,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from benchmarks.section import Row, Section, met
+
 TRAIN_GFLOP_PER_IMAGE = 3 * 40.6
 BATCH = 2
 DEMO = {"model": "small", "size": 128, "batch": 1, "steps": 100}
@@ -200,6 +202,180 @@ def _bf16_math(env: dict, options: dict) -> bool:
     return (
         options.get("policy") == "mixed_bfloat16" or env.get("TF_SET_ONEDNN_FPMATH_MODE") == "BF16"
     )
+
+
+def profile_summary(profile: dict, batch: int, kinds: int = 5) -> str:
+    """A profile's top primitive kinds by share of oneDNN's time, and that time per step."""
+    ms = profile["primitive_ms_per_step"]
+    total = sum(ms.values())
+    if not total:
+        return "no oneDNN primitive ran"
+    top = ", ".join(f"{kind} {t / total:.0%}" for kind, t in list(ms.items())[:kinds])
+    step_s = batch / profile["img_s"]
+    return f"{top}; {total / 1e3:.2f} s of primitives per {step_s:.2f} s step"
+
+
+def _share_rows(co: dict) -> list[Row]:
+    """U-Net-256's share of the matmul peak measured in the same run, per precision."""
+    out = []
+    for name, precision in (("keras_fp32", "float32"), ("mixed_bfloat16", "mixed_bfloat16")):
+        variant = co["variants"].get(name, {})
+        if "share_of_peak" not in variant:
+            continue
+        peak = variant["matmul_bf16_gflops" if variant["bf16_math"] else "matmul_fp32_gflops"]
+        out.append(
+            Row(
+                f"U-Net-256 share of peak, {precision}",
+                f"{variant['share_of_peak']:.0%} ({variant['gflops']:.0f} of {peak:.0f} "
+                f"GFLOP/s, {variant['img_s']:.2f} img/s)",
+            )
+        )
+    return out
+
+
+def rows(co: dict) -> list[Row]:
+    """The fp32 step, shares of peak, profiles, the best variant (its target: bf16 CPUs), XLA."""
+    variants = co["variants"]
+    base = variants["keras_fp32"]
+    flops = f"{base['gflops']:.0f} GFLOP/s, " if "gflops" in base else ""
+    out = [
+        Row(
+            "U-Net-256 train step, Keras fp32",
+            f"{flops}{base['img_s']:.2f} img/s ({co.get('matmul_n', 2048)}² matmul: fp32 "
+            f"{co['matmul_fp32_gflops']:.0f} GFLOP/s, bf16 {co['matmul_bf16_gflops']:.0f})",
+        )
+    ]
+    out += _share_rows(co)
+    out += [
+        Row(
+            f"U-Net-256 oneDNN time per step by primitive, {policy} (verbose profile)",
+            profile_summary(profile, co["batch"]),
+        )
+        for policy, profile in co.get("profiles", {}).items()
+    ]
+    seed = {k: v for k, v in variants.items() if not k.startswith("demo_")}
+    best = max(seed, key=lambda k: seed[k]["img_s"])
+    bf16 = co["cpu"]["avx512_bf16"] or co["cpu"]["amx_bf16"]
+    others = ", ".join(f"{k} {v['speedup_vs_fp32']:.2f}x" for k, v in seed.items() if k != best)
+    out.append(
+        Row(
+            "Best U-Net-256 variant vs Keras fp32",
+            f"{seed[best]['speedup_vs_fp32']:.2f}x ({best}); {others}",
+            ">= 1.6x (bf16 CPUs)",
+            met(seed[best]["speedup_vs_fp32"] >= 1.6) if bf16 else "n/a: no bf16 here",
+        )
+    )
+    if "demo_xla_jit" in variants:
+        demo = variants["demo_xla_jit"]
+        out.append(
+            Row(
+                "XLA on the demo's model (small 128px batch 1) vs fp32",
+                f"{demo['speedup_vs_fp32']:.2f}x ({demo['img_s']:.1f} vs "
+                f"{variants['demo_fp32']['img_s']:.1f} img/s)",
+            )
+        )
+    return out
+
+
+EXPLAIN = """\
+4. **Compute** (`--only compute`). The seed's U-Net-256 (RMSprop, bce + dice), batch 2 of
+   fixed random data, 6 steps after 2 warm-up steps, one fresh process per variant: Keras
+   defaults fp32, intra/inter-op threads 2/1, XLA `jit_compile=True`, the `mixed_bfloat16`
+   policy, and with it XLA, threads 2/1 and batch 4, and fp32 with oneDNN's bf16 math mode
+   (`TF_SET_ONEDNN_FPMATH_MODE=BF16`), and fp32 with oneDNN's graph rewrite forced on
+   (`TF_ENABLE_ONEDNN_OPTS=1`, TensorFlow's default only on CPUs with AVX512-VNNI/BF16/AMX);
+   each stops after 45 s. GFLOP/s = images/s x 3 x 40.6
+   GFLOP. Each process first measures TensorFlow's 4096x4096 float32 and bfloat16 matmul
+   GFLOP/s (1.5 s each); a variant's share of peak is its GFLOP/s over its own process's peak
+   of the precision it multiplies in, so both figures share the outside load of the moment
+   (the matmul figures in the first row are the best seen in the run). Speed-ups compare
+   separate processes, so the load's drift between them shows in them. The demo's model
+   (small U-Net, 128 px, batch 1, 100 steps) is timed with and without XLA too.
+   A profile runs 2 steps of U-Net-256 under `ONEDNN_VERBOSE=1` with the graph rewrite on and
+   sums oneDNN's own time per primitive kind (convolution by direction, reorders between
+   memory layouts, pooling, ...): in float32, and in `mixed_bfloat16` on CPUs with bf16 units.
+   Inter-op parallelism can run two primitives at once, so their sum may exceed the step.
+"""
+
+LIMITS_BF16 = """
+- **Compute (4).** This CPU has bf16 units (avx512_bf16/amx_bf16), so `--precision auto`
+  picks `mixed_bfloat16`; U-Net-256 trained {bf16:.2f}x as fast as in float32. It reaches
+  {share_bf16:.0%} of the bf16 matmul peak where float32 reaches {share_fp32:.0%} of its own
+  (each against the peak measured in its own process). Where a bf16 step's oneDNN time goes
+  (the profile rows): {profile}. The rest of the step (BatchNormalization, ReLU, upsampling,
+  concatenation, the casts between float32 and bf16) runs outside oneDNN and gains nothing
+  from bf16 units. Tried to lift it (speed against plain `mixed_bfloat16` in another process):
+  {tried}. {verdict}
+"""
+
+LIMITS_FP32 = """
+- **Compute (4).** This CPU has no AVX512-BF16/AMX: bfloat16 has no native units (its matmul
+  runs at about the fp32 rate) and the U-Net under `mixed_bfloat16` trained at {bf16:.2f}x, so
+  `--precision auto` picks float32 here (mixed_bfloat16 only where /proc/cpuinfo lists
+  avx512_bf16 or amx_bf16). TensorFlow leaves oneDNN's graph rewrite off on such CPUs;
+  turning it on (`TF_ENABLE_ONEDNN_OPTS=1`) trained U-Net-256 at {opts} the default's speed.
+  Where a float32 step's oneDNN time goes, with the rewrite on: {profile}.
+"""
+
+BF16_LIFTS = {
+    "bf16_xla_jit": "XLA",
+    "bf16_threads_2x1": "threads 2/1",
+    "bf16_batch4": "batch 4 (per image)",
+}
+
+
+def _profile_text(co: dict, policy: str) -> str:
+    profile = co.get("profiles", {}).get(policy)
+    return "not profiled" if profile is None else profile_summary(profile, co["batch"], 3)
+
+
+def notes(co: dict) -> list[str]:
+    """Why bf16 pays (or not) on this CPU, where the step's time goes, what was tried."""
+    variants = co["variants"]
+    if not {"keras_fp32", "mixed_bfloat16"} <= set(variants):
+        return []
+    bf16 = variants["mixed_bfloat16"]
+    if not (co["cpu"]["avx512_bf16"] or co["cpu"]["amx_bf16"]):
+        opts = variants.get("fp32_onednn_opts", {}).get("speedup_vs_fp32")
+        return [
+            LIMITS_FP32.format(
+                bf16=bf16["speedup_vs_fp32"],
+                opts="(not measured)" if opts is None else f"{opts:.2f}x",
+                profile=_profile_text(co, "float32"),
+            )
+        ]
+    if "share_of_peak" not in bf16:
+        return []
+    lifts = {
+        label: variants[name]["img_s"] / bf16["img_s"]
+        for name, label in BF16_LIFTS.items()
+        if name in variants
+    }
+    if "fp32_onednn_fpmath_bf16" in variants:
+        lifts["float32 with oneDNN bf16 math"] = (
+            variants["fp32_onednn_fpmath_bf16"]["img_s"] / bf16["img_s"]
+        )
+    tried = ", ".join(f"{label} {ratio:.2f}x" for label, ratio in lifts.items()) or "nothing"
+    better = [label for label, ratio in lifts.items() if ratio >= 1.05]
+    verdict = (
+        f"Only {', '.join(better)} measured better (by 5% or more) here; one noisy run is not "
+        "enough to change segtrain's choice."
+        if better
+        else "None measured better by 5% or more, so segtrain keeps plain `mixed_bfloat16`."
+    )
+    return [
+        LIMITS_BF16.format(
+            bf16=bf16["speedup_vs_fp32"],
+            profile=_profile_text(co, "mixed_bfloat16"),
+            share_bf16=bf16["share_of_peak"],
+            share_fp32=variants["keras_fp32"].get("share_of_peak", 0),
+            tried=tried,
+            verdict=verdict,
+        )
+    ]
+
+
+SECTION = Section("4", rows, EXPLAIN, notes)
 
 
 if __name__ == "__main__":

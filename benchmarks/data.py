@@ -50,16 +50,21 @@ def jax_cache() -> dict[str, str]:
     }
 
 
-def pairs_folder(name: str, repeat: int = 1) -> Path:
-    """An images/ + masks/ folder of shared dataset ``name``, every pair copied ``repeat`` times."""
-    dest = data_dir() / "src" / f"{name}-x{repeat}"
+def _label(name: str, repeat: int, first: int | None) -> str:
+    return f"{name}-x{repeat}" + ("" if first is None else f"-first{first}")
+
+
+def pairs_folder(name: str, repeat: int = 1, first: int | None = None) -> Path:
+    """An images/ + masks/ folder of shared dataset ``name`` (its ``first`` pairs in file-name
+    order, or all), every pair copied ``repeat`` times."""
+    dest = data_dir() / "src" / _label(name, repeat, first)
     if (dest / ".done").exists():
         return dest
     shutil.rmtree(dest, ignore_errors=True)
     source = SHARED / name
     for sub in ("images", "masks"):
         (dest / sub).mkdir(parents=True)
-    for image in sorted((source / "images").iterdir()):
+    for image in sorted((source / "images").iterdir())[:first]:
         mask = next((source / "masks").glob(image.stem + ".*"))
         for k in range(repeat):
             stem = f"{k:03d}_{image.stem}"
@@ -69,16 +74,17 @@ def pairs_folder(name: str, repeat: int = 1) -> Path:
     return dest
 
 
-def dataset(name: str, repeat: int = 1):
-    """The installed brinelite Dataset of shared dataset ``name`` repeated ``repeat`` times."""
+def dataset(name: str, repeat: int = 1, first: int | None = None):
+    """The installed brinelite Dataset of shared dataset ``name`` (its ``first`` pairs, or all)
+    repeated ``repeat`` times."""
     from brinelite import install, load_dataset
 
     use_private_home()
-    full = f"bench/{name.replace('_', '-')}-x{repeat}@1.0.0"
+    full = f"bench/{_label(name, repeat, first).replace('_', '-')}@1.0.0"
     try:
         return load_dataset(full)
     except Exception:
-        install(str(pairs_folder(name, repeat)), name=full, quiet=True)
+        install(str(pairs_folder(name, repeat, first)), name=full, quiet=True)
         return load_dataset(full)
 
 

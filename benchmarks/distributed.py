@@ -28,6 +28,7 @@ import sys
 import time
 
 from benchmarks import data
+from benchmarks.section import Row, Section, met
 
 MODELS = {"small": (128, 1), "unet256": (256, 2)}  # model -> (size, batch)
 STEPS = {"small": 30, "unet256": 4}
@@ -183,6 +184,53 @@ def run(smoke: bool = False) -> dict:
     one = out["backends"][SMOKE["model"]]["jax"] if smoke else None  # SMOKE: the same child
     out["processes"] = processes(smoke, one=one)
     return out
+
+
+def rows(di: dict) -> list[Row]:
+    """JAX against TensorFlow per model, then two data-parallel processes against one."""
+    out = [
+        Row(
+            f"JAX vs TensorFlow train step, {model} {b['size']}px batch {b['batch']}",
+            f"{b['jax_vs_tensorflow']:.2f}x ({b['jax']['img_s']:.2f} vs "
+            f"{b['tensorflow']['img_s']:.2f} img/s)",
+        )
+        for model, b in di["backends"].items()
+    ]
+    pr = di["processes"]
+    out.append(
+        Row(
+            f"2 data-parallel processes vs 1, {pr['model']} {pr['size']}px, global batch "
+            f"{pr['global_batch']}, {di['cores']} cores",
+            f"{pr['two_vs_one']:.2f}x ({pr['two_processes']['img_s']:.2f} vs "
+            f"{pr['one_process']['img_s']:.2f} img/s); loss within "
+            f"{pr['loss_rel_diff']:.0e} of one process's",
+            "same model (loss within 1e-3), not speed",
+            met(pr["same_loss"] and pr["loss_rel_diff"] < 1e-3),
+        )
+    )
+    return out
+
+
+EXPLAIN = """\
+7. **Backends and processes** (`--only distributed`). Each U-Net trains on fixed random
+   batches in a fresh process per backend, as segtrain compiles it (JAX: XLA; TensorFlow: its
+   graph, XLA off on CPU): the small U-Net at 128 px batch 1 (30 steps), U-Net-256 batch 2
+   (4 steps), after 2 warm-up steps. Then the small U-Net at a global batch of 4: one JAX
+   process at batch 4 against two `--strategy data-parallel` processes on 127.0.0.1 at batch
+   2 each (Keras' `DataParallel`, gradients summed over Gloo/TCP), 20 steps; img/s counts the
+   global batches. The two processes share the 2 cores the single one has alone and exchange
+   every gradient through the loopback, so the ratio measures that overhead: it proves the
+   processes train one model (their losses agree with each other bit for bit and with the
+   single process's), not a speed-up. A speed-up needs a second machine: two nodes that each
+   reach the other's port (process 0's `--coordinator` and Gloo's own ports), the dataset
+   installed on each from the team registry, and a network fast enough for one exchange of
+   the gradients per step (U-Net-256: 34.6 M float32 parameters, ~138 MB each way per step;
+   the small U-Net: 2.2 M, ~9 MB): on 1 Gbit/s Ethernet (~125 MB/s) that is about a second
+   per step for U-Net-256, against ~4 s of compute for a batch of 2 on such a 2-core node, so
+   two nodes would gain there, and more with bigger per-process batches.
+"""
+
+SECTION = Section("7", rows, EXPLAIN)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from benchmarks import data
+from benchmarks.section import Row, Section, met
 
 
 def _epoch(batches) -> float:
@@ -141,3 +142,104 @@ def _prepared_cache(dataset, rounds: int) -> dict:
         "prepared_first_vs_brine_style": brine / first,
         "prepared_cache_mib": feed.loader.preparation.store.nbytes / 2**20,
     }
+
+
+def rows(lo: dict) -> list[Row]:
+    """Workers, the image cache and the prepared cache, against their targets."""
+    vs_brine = lo["prepared_later_vs_brine_style"]
+    return [
+        Row(
+            "Loader, 2 workers vs 1 (seed processing)",
+            f"{lo['speedup_2_vs_1']:.2f}x ({lo['workers2_samples_s']:.0f} vs "
+            f"{lo['workers1_samples_s']:.0f} samples/s; plain loop "
+            f"{lo['sequential_samples_s']:.0f})",
+            ">= 1.7x",
+            met(lo["speedup_2_vs_1"] >= 1.7),
+        ),
+        Row(
+            "Image cache, later epoch vs first (seed processing)",
+            f"{lo['cache_speedup']:.2f}x",
+            ">= 5x",
+            met(lo["cache_speedup"] >= 5),
+        ),
+        Row(
+            "Image cache, later epoch vs first (no processing)",
+            f"{lo['cache_no_processing_speedup']:.2f}x",
+            ">= 5x",
+            met(lo["cache_no_processing_speedup"] >= 5),
+        ),
+        Row(
+            "Prepared cache, epochs 2+ vs Brine-style loop (seed processing)",
+            f"{vs_brine:.2f}x ({lo['prepared_later_epoch_samples_s']:.0f} vs "
+            f"{lo['brine_style_samples_s']:.0f} samples/s)",
+            ">= 3x",
+            met(vs_brine >= 3),
+        ),
+        Row(
+            "Prepared cache, epochs 2+ vs its epoch 1",
+            f"{lo['prepared_later_vs_first']:.2f}x (epoch 1: "
+            f"{lo['prepared_first_epoch_samples_s']:.0f} samples/s, "
+            f"{lo['prepared_first_vs_brine_style']:.2f}x Brine-style; "
+            f"{lo['prepared_cache_mib']:.0f} MiB held)",
+        ),
+    ]
+
+
+EXPLAIN = """\
+2. **Loader throughput** (`--only loader`). Samples/s of a full epoch of `to_keras` batches
+   (batch 8, seed processing with augmentation at 256, membrane 512x512 PNG x8 = 240 rows),
+   1 against 2 workers, best of 5 alternating epochs, next to a plain one-thread loop that
+   decodes and processes the same files. OpenCV's own thread pool keeps its default except
+   while `to_keras` makes a batch with 2 workers (it holds the pool at 1 then). The image-cache
+   rows compare the first epoch of `cache_images=True` (2 workers) with the best of the next
+   three, with the seed processing and without any processing. The prepared-cache rows feed
+   `to_keras(prepare=..., augment=..., cache="memory")` with the seed's processing split in
+   two (`benchmarks.loader.seed_stages`: prepare = the validation processing, augment = the
+   seed's augmentation on the prepared 256 px sample): its first epoch (decode + prepare +
+   augment, filling the cache) and the best of 3 later ones (augment only), the later ones
+   alternating with a Brine-style generator that decodes, processes (both stages) and stacks
+   every batch in one thread.
+"""
+
+MALLOC = """
+- **TensorFlow's malloc setting (1, 2).** Keras feeds a PyDataset through a `tf.data`
+  generator, and starting one makes TensorFlow pin glibc's mmap threshold at 128 KB (its
+  mitigation for memory growth under Python 3.11): every array over 128 KB, the model's
+  activations included, is then mmapped and unmapped at each use. brinelite's batches restore
+  generous thresholds (`brinelite/malloc.py`, glibc only): on the demo's model an epoch took
+  5.0 s instead of 9.4 s, for ~200 MB more resident memory, which stayed flat over 25 epochs.
+"""  # shared with benchmarks.feeding: shown once
+
+LIMITS = """
+- **Loader (2).** Decoding and the processing's OpenCV calls release the GIL and run on both
+  cores; the rest of each sample (row lookup, numpy glue of the processing function) holds it.
+  With one worker OpenCV's own pool (at its default) spreads each resize and warp over the
+  cores; while `to_keras` makes a batch with two workers it holds that pool at 1
+  (`brinelite/threads.py`: both levels of threads at once oversubscribed the cores). So the
+  second worker only replaces OpenCV's threads: {workers:.2f}x here (a run with OpenCV held at
+  1 thread for both, on an AVX2 machine, gave 1.67x).
+- **Caches (2).** The image cache keeps decoded images, so it removes only the decoding share
+  of an epoch: {plain:.1f}x without processing, {seed:.1f}x with the seed's. The prepared
+  cache also keeps the resize and the mask fix, so later epochs run only the augmentation
+  (an HSV round trip, one warp and a flip of 256 px float32 arrays, which must run every
+  epoch): {later:.1f}x its first epoch and {brine:.1f}x the Brine-style loop, for
+  {mib:.0f} MiB held in memory (1 MiB per 256 px float32 sample).
+"""
+
+
+def notes(lo: dict) -> list[str]:
+    """TensorFlow's malloc setting, and what limits the workers and the caches."""
+    return [
+        MALLOC,
+        LIMITS.format(
+            workers=lo["speedup_2_vs_1"],
+            plain=lo["cache_no_processing_speedup"],
+            seed=lo["cache_speedup"],
+            later=lo["prepared_later_vs_first"],
+            brine=lo["prepared_later_vs_brine_style"],
+            mib=lo["prepared_cache_mib"],
+        ),
+    ]
+
+
+SECTION = Section("2", rows, EXPLAIN, notes)

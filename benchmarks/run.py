@@ -4,7 +4,12 @@
 
 ``--smoke`` runs every section at toy sizes (2 minutes on 2 cores, for the test suite);
 ``--only`` runs some sections and keeps the others' previous results; ``--render`` only
-rewrites the markdown from an existing results.json.
+rewrites the markdown from an existing results.json. ``BENCH_PEERS_MINUTES=M`` sets the
+budget of each entry of the kvasir race (``--only peers``, 5 minutes by default).
+
+A section is a module of this package with ``run(smoke) -> dict`` (its entry of results.json)
+and a ``SECTION`` (``benchmarks.section``: its rows and targets, explanation and notes);
+adding one to ``SECTIONS`` below is all its registration.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import time
 from pathlib import Path
 
 from benchmarks import compute, data, report
+from benchmarks.section import Section
 
+# The registry: every section module (with its ``SECTION``), in the order of the run and the page.
 SECTIONS = [
     "feeding",
     "loader",
@@ -28,6 +35,7 @@ SECTIONS = [
     "distributed",
     "multiclass",
     "torch_loader",
+    "peers",
 ]
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,6 +44,11 @@ def _module(name: str):
     import importlib
 
     return importlib.import_module(f"benchmarks.{name}")
+
+
+def sections() -> dict[str, Section]:
+    """Every registered section's part of the page, by name, in order."""
+    return {name: _module(name).SECTION for name in SECTIONS}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
             results_path.parent.mkdir(parents=True, exist_ok=True)
             results_path.write_text(json.dumps(results, indent=1) + "\n")
     docs_path.parent.mkdir(parents=True, exist_ok=True)
-    docs_path.write_text(report.render(results))
+    docs_path.write_text(report.render(results, sections()))
     print(f"[bench] wrote {results_path} and {docs_path}")
 
 

@@ -13,6 +13,7 @@ import time
 import tracemalloc
 
 from benchmarks import data
+from benchmarks.section import Row, Section, met
 
 
 def _write(rows: int):
@@ -70,3 +71,38 @@ def run(smoke: bool = False) -> dict:
     out["shuffle_epoch_s"] = time.perf_counter() - start
     out["rows"] = len(ds)
     return out
+
+
+def rows(sc: dict) -> list[Row]:
+    """Load time and memory per row at the largest size measured, folds and shuffling."""
+    sizes = sorted(int(key[5:]) for key in sc if key.startswith("rows_"))
+    small, big = sc[f"rows_{sizes[0]}"], sc[f"rows_{sizes[-1]}"]
+    return [
+        Row(
+            f"load_dataset, {sizes[-1]:,} rows",
+            f"{big['load_s']:.2f} s ({small['load_s']:.3f} s at {sizes[0]:,})",
+            "< 1 s",
+            met(big["load_s"] < 1),
+        ),
+        Row(
+            "Memory per row (10x rows)",
+            f"{big['bytes_per_row']:.0f} B/row ({small['bytes_per_row']:.0f} B/row)",
+            "proportional to rows",
+            met(big["bytes_per_row"] < 2 * small["bytes_per_row"]),
+        ),
+        Row(
+            f"create_folds / shuffle one epoch, {sc['rows']:,} rows",
+            f"{sc['create_folds_s'] * 1e3:.1f} ms / {sc['shuffle_epoch_s'] * 1e3:.1f} ms",
+        ),
+    ]
+
+
+EXPLAIN = """\
+5. **Scaling** (`--only scaling`). `load_dataset` of generated manifest.json + rows.csv
+   (10k, 100k rows, the manifest listing every file with size and sha256 as an installed one
+   does; the image files themselves do not exist, which loading never notices). Time is the
+   best of 3; memory is tracemalloc's count for one load. `create_folds((n/5,))` and one
+   epoch's shuffled order at the larger size.
+"""
+
+SECTION = Section("5", rows, EXPLAIN)

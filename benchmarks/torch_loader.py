@@ -27,6 +27,7 @@ import numpy as np
 
 from benchmarks import data
 from benchmarks.loader import seed_stages
+from benchmarks.section import Row, Section, met
 
 
 class OpenCVPairs:
@@ -172,6 +173,43 @@ def run(smoke: bool = False) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"torch_loader child failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def rows(tl: dict) -> list[Row]:
+    """to_torch in a DataLoader: against a hand-written OpenCV Dataset, and feeding smp."""
+    lo, fe = tl["loader"], tl["feeding"]
+    return [
+        Row(
+            f"to_torch + DataLoader(2 workers), later epoch vs an OpenCV torch Dataset, "
+            f"{lo['size']}px",
+            f"{lo['to_torch_vs_opencv']:.2f}x ({lo['to_torch_samples_s']:.0f} vs "
+            f"{lo['opencv_dataset_samples_s']:.0f} samples/s; first epoch "
+            f"{lo['to_torch_first_epoch_samples_s']:.0f})",
+            ">= 3x",
+            met(lo["to_torch_vs_opencv"] >= 3),
+        ),
+        Row(
+            f"Feeding ratio, {fe['model']} {fe['size']}px batch {fe['batch']}: to_torch vs "
+            "tensors in memory",
+            f"{fe['ratio']:.3f} ({fe['to_torch_img_s']:.2f} vs {fe['memory_img_s']:.2f} img/s)",
+            ">= 0.99",
+            met(fe["ratio"] >= 0.99),
+        ),
+    ]
+
+
+EXPLAIN = """\
+9. **PyTorch** (`--only torch_loader`, in a child process). Samples/s of a later epoch of
+   `to_torch` (the seed's two stages: prepare from the disk prepared cache, filled by the first
+   epoch; augment every sample) in `DataLoader(batch_size=8, shuffle=True, num_workers=2,
+   persistent_workers=True)` against a hand-written torch `Dataset` reading every pair with
+   OpenCV and running both stages each epoch, same DataLoader; best epoch of each, alternating.
+   Then a segmentation-models-pytorch U-Net (resnet18, random weights, Adam, BCE) trains the
+   same steps from batches already in memory and from the `to_torch` DataLoader, alternating;
+   the ratio is the median of the rounds' to_torch / in-memory img/s.
+"""
+
+SECTION = Section("9", rows, EXPLAIN)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import report
+from benchmarks import report, run
 
 REPO = Path(__file__).resolve().parents[1]
 
-SECTIONS = ["feeding", "loader", "install", "compute", "scaling", "quality", "distributed"]
+SECTIONS = ["feeding", "loader", "install", "compute", "scaling", "quality", "distributed", "peers"]
+PUBLISHED = [s for s in SECTIONS if s != "peers"]  # peers joins once its full race has run
+SIGNED = {  # the races' differences
+    "dice_gain",
+    "half_budget_dice_gain",
+    "dice_gain_vs_smp",
+    "dice_gain_vs_newcomer",
+    "resnet34_dice_gain_vs_smp",
+}
 
 
 def _numbers(value):
@@ -50,8 +58,7 @@ def test_smoke_mode_writes_every_section(tmp_path):
     assert results["machine"]["smoke"] is True
     for section in SECTIONS:
         assert section in results, section
-        signed = {"dice_gain", "half_budget_dice_gain"}  # the quality race's differences
-        figures = list(_numbers({k: v for k, v in results[section].items() if k not in signed}))
+        figures = list(_numbers({k: v for k, v in results[section].items() if k not in SIGNED}))
         assert figures, section
         assert all(f >= 0 for f in figures), section
     assert results["feeding"]["cases"][0]["ratio"] > 0
@@ -74,8 +81,18 @@ def test_smoke_mode_writes_every_section(tmp_path):
     camvid = results["multiclass"]
     assert 0 <= camvid["majority"]["miou"] <= 1 and 0 <= camvid["segtrain"]["miou"] <= 1
     assert set(camvid["segtrain"]["per_class_iou"]) == set(camvid["baseline"]["per_class_iou"])
+    peers = results["peers"]
+    assert [run["who"] for run in peers["runs"]] == ["segtrain", "segtrain", "smp", "newcomer"]
+    assert (
+        "resnet34-unet" in peers["runs"][1]["options"]
+        and "resnet34" not in peers["runs"][0]["options"]
+    )
+    assert all(run["dice"] > 0 and run["epochs"] >= 1 and run["img_s"] > 0 for run in peers["runs"])
+    # one split, one scoring: every entry saw the same trivial mask's dice
+    assert {run["all_foreground_dice"] for run in peers["runs"]} == {peers["all_foreground_dice"]}
     markdown = (tmp_path / "benchmarks.md").read_text()
     assert "| 1 |" in markdown and "| 7 |" in markdown and "| 8 |" in markdown
+    assert "| 10 | segtrain defaults vs smp, same budget: dice gain |" in markdown
 
 
 def test_profile_sums_onednn_time_per_kind_between_the_marks():
@@ -99,5 +116,33 @@ def test_published_page_is_rendered_from_the_published_results():
     """docs/benchmarks.md says exactly what benchmarks/results.json holds (a full run)."""
     results = json.loads((REPO / "benchmarks" / "results.json").read_text())
     assert results["machine"]["smoke"] is False
-    assert set(SECTIONS) <= set(results["seconds"])
-    assert (REPO / "docs" / "benchmarks.md").read_text() == report.render(results)
+    assert set(PUBLISHED) <= set(results["seconds"])
+    assert (REPO / "docs" / "benchmarks.md").read_text() == report.render(results, run.sections())
+
+
+def test_the_page_takes_rows_explanation_and_notes_from_each_section():
+    """report knows no section: a made-up one brings its rows, target, text and notes."""
+    from benchmarks.section import Row, Section, met
+
+    def rows(result):
+        return [Row("Toy speed-up", f"{result['x']:.1f}x", ">= 2x", met(result["x"] >= 2))]
+
+    toy = Section("T", rows, "T. **Toy** (`--only toy`).\n", lambda result: ["\n- Shared.\n"])
+    page = report.render({"toy": {"x": 1.5}, "toy2": {"x": 3.0}}, {"toy": toy, "toy2": toy})
+    assert "| T | Toy speed-up | 1.5x | >= 2x | **no** |" in page
+    assert "| T | Toy speed-up | 3.0x | >= 2x | yes |" in page
+    assert "- Missed: **Toy speed-up**: 1.5x, target >= 2x." in page
+    assert page.count("T. **Toy**") == 2 and page.count("- Shared.") == 1
+
+
+def test_the_peers_budget_comes_from_the_environment(monkeypatch):
+    from benchmarks import peers
+
+    monkeypatch.delenv(peers.MINUTES_VARIABLE, raising=False)
+    assert peers.budget_s(smoke=False) == 5 * 60 and peers.budget_s(smoke=True) < 60
+    monkeypatch.setenv(peers.MINUTES_VARIABLE, "0.5")
+    assert peers.budget_s(smoke=False) == 30 and peers.budget_s(smoke=True) == 30
+    for bad in ("five", "0", "-1", "nan", "inf", "1e9"):
+        monkeypatch.setenv(peers.MINUTES_VARIABLE, bad)
+        with pytest.raises(SystemExit, match=f"BENCH_PEERS_MINUTES={bad!r} is not a number"):
+            peers.budget_s(smoke=False)

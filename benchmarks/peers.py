@@ -1,0 +1,168 @@
+"""10. Peers on kvasir-seg: segtrain against smp and the newcomer's Keras script, same minutes.
+
+Every entry trains on the same 80% of ``shared/data/kvasir_seg`` (100 colonoscopy photos of
+459-1348 px with binary polyp masks; ``create_folds((20,), shuffle=True, seed=42)``, what
+``segtrain train --val 20`` draws) for the same wall-clock budget (5 minutes; the environment
+variable ``BENCH_PEERS_MINUTES`` sets another), one after another in fresh processes:
+
+- ``segtrain train`` through its CLI at its defaults (the small U-Net at 128 px, batch 1,
+  RMSprop 3e-4, the budget schedule, ``--precision auto``), ``--epochs 1000`` so the budget
+  ends it, not the epoch cap;
+- ``segtrain train --model resnet34-unet --batch-size 8`` (128 px, random encoder weights):
+  smp's U-Net layout in Keras, for the same architecture as the smp entry;
+- ``benchmarks.smp_peer``: an smp ``Unet("resnet34")`` loop fed by ``to_torch`` (Adam 2e-4,
+  Dice + BCE, batch 8, 128 px, flips, ``DataLoader(num_workers=2)``), in its own process;
+- ``benchmarks.newcomer``: the seed's training in plain Keras (Carvana's U-Net-256).
+
+Each is scored the same way, by ``segtrain.evaluation`` on the 20 validation images: its best
+epoch's weights (by its own validation loss) predict every image, resized back to the image's
+own size, thresholded at 0.5, dice and IoU per image, averaged; next to the all-foreground
+mask's dice. img/s counts training images per second of budget (epochs x training images /
+budget: the cut last epoch counts whole, validation passes run inside the budget). A smoke
+run trains tiny models on 10 images for seconds, every entry at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks import data
+from benchmarks.quality import NewcomerRun, SegtrainRun, check_split, duration, outcome, race
+from benchmarks.section import Row, Section, met
+
+SEED = 42
+VAL_SHARE = 0.2
+MINUTES = 5
+MINUTES_VARIABLE = "BENCH_PEERS_MINUTES"
+EPOCH_CAP = ["--epochs", "1000"]  # segtrain's default cap is 100: the budget must end the race
+FULL = {
+    "segtrain": EPOCH_CAP,
+    "resnet34": ["--model", "resnet34-unet", "--batch-size", "8", *EPOCH_CAP],
+    "smp": ["--size", "128", "--batch-size", "8"],
+    "newcomer": [],
+}
+SMOKE = {
+    "budget": 3,
+    "first": 10,  # images of kvasir_seg
+    "segtrain": ["--model", "tiny", "--size", "64"],
+    "resnet34": ["--model", "resnet34-unet", "--batch-size", "8", "--size", "32"],
+    "smp": ["--size", "32", "--batch-size", "8"],
+    "newcomer": ["--model", "tiny", "--size", "64"],
+}
+
+
+def budget_s(smoke: bool) -> float:
+    """Seconds of training per entry: ``$BENCH_PEERS_MINUTES`` minutes, else the mode's.
+
+    Raises SystemExit with one line when the variable is not a number of minutes above 0.
+    """
+    text = os.environ.get(MINUTES_VARIABLE)
+    if text is None:
+        return SMOKE["budget"] if smoke else MINUTES * 60
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = math.nan
+    if not (math.isfinite(minutes) and 0 < minutes <= 24 * 60):
+        raise SystemExit(
+            f"{MINUTES_VARIABLE}={text!r} is not a number of minutes between 0 and 1440; "
+            f"e.g. {MINUTES_VARIABLE}=5 python -m benchmarks.run --only peers"
+        )
+    return minutes * 60
+
+
+class SmpRun:
+    """``benchmarks.smp_peer`` for ``budget`` seconds; it scores itself as segtrain's runs are."""
+
+    def __init__(self, ref: str, validation, out: Path, budget: float, options: list[str]):
+        self.validation, self.out, self.budget, self.options = validation, out, budget, options
+        self.command = [sys.executable, "-m", "benchmarks.smp_peer", ref, str(out)]
+        self.command += ["--val", str(len(validation)), "--seed", str(SEED)]
+        self.command += ["--budget", str(budget), *options]
+
+    def score(self, wall: float) -> dict:
+        scores = json.loads((self.out / "scores.json").read_text())
+        check_split("smp", scores["val"], self)
+        options = "Unet(resnet34), Adam 2e-4, Dice + BCE, flips, " + " ".join(self.options)
+        run = {"who": "smp", "options": options, "precision": "float32"}
+        return run | outcome(self.out, self.budget, wall, scores["summary"])
+
+
+def run(smoke: bool = False) -> dict:
+    """The race: four entries one after another (a smoke run: all at once, tiny, 10 images)."""
+    budget = budget_s(smoke)
+    sizes = SMOKE if smoke else FULL
+    dataset = data.dataset("kvasir_seg", first=SMOKE["first"] if smoke else None)
+    ref = f"{dataset.name}@{dataset.version}"
+    val = max(1, round(VAL_SHARE * len(dataset)))
+    validation, training = dataset.create_folds((val,), shuffle=True, seed=SEED)
+    with tempfile.TemporaryDirectory(dir=data.data_dir()) as folder:
+        work = Path(folder)
+        entries = [
+            SegtrainRun(ref, validation, work / "segtrain", budget, sizes["segtrain"]),
+            SegtrainRun(ref, validation, work / "resnet34", budget, sizes["resnet34"]),
+            SmpRun(ref, validation, work / "smp", budget, sizes["smp"]),
+            NewcomerRun(validation, training, work / "newcomer", budget, sizes["newcomer"]),
+        ]
+        result = race(ref, budget, training, entries, together=smoke)
+    for entry in result["runs"]:
+        entry["img_s"] = entry["epochs"] * len(training) / budget
+    ours, resnet34, smp, newcomer = result["runs"]
+    return result | {
+        "all_foreground_dice": ours["all_foreground_dice"],
+        "dice_gain_vs_smp": ours["dice"] - smp["dice"],
+        "dice_gain_vs_newcomer": ours["dice"] - newcomer["dice"],
+        "resnet34_dice_gain_vs_smp": resnet34["dice"] - smp["dice"],
+    }
+
+
+def rows(pe: dict) -> list[Row]:
+    """Every entry's dice, epochs and img/s, the trivial mask, and segtrain's gains."""
+    budget = duration(pe["budget_s"])
+    out = [
+        Row(
+            f"kvasir-seg {budget}: {run['who']} ({run['options']}, {run['precision']})",
+            f"dice {run['dice']:.3f}, IoU {run['iou']:.3f} ({run['epochs']} epochs, "
+            f"{run['img_s']:.1f} img/s)",
+        )
+        for run in pe["runs"]
+    ]
+    gain_smp, gain_newcomer = pe["dice_gain_vs_smp"], pe["dice_gain_vs_newcomer"]
+    return out + [
+        Row("kvasir-seg all-foreground mask", f"dice {pe['all_foreground_dice']:.3f}"),
+        Row("segtrain defaults vs smp, same budget: dice gain", f"{gain_smp:+.3f}", ">= +0.02",
+            met(gain_smp >= 0.02)),
+        Row("segtrain defaults vs newcomer, same budget: dice gain", f"{gain_newcomer:+.3f}",
+            ">= +0.05", met(gain_newcomer >= 0.05)),
+        Row("segtrain resnet34-unet vs smp's resnet34 U-Net: dice gain",
+            f"{pe['resnet34_dice_gain_vs_smp']:+.3f}"),
+    ]  # fmt: skip
+
+
+EXPLAIN = """\
+10. **Peers on kvasir-seg** (`--only peers`; `BENCH_PEERS_MINUTES=M` sets the budget, 5 by
+    default). The 100 Kvasir-SEG pairs of `shared/data/kvasir_seg` (colonoscopy photos of
+    459-1348 px, binary polyp masks) split once, 80 to train and 20 to validate
+    (`create_folds((20,), shuffle=True, seed=42)`, what `segtrain train --val 20` draws), the
+    same split for every entry; each trains for the same wall-clock budget, one after another in
+    a fresh process: `segtrain train` at its defaults (with `--epochs 1000`, so the budget and
+    not the epoch cap ends it); `segtrain train --model resnet34-unet --batch-size 8` (128 px,
+    random encoder weights: smp's layout in Keras); an smp loop as its users write it
+    (`benchmarks/smp_peer.py`: `Unet("resnet34", encoder_weights=None)`, Adam 2e-4, Dice + BCE,
+    batch 8, 128 px, flips, fed by `to_torch` through `DataLoader(num_workers=2)` as in
+    docs/pytorch.md, float32, the best epoch by validation loss kept in memory; its prepared
+    samples are cached on disk, so a later race's first epoch skips 80 decodes and resizes); and
+    the newcomer's Keras script of figure 6. Budgets count from the start of training and are
+    read after every batch; the cut epoch still validates. Each entry's best weights are scored
+    by `segtrain.evaluation` on the 20 validation images: resized to the model's input,
+    predicted, resized back to the image's own size, thresholded at 0.5, dice per image,
+    averaged. img/s = epochs x training images / budget (the cut epoch counts whole; validation
+    runs inside the budget).
+"""
+
+SECTION = Section("10", rows, EXPLAIN)
