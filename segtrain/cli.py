@@ -13,36 +13,68 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import shlex
+import sys
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 
-from brinelite import BrineliteError
+from brinelite import BrineliteError, __version__
 from brinelite.commandline import Output, new_app, run_app
 from segtrain.config import RunConfig
 from segtrain.errors import SegtrainError
 
 app = new_app(
     "Train, evaluate and apply U-Net segmentation models on brinelite datasets.",
+    version=f"segtrain {__version__}",
     no_args_is_help=True,
 )
 out = Output()
+INTERRUPTED = 130  # the exit status of a command ended by Ctrl-C (128 + SIGINT)
 
 
 def train(dataset: str, run_dir: Path, resume: bool, verbose: bool | None, **options: Any) -> None:
-    """Train a U-Net on DATASET the seed's way and save the run folder."""
+    """Train a U-Net on DATASET into a run folder, then score its best weights.
+
+    The last lines are the best epoch's soft scores (what training optimises, at the
+    training size) and the validation fold's scores as segtrain evaluate gives them
+    (thresholded, at each image's full size). Ctrl-C keeps the finished epochs for --resume.
+    """
+    from segtrain.run_folder import RunStopped, best_epoch
     from segtrain.training import train as train_run
 
     keras_verbose = "auto" if verbose is None else int(verbose)
-    result = train_run(dataset, run_dir, resume=resume, verbose=keras_verbose, **options)
-    losses = result.history.get("val_loss", [])
-    if losses:
-        best = min(range(len(losses)), key=losses.__getitem__)
-        dice = result.history["val_dice"][best]
-        out.print(f"Best epoch {best + 1}: val_loss {losses[best]:.4f}, val_dice {dice:.4f}.")
+    try:
+        result = train_run(dataset, run_dir, resume=resume, verbose=keras_verbose, **options)
+    except RunStopped as stopped:
+        if not stopped.interrupted:
+            raise
+        said = str(stopped)
+        again = f": {resume_command()}" if stopped.resumable else ""
+        Output(err=True).print(f"{said[:1].upper()}{said[1:]}{again}")
+        raise typer.Exit(INTERRUPTED) from None
+    history, best = result.history, best_epoch(result.history)
+    if best is not None:
+        scores = ", ".join(f"{k} {history[k][best]:.4f}" for k in history if k.startswith("val_"))
+        out.print(
+            f"Best epoch {best + 1} (lowest val_loss; soft scores at the training size): "
+            f"{scores}."
+        )
+    if result.evaluation is not None:
+        evaluation = result.evaluation
+        out.print(
+            f"Validation fold, best weights, as segtrain evaluate scores them: "
+            f"{evaluation.task.headline(evaluation.summary)}"
+        )
     out.print(f"Run folder: {result.run_dir}")
+
+
+def resume_command() -> str:
+    """The command line that was run, with --resume: what continues an interrupted run."""
+    words = ["segtrain", *sys.argv[1:]]
+    return shlex.join(words if "--resume" in words else [*words, "--resume"])
 
 
 def _train_signature() -> inspect.Signature:

@@ -98,7 +98,7 @@ class MaskTask(ABC):
 
     @abstractmethod
     def compile(self, model: keras.Model, lr: float, xla: bool) -> keras.Model:
-        """Compile ``model`` with this kind's loss and metric (named ``dice``); return it."""
+        """Compile ``model`` with this kind's loss and metric (named ``soft_dice``); return it."""
 
     @property
     def key(self) -> str:
@@ -151,6 +151,11 @@ class MaskTask(ABC):
     @abstractmethod
     def table(self, per_image: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
         """The lines ``segtrain evaluate`` prints for these scores."""
+
+    @abstractmethod
+    def headline(self, summary: dict[str, Any]) -> str:
+        """The model's figures of a fold's ``summary``, as ``table`` prints them, in one line
+        (what ``segtrain train`` ends with)."""
 
 
 def task_for(classes: brinelite.ClassMap | None) -> MaskTask:
@@ -340,6 +345,14 @@ class BinaryMasks(MaskTask):
             lines.append(f"  {who:<15} dice {scores['dice']:.4f}  iou {scores['iou']:.4f}")
         return lines
 
+    def headline(self, summary: dict[str, Any]) -> str:
+        """The model's dice and IoU, thresholded at ``THRESHOLD``, beside all foreground's."""
+        model, trivial = summary["model"], summary["all_foreground"]
+        return (
+            f"dice {model['dice']:.4f}  iou {model['iou']:.4f} (thresholded at "
+            f"{summary['threshold']}, full size; all foreground: dice {trivial['dice']:.4f})"
+        )
+
 
 # -- class maps --
 
@@ -398,7 +411,7 @@ class ClassMaps(MaskTask):
         return {"classes": self.classes, "class_weight_values": self.weights}
 
     def compile(self, model: keras.Model, lr: float, xla: bool) -> keras.Model:
-        """``SemanticLoss`` with the class weights, ``class_dice`` named dice."""
+        """``SemanticLoss`` with the class weights, ``class_dice`` named soft_dice."""
         from segtrain.losses import compile_semantic
 
         return compile_semantic(model, lr, xla, self.weights)
@@ -521,11 +534,24 @@ class ClassMaps(MaskTask):
         majority = summary["majority"]
         baseline = f"majority ({majority['class']})"
         for who, scores in (("model", summary["model"]), (baseline, majority)):
-            lines.append(
-                f"  {who:<20} miou {scores['miou']:.4f}  dice {scores['dice']:.4f}  "
-                f"pixel accuracy {scores['pixel_accuracy']:.4f}"
-            )
+            lines.append(f"  {who:<20} {_class_figures(scores)}")
         return lines
+
+    def headline(self, summary: dict[str, Any]) -> str:
+        """The model's mIoU, dice and pixel accuracy (argmax, full size), beside the majority's."""
+        majority = summary["majority"]
+        return (
+            f"{_class_figures(summary['model'])} (argmax, full size; majority class "
+            f"{majority['class']}: miou {majority['miou']:.4f})"
+        )
+
+
+def _class_figures(scores: dict[str, Any]) -> str:
+    """A class map's mean scores as ``segtrain evaluate`` prints them."""
+    return (
+        f"miou {scores['miou']:.4f}  dice {scores['dice']:.4f}  "
+        f"pixel accuracy {scores['pixel_accuracy']:.4f}"
+    )
 
 
 KINDS: tuple[type[MaskTask], ...] = (BinaryMasks, ClassMaps)  # asked in order by ``task_for``

@@ -15,6 +15,7 @@ imported; ``segtrain.run_folder`` lists what the folder then holds.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import sys
@@ -37,24 +38,34 @@ from segtrain.run_folder import (
     DatasetRecord,
     RunFolder,
     RunRecord,
+    RunStopped,
     check_columns,
+    open_dataset,
 )
 from segtrain.tasks import MaskTask, task_for
 
 if TYPE_CHECKING:
     import keras
 
+    from segtrain.evaluation import Evaluation
+
 PER_PROCESS = ("process_id", "coordinator")  # options the processes of one run may differ in
 
 
 @dataclass
 class TrainResult:
-    """What ``train`` leaves behind: the run folder, the trained model and its history."""
+    """What ``train`` leaves behind: the run folder, the trained model and its history.
+
+    ``evaluation`` is ``segtrain.evaluate``'s of the best weights on the validation fold
+    (thresholded or argmax, at each image's full size), as ``segtrain evaluate`` gives it;
+    None for a run of several processes (score it with ``segtrain evaluate`` then).
+    """
 
     run_dir: Path
     model: keras.Model
     history: dict[str, list[float]]
     config: dict[str, Any]
+    evaluation: Evaluation | None = None
 
 
 def check_val(dataset: brinelite.Dataset, val: int) -> None:
@@ -101,7 +112,9 @@ def make_callbacks(
     """The seed's callbacks, writing into the run folder ``run_dir``, plus logs and a backup.
 
     With ``time_limit`` (minutes) a ``segtrain.time_limit.TimeLimit`` stops training once that
-    much wall-clock time has passed (checked after every batch). ``schedule`` "plateau" is the
+    much wall-clock time has passed (checked after every batch); with or without one, it
+    records each epoch's batches (history.csv's ``batches`` and ``partial``) and the progress
+    bar ends an epoch cut short where it stopped. ``schedule`` "plateau" is the
     seed's EarlyStopping and ReduceLROnPlateau; "budget" (which needs ``time_limit`` and
     ``lr``) replaces both with a ``segtrain.budget_decay.BudgetDecay`` from ``lr`` to 0 over
     the time limit (the budget, not a validation stall, ends the run).
@@ -131,7 +144,12 @@ def make_callbacks(
                 monitor="val_loss", factor=0.1, patience=4, min_delta=1e-4, verbose=1
             ),
         ]
+    from segtrain.time_limit import EpochProgbar, TimeLimit
+
     callbacks = [
+        # First: it adds the epoch's batch count to the logs the others (the CSV log) read.
+        TimeLimit(None if time_limit is None else 60 * time_limit, verbose=1),
+        EpochProgbar(),  # Keras' progress bar, but an epoch cut short ends where it stopped
         # The previous epoch's backup is kept too: a process killed while saving (a peer lost,
         # the machine preempted) leaves a torn file, and resuming falls back on the other.
         keras.callbacks.BackupAndRestore(
@@ -147,10 +165,6 @@ def make_callbacks(
         ),
         keras.callbacks.CSVLogger(folder.path / HISTORY, append=resume),
     ]
-    if time_limit is not None:
-        from segtrain.time_limit import TimeLimit
-
-        callbacks.append(TimeLimit(60 * time_limit, verbose=1))
     if runtime.backend() != "tensorflow":  # Keras writes TensorBoard logs with TensorFlow
         warnings.warn(
             f"no TensorBoard logs under the {runtime.backend()} backend (Keras writes them with "
@@ -256,7 +270,7 @@ def train(
     """
     requested = RunConfig.from_options(options)
     config = requested.resolved()
-    data = brinelite.load_dataset(dataset)
+    data = open_dataset(dataset)
     check_columns(data, config.image_column, config.mask_column)
     make_folds(data, config)  # refuses unknown splits and empty folds before Keras loads
     task = task_for(data.manifest.classes).weighted(config.class_weights)  # before Keras
@@ -358,15 +372,48 @@ def fit_run(
             + (f"; this is process {config.process_id}." if config.num_processes > 1 else ".")
         )
     chief = distribution.process_id == 0
-    if chief:
-        folder.write_record(written)
-        folder.write_split(validation, training)
-    shard = (config.process_id, config.num_processes) if config.num_processes > 1 else None
-    train_batches, validation_batches = make_batches(training, validation, config, shard, task)
-    for _ in range(folder.finished_epochs() if resume else 0):  # Keras resumes at that epoch
-        train_batches.on_epoch_end()  # and the rows read must be that epoch's, not the first's
-    copied = (BACKUP, HISTORY) if resume else ()
-    with distributed.output_folder(folder.path, config.process_id, copied) as written_to:
+    with folder.kept_or_undone(resume) if chief else contextlib.nullcontext():
+        if chief:
+            if resume:
+                folder.upgrade_history()  # an older run's columns, before Keras appends
+            folder.write_record(written)
+            folder.write_split(validation, training)
+        shard = (config.process_id, config.num_processes) if config.num_processes > 1 else None
+        batches = make_batches(training, validation, config, shard, task)
+        for _ in range(folder.finished_epochs() if resume else 0):  # Keras resumes there,
+            batches[0].on_epoch_end()  # and the rows read must be that epoch's, not the first's
+        copied = (BACKUP, HISTORY) if resume else ()
+        with distributed.output_folder(folder.path, config.process_id, copied) as written_to:
+            history = fit_epochs(network, batches, written_to, config, resume, verbosity)
+    evaluation = None
+    if chief and config.num_processes == 1:  # several processes would all have to take part
+        from segtrain.evaluation import evaluate
+
+        evaluation = evaluate(folder.path)  # the best weights, as `segtrain evaluate` scores them
+    return TrainResult(folder.path, network, history, written.to_json(), evaluation)
+
+
+def fit_epochs(
+    network: keras.Model,
+    batches: tuple[Any, Any],
+    out: Path,
+    config: RunConfig,
+    resume: bool,
+    verbosity: int,
+) -> dict[str, list[float]]:
+    """``fit`` on (training, validation) ``batches`` into the folder ``out``; its history.
+
+    Then, as on Ctrl-C once an epoch is finished, the final model and the curves are
+    written. Ctrl-C raises a ``RunStopped`` (``interrupted``) saying where training stopped
+    and what ``out`` keeps.
+    """
+    from segtrain.time_limit import TimeLimit
+
+    train_batches, validation_batches = batches
+    callbacks = make_callbacks(out, resume, config.time_limit, config.schedule, config.lr)
+    clock = next(callback for callback in callbacks if isinstance(callback, TimeLimit))
+    folder, interrupted = RunFolder(out), False
+    try:
         with brinelite.original_errors():
             network.fit(
                 train_batches,
@@ -374,13 +421,24 @@ def fit_run(
                 validation_data=validation_batches,
                 validation_steps=validation_batches.steps_per_epoch(),
                 epochs=config.epochs,
-                callbacks=make_callbacks(
-                    written_to, resume, config.time_limit, config.schedule, config.lr
-                ),
+                callbacks=callbacks,
                 verbose=verbosity,
             )
-        network.save(written_to / FINAL_MODEL)  # every process: saving gathers the weights
-        history = RunFolder(written_to).history()
-    if chief:
-        folder.draw_curves()
-    return TrainResult(folder.path, network, history, written.to_json())
+    except KeyboardInterrupt:
+        interrupted = True
+    where = f"interrupted in epoch {clock.epoch + 1} of {config.epochs}"
+    finished = folder.finished_epochs()
+    if interrupted and not finished:
+        raise RunStopped(
+            f"{where}, before any epoch ended; nothing was kept", interrupted=True, resumable=False
+        )
+    network.save(out / FINAL_MODEL)  # every process: saving gathers the weights
+    folder.draw_curves()
+    if interrupted:
+        raise RunStopped(
+            f"{where}: {out} keeps {finished} finished epoch(s) (history.csv, curves.png, "
+            f"{BEST_WEIGHTS}; {FINAL_MODEL} holds the weights when interrupted); continue "
+            "with --resume",
+            interrupted=True,
+        )
+    return folder.history()
