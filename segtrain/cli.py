@@ -158,8 +158,10 @@ def predict(
 ) -> None:
     """Write a mask and an overlay per image, and a contact sheet of overlays.
 
-    Binary: a 0/255 mask and the confidence over the photo. Class map: a mask of class ids and
-    the classes' colours over the photo, with a legend on the sheet.
+    Binary: a 0/255 mask and the predicted mask over the photo, coloured by confidence.
+    Class map: a mask of class ids and the classes' colours over the photo, with a legend.
+    Without IMAGES (the run's validation images), the sheet shows each true mask beside its
+    prediction, with the image's score. A failure writes nothing.
     """
     from segtrain.evaluation import load_fold
     from segtrain.prediction import check_outputs, image_files, predict_files
@@ -167,15 +169,26 @@ def predict(
 
     folder = RunFolder(run_dir)
     record = folder.trained()
+    masks = None
     if images:
         files = image_files(images)
     else:
         fold = load_fold(folder, record)
-        files = [fold.path / getattr(row, record.config.image_column) for row in fold]
+        columns = record.config.image_column, record.config.mask_column
+        files, masks = ([fold.path / getattr(row, c) for row in fold] for c in columns)
     out_dir = out_dir or run_dir / "predictions"
     check_outputs(files, out_dir, force)
     model = folder.load_model(record)  # Keras loads here, after the checks
-    sheet = predict_files(model, files, out_dir, threshold, task=record.task, force=force)
+    sheet = predict_files(
+        model,
+        files,
+        out_dir,
+        threshold,
+        task=record.task,
+        force=force,
+        masks=masks,
+        title=folder.title(),
+    )
     out.print(f"Wrote masks and overlays of {len(files)} images to {out_dir}")
     out.print(f"Contact sheet: {sheet}")
 

@@ -514,18 +514,20 @@ class RunFolder:
         row = figure.subplots(1, len(metrics), squeeze=False)[0]
         for axes, metric in zip(row, metrics, strict=True):
             _plot_metric(axes, history, metric)
-        figure.suptitle(self._title())
+        figure.suptitle(self.title())
         figure.savefig(self.path / CURVES, dpi=80)
         return self.path / CURVES
 
-    def _title(self) -> str:
-        """The run's name in a figure: its folder, and the dataset and model if recorded."""
+    def title(self) -> str:
+        """The run's name in a figure's title: its folder, and its model and dataset if
+        config.json says (``curves.png``, the contact sheet, the confusion matrix)."""
+        name = self.path.resolve().name
         try:
             record = self.record()
         except SegtrainError:
-            return str(self.path)
+            return name
         config = record.config
-        return f"{self.path.name}: {config.model} at {config.size} px on {record.dataset.ref}"
+        return f"{name}: {config.model} at {config.size} px on {record.dataset.ref}"
 
     def load_model(self, record: RunRecord | None = None) -> keras.Model:
         """The run's model with its best weights (see ``segtrain.load_model``).

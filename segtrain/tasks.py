@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 THRESHOLD = 0.5  # the probability from which evaluation counts a pixel as foreground
 COLORMAP = "viridis"  # probability overlays: dark purple for 0, yellow for 1
+OUTLINE = (255, 64, 160)  # the border of a binary mask in overlays: pink on viridis and photos
 
 Predicted = tuple[int, str, np.ndarray, np.ndarray]  # row id, image file, decoded output, mask
 
@@ -131,8 +132,16 @@ class MaskTask(ABC):
         """(mask PNG, overlay) of one decoded map over ``photo`` (HxWx3 uint8), both uint8."""
 
     @abstractmethod
+    def draw_truth(self, photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """A stored mask drawn over ``photo`` as ``draw`` draws a prediction (HxWx3 uint8)."""
+
+    @abstractmethod
+    def image_score(self, decoded: np.ndarray, mask: np.ndarray, threshold: float) -> str:
+        """One image's score of a decoded prediction against its stored mask, as a label."""
+
+    @abstractmethod
     def legend(self, figure: Figure, axes: list[Any]) -> None:
-        """What a contact sheet of this kind's overlays shows beside them."""
+        """What a figure of this kind's overlays (a contact sheet, one overlay) shows beside."""
 
     # -- evaluation --
 
@@ -209,12 +218,28 @@ def fix_mask(mask: np.ndarray, threshold: float = 100) -> np.ndarray:
     return np.where(gray < threshold, zero, full)
 
 
-def probability_overlay(photo: np.ndarray, probability: np.ndarray, alpha: float) -> np.ndarray:
-    """``photo`` (HxWx3 uint8) blended with the colour-mapped probability; HxWx3 uint8."""
+def probability_overlay(
+    photo: np.ndarray, probability: np.ndarray, alpha: float, threshold: float = THRESHOLD
+) -> np.ndarray:
+    """``photo`` (HxWx3 uint8) with the mask (probability >= ``threshold``) outlined and filled
+    with the colour-mapped probability; the rest of the photo is left as it is. HxWx3 uint8."""
     import matplotlib
 
+    region = probability >= threshold
     colours = matplotlib.colormaps[COLORMAP](probability)[..., :3] * 255
-    return np.rint(photo * (1 - alpha) + colours * alpha).astype(np.uint8)
+    tinted = np.rint(photo * (1 - alpha) + colours * alpha).astype(np.uint8)
+    drawn = np.where(region[..., np.newaxis], tinted, photo)
+    return outline(drawn, region, OUTLINE)
+
+
+def outline(image: np.ndarray, region: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    """``image`` (HxWx3 uint8) with the border of the boolean ``region`` drawn in ``colour``;
+    the line is thicker on bigger images (1 px up to 300 px)."""
+    contours, _ = cv2.findContours(
+        region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    thickness = max(1, round(min(region.shape) / 300))
+    return cv2.drawContours(np.ascontiguousarray(image), contours, -1, colour, thickness)
 
 
 def probability_map(output: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -295,7 +320,18 @@ class BinaryMasks(MaskTask):
     ) -> tuple[np.ndarray, np.ndarray]:
         """A 0/255 mask (foreground from ``threshold``) and the probability over the photo."""
         mask = np.where(decoded >= threshold, 255, 0).astype(np.uint8)
-        return mask, probability_overlay(photo, decoded, 0.5)
+        return mask, probability_overlay(photo, decoded, 0.5, threshold)
+
+    def draw_truth(self, photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The mask's foreground as a prediction of probability 1 would be drawn."""
+        truth = _fitted(fix_mask(mask) > 0, photo.shape).astype(np.float32)
+        return probability_overlay(photo, truth, 0.5)
+
+    def image_score(self, decoded: np.ndarray, mask: np.ndarray, threshold: float) -> str:
+        """The dice of the mask ``decoded >= threshold`` (as ``segtrain evaluate`` scores)."""
+        truth = fix_mask(mask) > 0
+        dice, _ = _overlap(_fitted(decoded >= threshold, truth.shape), truth)
+        return f"dice {dice:.2f}"
 
     def legend(self, figure: Figure, axes: list[Any]) -> None:
         """A colour bar of the probability."""
@@ -365,6 +401,17 @@ def class_indices(output: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def class_indices_resized(indices: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A map of class indices resized to ``shape`` (HxW) with nearest neighbour: never blended."""
     return cv2.resize(indices, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def _fitted(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A label map (boolean or ids, HxW or HxWxC) resized to ``shape``'s HxW with nearest
+    neighbour, if it is not that size already: a mask stored at another size than its image."""
+    if labels.shape[:2] == tuple(shape[:2]):
+        return labels
+    resized = cv2.resize(
+        labels.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST
+    )
+    return resized.astype(labels.dtype)
 
 
 def _named_ids(classes: brinelite.ClassMap) -> dict[int, str]:
@@ -445,6 +492,17 @@ class ClassMaps(MaskTask):
         """A mask of the dataset's pixel ids and the classes' colours over the photo."""
         ids = np.array(self.classes.ids, np.uint8)[decoded]
         return ids, brinelite.class_overlay(photo, ids, self.classes)
+
+    def draw_truth(self, photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The mask's classes in their colours (void left as it is)."""
+        return brinelite.class_overlay(photo, _fitted(mask, photo.shape), self.classes)
+
+    def image_score(self, decoded: np.ndarray, mask: np.ndarray, threshold: float) -> str:
+        """The image's mIoU over the classes its mask holds (void left out)."""
+        truth = self.classes.to_indices(mask)
+        predicted = _fitted(decoded, truth.shape)
+        scores = class_scores(confusion(truth, predicted, self.outputs), self.classes.names)
+        return f"mIoU {scores['miou']:.2f}"
 
     def legend(self, figure: Figure, axes: list[Any]) -> None:
         """A legend of the class map's colours: "id name" each."""

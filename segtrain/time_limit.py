@@ -33,8 +33,7 @@ EPOCH_COLUMNS = ("batches", "partial")  # what TimeLimit adds to every epoch's l
 class TimeLimit(keras.callbacks.Callback):
     """A Keras callback that stops ``fit`` after ``seconds`` of wall-clock time.
 
-    It also counts each epoch's batches into the epoch's logs (``EPOCH_COLUMNS``) and keeps
-    the epoch in progress (``epoch``, 0-based, and ``batches``) for a report on Ctrl-C.
+    It also counts each epoch's batches into the epoch's logs (``EPOCH_COLUMNS``).
 
     Args:
         seconds: the budget; 0 stops after the first batch; None never stops (batches are
@@ -58,14 +57,13 @@ class TimeLimit(keras.callbacks.Callback):
         self.seconds, self.clock, self.verbose = seconds, clock, verbose
         self.start = 0.0
         self.stopped = False
-        self.epoch = 0
         self.batches = 0
 
     def on_train_begin(self, logs=None) -> None:
         self.start, self.stopped = self.clock(), False
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
-        self.epoch, self.batches = epoch, 0
+        self.batches = 0
 
     def on_train_batch_end(self, batch, logs=None) -> None:
         self.batches = batch + 1

@@ -149,7 +149,6 @@ def make_callbacks(
     callbacks = [
         # First: it adds the epoch's batch count to the logs the others (the CSV log) read.
         TimeLimit(None if time_limit is None else 60 * time_limit, verbose=1),
-        EpochProgbar(),  # Keras' progress bar, but an epoch cut short ends where it stopped
         # The previous epoch's backup is kept too: a process killed while saving (a peer lost,
         # the machine preempted) leaves a torn file, and resuming falls back on the other.
         keras.callbacks.BackupAndRestore(
@@ -175,6 +174,9 @@ def make_callbacks(
         warnings.warn("no TensorBoard logs: the tensorboard package is not installed", stacklevel=2)
     else:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=folder.path / LOGS))
+    # Last: an epoch's line is printed once its row, checkpoint and backup are written. It is
+    # Keras' bar, except that an epoch cut short ends where it stopped.
+    callbacks.append(EpochProgbar())
     return callbacks
 
 
@@ -407,11 +409,8 @@ def fit_epochs(
     written. Ctrl-C raises a ``RunStopped`` (``interrupted``) saying where training stopped
     and what ``out`` keeps.
     """
-    from segtrain.time_limit import TimeLimit
-
     train_batches, validation_batches = batches
     callbacks = make_callbacks(out, resume, config.time_limit, config.schedule, config.lr)
-    clock = next(callback for callback in callbacks if isinstance(callback, TimeLimit))
     folder, interrupted = RunFolder(out), False
     try:
         with brinelite.original_errors():
@@ -426,8 +425,8 @@ def fit_epochs(
             )
     except KeyboardInterrupt:
         interrupted = True
-    where = f"interrupted in epoch {clock.epoch + 1} of {config.epochs}"
     finished = folder.finished_epochs()
+    where = f"interrupted in epoch {finished + 1} of {config.epochs}"
     if interrupted and not finished:
         raise RunStopped(
             f"{where}, before any epoch ended; nothing was kept", interrupted=True, resumable=False
