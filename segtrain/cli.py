@@ -59,8 +59,7 @@ def train(dataset: str, run_dir: Path, resume: bool, verbose: bool | None, **opt
     if best is not None:
         scores = ", ".join(f"{k} {history[k][best]:.4f}" for k in history if k.startswith("val_"))
         out.print(
-            f"Best epoch {best + 1} (lowest val_loss; soft scores at the training size): "
-            f"{scores}."
+            f"Best epoch {best + 1} (lowest val_loss; soft scores at the training size): {scores}."
         )
     if result.evaluation is not None:
         evaluation = result.evaluation

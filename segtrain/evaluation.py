@@ -169,7 +169,7 @@ def evaluate(
     scores = score_fold(model, data, task, columns, training_masks(folder, record))
     summary = {"run": str(run_dir), "dataset": f"{data.name}@{data.version}", "fold": fold}
     summary |= scores.summary
-    drawn = scores.write_figures(out, fold)
+    drawn = scores.write_figures(out, fold, f"{folder.title()}, fold {fold}")
     csv_path, json_path = out / f"evaluation-{fold}.csv", out / f"evaluation-{fold}.json"
     with csv_path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(scores.per_image[0]))

@@ -7,9 +7,10 @@
 ``predict_files`` (the ``segtrain predict`` command) writes, per image, ``<stem>.mask.png`` and
 ``<stem>.overlay.png`` at the image's own size, plus ``contact_sheet.png`` with up to 16
 overlays, drawn by the run's ``segtrain.tasks.MaskTask``. Binary: the mask is 0 or 255 and
-the overlay the predicted confidence over the photo (the more yellow, the more confident, as
-in the seed). Class map: the mask holds the dataset's 8-bit pixel ids and the overlay colours
-each class by its palette, with a legend on the sheet.
+the overlay the predicted mask over the photo, outlined and coloured by confidence (the more
+yellow, the more confident). Class map: the mask holds the dataset's 8-bit pixel ids and the
+overlay colours each class by its palette. Each overlay and the sheet have a colour bar or a
+legend; on the run's validation images the sheet shows each true mask beside its prediction.
 """
 
 from __future__ import annotations

@@ -53,13 +53,14 @@ Predicted = tuple[int, str, np.ndarray, np.ndarray]  # row id, image file, decod
 class Scores:
     """A fold's scores: one dict per image, the fold's summary, and the figures the kind draws.
 
-    ``write_figures(out, fold)`` writes them into the folder ``out`` and returns their paths.
+    ``write_figures(out, fold, title)`` writes them into the folder ``out`` (``title``: the
+    run's name) and returns their paths.
     """
 
     per_image: list[dict[str, Any]]
     summary: dict[str, Any]
-    write_figures: Callable[[Path, str], tuple[Path, ...]] = field(
-        default=lambda out, fold: (), repr=False
+    write_figures: Callable[[Path, str, str], tuple[Path, ...]] = field(
+        default=lambda out, fold, title: (), repr=False
     )
 
 
@@ -199,10 +200,11 @@ def to_gray(array: np.ndarray) -> np.ndarray:
 def mask_to_gray(mask: np.ndarray) -> np.ndarray:
     """One grey channel, HxW, from a mask: the red channel of a colour mask, else its grey value.
 
-    The seed's masks are two-colour images, red = foreground on blue = background. Plain RGB to
-    grey turns pure red into 76 and pure blue into 29, both under the threshold, and the foreground
-    would vanish; so a mask whose colour channels differ anywhere is read by its red channel. A
-    grey-looking mask (R = G = B, or one channel) gives its grey value. Alpha is ignored.
+    The Carvana/chairs masks are two-colour images, red = foreground on blue = background.
+    Plain RGB to grey turns pure red into 76 and pure blue into 29, both under the threshold,
+    and the foreground would vanish; so a mask whose colour channels differ anywhere is read by
+    its red channel. A grey-looking mask (R = G = B, or one channel) gives its grey value.
+    Alpha is ignored.
     """
     if mask.ndim == 3 and mask.shape[2] >= 3:
         red, green, blue = mask[..., 0], mask[..., 1], mask[..., 2]
@@ -276,7 +278,7 @@ def _fold_line(summary: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class BinaryMasks(MaskTask):
-    """Binary masks (a dataset without a class map): the seed's one sigmoid output."""
+    """Binary masks (a dataset without a class map): the Carvana workflow's one sigmoid output."""
 
     kind: ClassVar[str] = "binary"
     activation: ClassVar[str] = "sigmoid"
@@ -297,7 +299,7 @@ class BinaryMasks(MaskTask):
         return {"classes": None, "class_weight_values": None}
 
     def compile(self, model: keras.Model, lr: float, xla: bool) -> keras.Model:
-        """The seed's compile: RMSprop, bce + dice, the dice metric (``compile_model``)."""
+        """Carvana's compile: RMSprop, bce + dice, the soft dice metric (``compile_model``)."""
         from segtrain.losses import compile_model
 
         return compile_model(model, lr, xla)
@@ -574,10 +576,12 @@ class ClassMaps(MaskTask):
         }
         return Scores(per_image, summary, functools.partial(self._write_confusion, matrix))
 
-    def _write_confusion(self, matrix: np.ndarray, out: Path, fold: str) -> tuple[Path, ...]:
-        """``confusion-<fold>.csv`` and ``.png`` in ``out``."""
+    def _write_confusion(
+        self, matrix: np.ndarray, out: Path, fold: str, title: str
+    ) -> tuple[Path, ...]:
+        """``confusion-<fold>.csv`` and ``.png`` in ``out``, the picture titled ``title``."""
         paths = (out / f"confusion-{fold}.csv", out / f"confusion-{fold}.png")
-        write_confusion(matrix, self.classes.names, *paths)
+        write_confusion(matrix, self.classes.names, *paths, title=title)
         return paths
 
     def table(self, per_image: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:

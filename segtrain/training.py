@@ -1,10 +1,10 @@
-"""Train a U-Net on a brinelite dataset: the seed workflow, end to end, into a run folder.
+"""Train a U-Net on a brinelite dataset: the Carvana/chairs workflow, end to end, into a run.
 
     run = segtrain.train("demo/membrane", "runs/membrane", model="small", size=128)
 
-The steps are the seed's: open the dataset, split off a validation fold
-(``create_folds((val,))``), feed both folds through ``to_keras`` with the seed's processing
-function (augmented for training only), build and compile the U-Net, and ``fit`` with the seed's
+The steps are those of the original Carvana/chairs workflow: open the dataset, split off a
+validation fold (``create_folds((val,))``), feed both folds through ``to_keras`` with its processing
+function (augmented for training only), build and compile the U-Net, and ``fit`` with its
 callbacks (early stopping, learning-rate reduction, best-weights checkpoint) plus a CSV log and
 TensorBoard logs. What the masks mean (binary, or the dataset's class map) is the run's
 ``segtrain.tasks.MaskTask``, which sets the head, the loss and how masks are read; the
@@ -84,7 +84,7 @@ def make_folds(
 
     ``--val-split`` validates on that split and trains on ``--train-split`` or else on every
     row outside it; otherwise ``--val`` rows of ``--train-split`` (or of all rows) are drawn
-    with the seed, as ``create_folds((val,))``. Unknown splits and empty folds are refused.
+    with ``seed``, as ``create_folds((val,))``. Unknown splits and empty folds are refused.
     """
     pool = data.split(config.train_split) if config.train_split else data
     if config.val_split is None:
@@ -109,13 +109,13 @@ def make_callbacks(
     schedule: str = "plateau",
     lr: float | None = None,
 ) -> list[keras.callbacks.Callback]:
-    """The seed's callbacks, writing into the run folder ``run_dir``, plus logs and a backup.
+    """Carvana's callbacks, writing into the run folder ``run_dir``, plus logs and a backup.
 
     With ``time_limit`` (minutes) a ``segtrain.time_limit.TimeLimit`` stops training once that
     much wall-clock time has passed (checked after every batch); with or without one, it
     records each epoch's batches (history.csv's ``batches`` and ``partial``) and the progress
     bar ends an epoch cut short where it stopped. ``schedule`` "plateau" is the
-    seed's EarlyStopping and ReduceLROnPlateau; "budget" (which needs ``time_limit`` and
+    Carvana workflow's EarlyStopping and ReduceLROnPlateau; "budget" (which needs ``time_limit`` and
     ``lr``) replaces both with a ``segtrain.budget_decay.BudgetDecay`` from ``lr`` to 0 over
     the time limit (the budget, not a validation stall, ends the run).
 
@@ -187,7 +187,7 @@ def make_batches(
     shard: tuple[int, int] | None = None,
     task: MaskTask | None = None,
 ) -> tuple[Any, Any]:
-    """The seed's generators: shuffled, augmented training batches; plain validation batches.
+    """Carvana's generators: shuffled, augmented training batches; plain validation batches.
 
     Both come from brinelite's preprocessed cache: the training fold's ``prepare`` stage (resize,
     mask to binary or to class indices) is computed once per row and only ``augment`` runs
@@ -251,7 +251,7 @@ def train(
             epochs, lr, seed, augment, image_column, mask_column, class_weights, strategy,
             num_processes, process_id, coordinator, precision, xla, time_limit, lr_schedule);
             by default the ``small`` U-Net at 128 px, batches of 1, 20 validation rows, up to
-            100 epochs at RMSprop 3e-4 (``model="unet256", lr=1e-4`` is the seed's recipe).
+            100 epochs at RMSprop 3e-4 (``model="unet256", lr=1e-4`` is Carvana's recipe).
             With ``strategy="data-parallel"`` every process calls ``train`` with its own
             ``process_id`` (``segtrain.distributed``); in a run of several processes a failure
             after the checks ends the calling process (one line on stderr, exit status 1)
