@@ -11,6 +11,7 @@ only imported by the command that needs them, after its options are checked.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import inspect
 import os
 import shlex
@@ -21,14 +22,14 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from brinelite import BrineliteError, __version__
+from brinelite import BrineliteError
 from brinelite.commandline import Output, new_app, run_app
 from segtrain.config import RunConfig
 from segtrain.errors import SegtrainError
 
 app = new_app(
     "Train, evaluate and apply U-Net segmentation models on brinelite datasets.",
-    version=f"segtrain {__version__}",
+    version=f"segtrain {importlib.metadata.version('brinelite')}",  # one distribution holds both
     no_args_is_help=True,
 )
 out = Output()
