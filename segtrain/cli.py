@@ -59,8 +59,10 @@ def train(dataset: str, run_dir: Path, resume: bool, verbose: bool | None, **opt
     history, best = result.history, best_epoch(result.history)
     if best is not None:
         scores = ", ".join(f"{k} {history[k][best]:.4f}" for k in history if k.startswith("val_"))
+        cut = " (cut short)" if history.get("partial", [0] * (best + 1))[best] == 1 else ""
         out.print(
-            f"Best epoch {best + 1} (lowest val_loss; soft scores at the training size): {scores}."
+            f"Best epoch {best + 1}{cut}, lowest val_loss; soft scores at the training size: "
+            f"{scores}."
         )
     if result.evaluation is not None:
         evaluation = result.evaluation
