@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import signal
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -395,6 +397,45 @@ def fit_run(
     return TrainResult(folder.path, network, history, written.to_json(), evaluation)
 
 
+class EpochEndShield:
+    """Ctrl-C while an epoch's row, checkpoint and backup are written waits until they are.
+
+    Otherwise an interrupt between the backup and the CSV row would leave a run whose backup
+    is an epoch ahead of its history. Used as a context around ``fit`` (in the main thread;
+    elsewhere Python delivers no signal), with ``begin`` and ``end`` called first and last at
+    each epoch's end.
+    """
+
+    def __init__(self) -> None:
+        self.shielded = self.pending = False
+        self.previous: Any = None
+
+    def __enter__(self) -> EpochEndShield:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._interrupt)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        if not self.shielded:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def begin(self) -> None:
+        """An epoch's end starts: hold Ctrl-C."""
+        self.shielded = True
+
+    def end(self) -> None:
+        """The epoch is written: a Ctrl-C held meanwhile interrupts now."""
+        self.shielded = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
 def fit_epochs(
     network: keras.Model,
     batches: tuple[Any, Any],
@@ -409,11 +450,17 @@ def fit_epochs(
     written. Ctrl-C raises a ``RunStopped`` (``interrupted``) saying where training stopped
     and what ``out`` keeps.
     """
+    keras = runtime.import_keras()
     train_batches, validation_batches = batches
-    callbacks = make_callbacks(out, resume, config.time_limit, config.schedule, config.lr)
+    shield = EpochEndShield()
+    callbacks = [
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: shield.begin()),
+        *make_callbacks(out, resume, config.time_limit, config.schedule, config.lr),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: shield.end()),
+    ]
     folder, interrupted = RunFolder(out), False
     try:
-        with brinelite.original_errors():
+        with brinelite.original_errors(), shield:
             network.fit(
                 train_batches,
                 steps_per_epoch=train_batches.steps_per_epoch(),
