@@ -1,7 +1,9 @@
 """The command-line conventions shared by the ``brinelite`` and ``segtrain`` commands.
 
 - :func:`new_app` builds a typer app whose help screens are literal text: ``[@version]`` in a
-  help string is shown as written, never read as rich markup.
+  help string is shown as written, never read as rich markup; ``-h`` is ``--help``; values
+  are shown the usual Unix way (``DATASET``, ``--out PATH``, ``--fold [val|all]``), and
+  docstrings' double backticks are dropped (:class:`PlainCommand`); ``--version`` if asked.
 - :class:`Output` prints lines literally (no markup, no highlighting, no emoji codes, no
   wrapping, control characters made visible) and JSON for scripts: paths, names and user
   input are shown as they are, and piped output is never cut into 80-column lines.
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperOption
 from typer.exceptions import TyperException
 
 from .errors import BrineliteError
@@ -43,24 +46,117 @@ EXTRAS = {
 }
 
 
-def new_app(help: str, **options: Any) -> typer.Typer:
+HELP_OPTIONS = ["-h", "--help"]
+
+# typer's names of value types, as help screens usually spell them
+METAVARS = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH"}
+
+
+def _plain(text: str | None) -> str | None:
+    """Help text without reST's double backticks (docstrings are shown as written)."""
+    return None if text is None else text.replace("``", "")
+
+
+def _metavar(param: TyperArgument | TyperOption, ctx: typer.Context) -> str:
+    """What a parameter's value is called on a help screen: ``DATASET``, ``PATH``, ``[a|b]``.
+
+    An argument is its name in capitals; an option's value its type as click names it
+    (``TEXT``, ``INTEGER``, ``FLOAT``, ``PATH``) or its choices; typer's own ``<str>`` and
+    ``{name}`` read as placeholders to fill in literally.
+    """
+    if param.metavar is not None:
+        return param.metavar
+    if isinstance(param, TyperArgument):
+        return (param.name or "value").upper()
+    kind = param.display_type(ctx).strip("<>")
+    if "|" in kind:
+        return f"[{kind}]"
+    return METAVARS.get(kind.split(" ")[0], kind.upper())  # "int range": INTEGER
+
+
+class PlainCommand(TyperCommand):
+    """A typer command whose help screen reads as a usual Unix one.
+
+    Usage: ``segtrain train [OPTIONS] DATASET``; arguments listed by name; options as
+    ``--out PATH``; help texts (docstrings) without double backticks.
+    """
+
+    def __init__(self, *args: Any, help: str | None = None, **options: Any) -> None:  # noqa: A002
+        super().__init__(*args, help=_plain(help), **options)
+        for param in self.params:
+            param.help = _plain(getattr(param, "help", None))
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = _metavar(param, ctx)
+                name = name if param.required else f"[{name}]"
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+    def format_options(self, ctx: typer.Context, formatter: Any) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperOption) and not (param.is_flag or param.count):
+                param.metavar = _metavar(param, ctx)
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if isinstance(param, TyperArgument):
+                arguments.append((_metavar(param, ctx), record[1]))
+            else:
+                options.append(record)
+        for title, records in (("Arguments", arguments), ("Options", options)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+class PlainApp(typer.Typer):
+    """A typer app whose commands are :class:`PlainCommand` unless told otherwise."""
+
+    def command(self, *args: Any, cls: type[TyperCommand] | None = None, **options: Any) -> Any:
+        return super().command(*args, cls=cls or PlainCommand, **options)
+
+
+def new_app(help: str, version: str | None = None, **options: Any) -> typer.Typer:
     """A typer app (or sub-app) with literal help screens and no shell-completion options.
 
     typer reads help text as rich markup by default, so ``scope/name[@version]`` was shown
-    as ``scope/name``; with ``rich_markup_mode=None`` help is printed as written. ``options``
+    as ``scope/name``; with ``rich_markup_mode=None`` help is printed as written. ``-h`` is
+    ``--help`` (on every command); the commands' help screens are :class:`PlainCommand`'s.
+    ``version`` (e.g. "segtrain 0.1.0") adds a ``--version`` option printing it. ``options``
     go to :class:`typer.Typer` (e.g. ``no_args_is_help=True``).
 
     Example::
 
         app = new_app("Install datasets.", no_args_is_help=True)
     """
-    return typer.Typer(
+    app = PlainApp(
         help=help,
         rich_markup_mode=None,
         add_completion=False,
         pretty_exceptions_enable=False,
+        context_settings={"help_option_names": HELP_OPTIONS},
         **options,
     )
+    if version is not None:
+
+        def show_version(value: bool) -> None:
+            if value:
+                typer.echo(version)
+                raise typer.Exit()
+
+        @app.callback()
+        def main(
+            show: bool = typer.Option(
+                False, "--version", callback=show_version, is_eager=True, help="Show the version."
+            ),
+        ) -> None:
+            pass
+
+    return app
 
 
 class Output:

@@ -11,8 +11,11 @@ only imported by the command that needs them, after its options are checked.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import inspect
 import os
+import shlex
+import sys
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,23 +29,54 @@ from segtrain.errors import SegtrainError
 
 app = new_app(
     "Train, evaluate and apply U-Net segmentation models on brinelite datasets.",
+    version=f"segtrain {importlib.metadata.version('brinelite')}",  # one distribution holds both
     no_args_is_help=True,
 )
 out = Output()
+INTERRUPTED = 130  # the exit status of a command ended by Ctrl-C (128 + SIGINT)
 
 
 def train(dataset: str, run_dir: Path, resume: bool, verbose: bool | None, **options: Any) -> None:
-    """Train a U-Net on DATASET the seed's way and save the run folder."""
+    """Train a U-Net on DATASET into a run folder, then score its best weights.
+
+    The last lines are the best epoch's soft scores (what training optimises, at the
+    training size) and the validation fold's scores as segtrain evaluate gives them
+    (thresholded, at each image's full size). Ctrl-C keeps the finished epochs for --resume.
+    """
+    from segtrain.run_folder import RunStopped, best_epoch
     from segtrain.training import train as train_run
 
     keras_verbose = "auto" if verbose is None else int(verbose)
-    result = train_run(dataset, run_dir, resume=resume, verbose=keras_verbose, **options)
-    losses = result.history.get("val_loss", [])
-    if losses:
-        best = min(range(len(losses)), key=losses.__getitem__)
-        dice = result.history["val_dice"][best]
-        out.print(f"Best epoch {best + 1}: val_loss {losses[best]:.4f}, val_dice {dice:.4f}.")
+    try:
+        result = train_run(dataset, run_dir, resume=resume, verbose=keras_verbose, **options)
+    except RunStopped as stopped:
+        if not stopped.interrupted:
+            raise
+        said = str(stopped)
+        again = f": {resume_command()}" if stopped.resumable else ""
+        Output(err=True).print(f"{said[:1].upper()}{said[1:]}{again}")
+        raise typer.Exit(INTERRUPTED) from None
+    history, best = result.history, best_epoch(result.history)
+    if best is not None:
+        scores = ", ".join(f"{k} {history[k][best]:.4f}" for k in history if k.startswith("val_"))
+        cut = " (cut short)" if history.get("partial", [0] * (best + 1))[best] == 1 else ""
+        out.print(
+            f"Best epoch {best + 1}{cut}, lowest val_loss; soft scores at the training size: "
+            f"{scores}."
+        )
+    if result.evaluation is not None:
+        evaluation = result.evaluation
+        out.print(
+            f"Validation fold, best weights, as segtrain evaluate scores them: "
+            f"{evaluation.task.headline(evaluation.summary)}"
+        )
     out.print(f"Run folder: {result.run_dir}")
+
+
+def resume_command() -> str:
+    """The command line that was run, with --resume: what continues an interrupted run."""
+    words = ["segtrain", *sys.argv[1:]]
+    return shlex.join(words if "--resume" in words else [*words, "--resume"])
 
 
 def _train_signature() -> inspect.Signature:
@@ -126,8 +160,10 @@ def predict(
 ) -> None:
     """Write a mask and an overlay per image, and a contact sheet of overlays.
 
-    Binary: a 0/255 mask and the confidence over the photo. Class map: a mask of class ids and
-    the classes' colours over the photo, with a legend on the sheet.
+    Binary: a 0/255 mask and the predicted mask over the photo, coloured by confidence.
+    Class map: a mask of class ids and the classes' colours over the photo, with a legend.
+    Without IMAGES (the run's validation images), the sheet shows each true mask beside its
+    prediction, with the image's score. A failure writes nothing.
     """
     from segtrain.evaluation import load_fold
     from segtrain.prediction import check_outputs, image_files, predict_files
@@ -135,15 +171,26 @@ def predict(
 
     folder = RunFolder(run_dir)
     record = folder.trained()
+    masks = None
     if images:
         files = image_files(images)
     else:
         fold = load_fold(folder, record)
-        files = [fold.path / getattr(row, record.config.image_column) for row in fold]
+        columns = record.config.image_column, record.config.mask_column
+        files, masks = ([fold.path / getattr(row, c) for row in fold] for c in columns)
     out_dir = out_dir or run_dir / "predictions"
     check_outputs(files, out_dir, force)
     model = folder.load_model(record)  # Keras loads here, after the checks
-    sheet = predict_files(model, files, out_dir, threshold, task=record.task, force=force)
+    sheet = predict_files(
+        model,
+        files,
+        out_dir,
+        threshold,
+        task=record.task,
+        force=force,
+        masks=masks,
+        title=folder.title(),
+    )
     out.print(f"Wrote masks and overlays of {len(files)} images to {out_dir}")
     out.print(f"Contact sheet: {sheet}")
 

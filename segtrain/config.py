@@ -29,7 +29,7 @@ from segtrain.semantic import CLASS_WEIGHTS
 STRATEGIES = ("default", "mirrored", "data-parallel")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 LR_SCHEDULES = ("auto", "plateau", "budget")
-DEFAULT_VAL = 20  # validation rows without --val or --val-split (the seed's)
+DEFAULT_VAL = 20  # validation rows without --val or --val-split (the Carvana workflow's)
 
 
 def option(
@@ -52,16 +52,19 @@ def option(
 class RunConfig:
     """The options of one training run (see docs/segtrain.md).
 
-    The defaults are the seed's but for the model and the rate: the ``small`` U-Net at 128 px
-    with RMSprop 3e-4 learns far more per CPU-minute than the seed's U-Net-256 at 1e-4
-    (benchmark 6); ``model="unet256", lr=1e-4`` trains as the seed.
+    The defaults are those of the original Carvana/chairs workflow (the walkthrough segtrain
+    grew from) but for the model and the rate: the ``small`` U-Net at 128 px with RMSprop 3e-4
+    learns far more per CPU-minute than its U-Net-256 at 1e-4 (benchmark 6);
+    ``model="unet256", lr=1e-4`` trains as it did.
 
     ``size`` None means the model's default and ``precision`` "auto" lets the CPU choose;
     ``resolved`` fills both in, as config.json records them.
     """
 
     model: str = option(
-        "small", f"{', '.join(ARCHITECTURES)} (presets at their own size; the seed's: unet256)."
+        "small",
+        f"{', '.join(ARCHITECTURES)} (presets at their own size; the original Carvana/chairs "
+        "workflow's: unet256).",
     )
     size: int | None = option(
         None, "Input size (default: the model's); small: x16, tiny: x8, *-unet: x32."
@@ -84,9 +87,13 @@ class RunConfig:
     epochs: int = option(
         100, "Most epochs (early stopping may end sooner).", defines_run=False, minimum=1
     )
-    lr: float = option(3e-4, "RMSprop learning rate (the seed's: 1e-4).", minimum=0)
+    lr: float = option(
+        3e-4, "RMSprop learning rate (the original Carvana/chairs workflow's: 1e-4).", minimum=0
+    )
     seed: int = option(42, "Seeds split, weights, order, augmentation.")
-    augment: bool = option(True, "Augment training samples as the seed.")
+    augment: bool = option(
+        True, "Augment training samples: hue/value shift, shift/scale/rotate, flip."
+    )
     image_column: str = option("image", "The dataset's image column.")
     mask_column: str = option("mask", "The dataset's mask column.")
     class_weights: str = option(
@@ -141,7 +148,7 @@ class RunConfig:
     )
     lr_schedule: str = option(
         "auto",
-        "plateau (the seed's: cut tenfold when val_loss stalls), budget (decay linearly to 0 "
+        "plateau (cut tenfold when val_loss stalls), budget (decay linearly to 0 "
         "over --time-limit) or auto (budget with --time-limit, else plateau).",
         defines_run=False,
         choices=LR_SCHEDULES,

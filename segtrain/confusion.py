@@ -77,11 +77,14 @@ def class_scores(matrix: np.ndarray, names: list[str]) -> dict[str, Any]:
     }
 
 
-def write_confusion(matrix: np.ndarray, names: list[str], csv_path: Path, png_path: Path) -> None:
+def write_confusion(
+    matrix: np.ndarray, names: list[str], csv_path: Path, png_path: Path, title: str = ""
+) -> None:
     """Write the matrix as CSV (counts, a header of predicted classes) and as a PNG heat map.
 
     The picture shows each true class's row as shares of its pixels (recall on the diagonal),
-    so small classes read as clearly as large ones.
+    so small classes read as clearly as large ones; each cell holds its share in percent, and
+    the title the mIoU and ``title`` (the run's name).
     """
     with csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -91,12 +94,29 @@ def write_confusion(matrix: np.ndarray, names: list[str], csv_path: Path, png_pa
 
     rows = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
-    side = 2.5 + 0.45 * len(names)
+    side = 2.5 + 0.55 * len(names)
     figure = Figure(figsize=(side + 1, side), layout="constrained")
     axes = figure.subplots()
     shown = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (true, predicted), share in np.ndenumerate(shares):
+        if matrix[true, predicted]:
+            axes.text(
+                predicted,
+                true,
+                f"{100 * share:.0f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if share > 0.5 else "black",
+            )
     axes.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     axes.set_yticks(range(len(names)), names, fontsize=8)
-    axes.set(xlabel="predicted", ylabel="true", title="share of each true class's pixels")
+    miou = class_scores(matrix, names)["miou"]
+    heading = f"{title}\n" if title else ""
+    axes.set(
+        xlabel="predicted",
+        ylabel="true",
+        title=f"{heading}mIoU {miou:.3f}; % of each true class's pixels",
+    )
     figure.colorbar(shown, ax=axes, shrink=0.8)
     figure.savefig(png_path, dpi=80)

@@ -37,7 +37,7 @@ import numpy as np
 import brinelite
 from segtrain.errors import SegtrainError
 from segtrain.prediction import output_folder, predict_maps
-from segtrain.run_folder import RunFolder, RunRecord, check_columns
+from segtrain.run_folder import RunFolder, RunRecord, check_columns, open_dataset
 from segtrain.tasks import MaskTask, Predicted, Scores
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def load_fold(
     """
     if fold not in FOLDS:
         raise SegtrainError(f"unknown fold {fold!r}; choose one of: {', '.join(FOLDS)}")
-    data = brinelite.load_dataset(dataset or record.dataset.source)
+    data = open_dataset(dataset or record.dataset.source)
     if fold == "all":
         return data
     if data.manifest.fingerprint != record.dataset.fingerprint:
@@ -88,7 +88,7 @@ def load_fold(
 
 def training_masks(folder: RunFolder, record: RunRecord) -> Iterator[np.ndarray]:
     """The masks of the run's training fold, decoded one by one (read only if iterated)."""
-    data = brinelite.load_dataset(record.dataset.source)
+    data = open_dataset(record.dataset.source)
     _, training = folder.split(data)
     for row in training:
         yield training.load_image(getattr(row, record.config.mask_column))
@@ -169,7 +169,7 @@ def evaluate(
     scores = score_fold(model, data, task, columns, training_masks(folder, record))
     summary = {"run": str(run_dir), "dataset": f"{data.name}@{data.version}", "fold": fold}
     summary |= scores.summary
-    drawn = scores.write_figures(out, fold)
+    drawn = scores.write_figures(out, fold, f"{folder.title()}, fold {fold}")
     csv_path, json_path = out / f"evaluation-{fold}.csv", out / f"evaluation-{fold}.json"
     with csv_path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(scores.per_image[0]))

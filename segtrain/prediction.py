@@ -7,15 +7,19 @@
 ``predict_files`` (the ``segtrain predict`` command) writes, per image, ``<stem>.mask.png`` and
 ``<stem>.overlay.png`` at the image's own size, plus ``contact_sheet.png`` with up to 16
 overlays, drawn by the run's ``segtrain.tasks.MaskTask``. Binary: the mask is 0 or 255 and
-the overlay the predicted confidence over the photo (the more yellow, the more confident, as
-in the seed). Class map: the mask holds the dataset's 8-bit pixel ids and the overlay colours
-each class by its palette, with a legend on the sheet.
+the overlay the predicted mask over the photo, outlined and coloured by confidence (the more
+yellow, the more confident). Class map: the mask holds the dataset's 8-bit pixel ids and the
+overlay colours each class by its palette. Each overlay and the sheet have a colour bar or a
+legend; on the run's validation images the sheet shows each true mask beside its prediction.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +44,9 @@ if TYPE_CHECKING:
 SHEET = "contact_sheet.png"
 SHEET_IMAGES = 16
 CHUNK = 32  # images decoded and predicted at a time
+NAME_CHARS = 28  # a file name in a tile's title, shortened in the middle beyond this
+OVERLAY_DPI = 100  # one overlay's figure: the image near its own size,
+OVERLAY_MIN_WIDTH = 400  # or this many pixels wide if it is smaller
 
 
 def predict(
@@ -146,13 +153,17 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def overlay(image: np.ndarray, probability: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """The photo blended with the colour-mapped probability: yellow = confident; HxWx3 uint8.
+def overlay(
+    image: np.ndarray, probability: np.ndarray, alpha: float = 0.5, threshold: float = 0.5
+) -> np.ndarray:
+    """The photo with the predicted mask (probability >= ``threshold``) outlined and filled
+    with the colour-mapped probability (yellow = confident); elsewhere the photo is left as it
+    is. HxWx3 uint8.
 
     ``image`` is a decoded image (any channels); it is shown in the model's channels
     (``to_rgb``), clipped to 0-255.
     """
-    return probability_overlay(_photo(image), probability, alpha)
+    return probability_overlay(_photo(image), probability, alpha, threshold)
 
 
 def _photo(image: np.ndarray) -> np.ndarray:
@@ -160,25 +171,97 @@ def _photo(image: np.ndarray) -> np.ndarray:
     return np.clip(to_rgb(image), 0, 255).astype(np.uint8)
 
 
+@dataclass
+class Tile:
+    """One image of a contact sheet: its name, the prediction drawn over it, and, when the
+    image has a mask, the mask drawn the same way and the image's score (``image_score``)."""
+
+    name: str
+    predicted: np.ndarray
+    truth: np.ndarray | None = None
+    score: str | None = None
+
+
+def shortened(name: str, most: int = NAME_CHARS) -> str:
+    """``name`` cut in the middle to at most ``most`` characters, both ends kept.
+
+    Example::
+
+        shortened("2021-03-04_patient-0042_colonoscopy_frame-000117.png", 24)
+        # '2021-03-04_…e-000117.png'
+    """
+    if len(name) <= most:
+        return name
+    head = (most - 1) // 2
+    return f"{name[:head]}…{name[len(name) - (most - 1 - head) :]}"
+
+
+def sheet_grid(count: int, most_columns: int = 4) -> tuple[int, int]:
+    """(rows, columns) of a grid for ``count`` tiles: few empty cells, near square, wide on a
+    tie (6 tiles: 2 x 3, never 2 x 4 with two empty; 16: 4 x 4; 3: 1 x 3).
+
+    Example::
+
+        sheet_grid(6)  # (2, 3)
+    """
+    count = max(count, 1)
+
+    def fit(columns: int) -> tuple[float, int]:
+        rows = -(-count // columns)
+        return rows * columns - count + abs(rows - columns) / 2, -columns
+
+    columns = min(range(1, min(most_columns, count) + 1), key=fit)
+    return -(-count // columns), columns
+
+
 def contact_sheet(
-    overlays: Sequence[tuple[str, np.ndarray]],
+    tiles: Sequence[Tile | tuple[str, np.ndarray]],
     out: Path,
-    columns: int = 4,
     task: MaskTask | None = None,
+    title: str = "",
 ) -> Path:
-    """A PNG grid of (title, overlay) tiles and the ``task``'s legend: a colour bar of the
-    probability (binary, the default), or the class map's colours."""
-    columns = min(columns, len(overlays))
-    rows = -(-len(overlays) // columns)
-    figure = Figure(figsize=(2.2 * columns + 0.6, 2.3 * rows), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for ax in axes:
+    """A PNG grid of overlays and the ``task``'s legend (default binary: a colour bar of the
+    probability; a class map's colours); returns ``out``.
+
+    A tile with a mask shows the mask beside the prediction, and its score in the title;
+    names are shortened in the middle. The grid fits the count (``sheet_grid``).
+    """
+    tiles = [tile if isinstance(tile, Tile) else Tile(*tile) for tile in tiles]
+    paired = any(tile.truth is not None for tile in tiles)
+    per_tile = 2 if paired else 1
+    rows, columns = sheet_grid(len(tiles), 4 if paired else 5)
+    figure = Figure(figsize=(2.3 * columns * per_tile + 1, 2.5 * rows + 0.6), layout="constrained")
+    axes = figure.subplots(rows, columns * per_tile, squeeze=False)
+    for ax in axes.ravel():
         ax.set_axis_off()
-    for ax, (title, image) in zip(axes, overlays, strict=False):
-        ax.imshow(image)
-        ax.set_title(title, fontsize=9)
-    (task or BinaryMasks()).legend(figure, axes.tolist())
+    for k, tile in enumerate(tiles):
+        row, column = divmod(k, columns)
+        scored = ", ".join(filter(None, ["prediction" if paired else "", tile.score]))
+        panels = [(tile.truth, "truth"), (tile.predicted, scored)] if paired else []
+        for offset, (image, label) in enumerate(panels or [(tile.predicted, scored)]):
+            ax = axes[row, column * per_tile + offset]
+            ax.imshow(image)
+            name = shortened(tile.name) if offset == 0 else ""
+            ax.set_title("\n".join(filter(None, [name, label])) or " ", fontsize=8, loc="left")
+    (task or BinaryMasks()).legend(figure, axes.ravel().tolist())
+    if title:
+        figure.suptitle(title, fontsize=10)
     figure.savefig(out, dpi=72)
+    return out
+
+
+def overlay_figure(image: np.ndarray, out: Path, task: MaskTask, title: str = "") -> Path:
+    """One overlay as a PNG near its own size, with the ``task``'s colour bar or legend."""
+    height, width = image.shape[:2]
+    scale = max(1.0, OVERLAY_MIN_WIDTH / width)  # a small image is shown larger
+    inches = scale * width / OVERLAY_DPI + 1.4, scale * height / OVERLAY_DPI + 0.4
+    figure = Figure(figsize=inches, layout="constrained")
+    ax = figure.subplots()
+    ax.imshow(image, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(shortened(title, 60), fontsize=8)
+    task.legend(figure, [ax])
+    figure.savefig(out, dpi=OVERLAY_DPI)
     return out
 
 
@@ -241,16 +324,23 @@ def predict_files(
     batch_size: int = 8,
     task: MaskTask | None = None,
     force: bool = False,
+    masks: Sequence[Path] | None = None,
+    title: str = "",
 ) -> Path:
     """Predict every file, write its mask and overlay into ``out`` and a contact sheet; return it.
 
     Files already in ``out`` under those names are refused unless ``force`` (``check_outputs``).
+    Nothing lands in ``out`` until every file is predicted: the outputs are written into a
+    hidden folder inside it and moved into place at the end, so a failure (an image that does
+    not decode) leaves ``out`` as it was.
 
     The run's ``task`` (default ``BinaryMasks``) draws them: binary, pixels with probability
     >= ``threshold`` are foreground (255) in the mask; class map, the mask holds each pixel's
-    predicted class id (``ClassMap.ids``, 8-bit) and ``threshold`` is unused. Files are decoded
-    with ``brinelite.read_image``, as in training, ``CHUNK`` at a time, so a folder of any size
-    fits in memory.
+    predicted class id (``ClassMap.ids``, 8-bit) and ``threshold`` is unused. Each overlay has
+    the task's colour bar or legend. ``masks`` (one per file, e.g. the run's validation fold)
+    put each mask beside its prediction on the sheet, with the image's score in its title;
+    ``title`` heads the sheet. Files are decoded with ``brinelite.read_image``, as in training,
+    ``CHUNK`` at a time, so a folder of any size fits in memory.
 
     Example::
 
@@ -259,17 +349,49 @@ def predict_files(
     """
     task = task or BinaryMasks()
     check_outputs(files, Path(out), force)
+    made = not Path(out).exists()
     out = output_folder(Path(out))
-    sheet: list[tuple[str, np.ndarray]] = []
+    staging = Path(tempfile.mkdtemp(prefix=".predict-", dir=out))
+    try:
+        tiles = _predict_into(model, files, staging, threshold, batch_size, task, masks)
+        contact_sheet(tiles, staging / SHEET, task=task, title=title)
+        for written in sorted(staging.iterdir()):
+            os.replace(written, out / written.name)
+    except BaseException:
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out / SHEET
+
+
+def _predict_into(
+    model: keras.Model,
+    files: Sequence[Path],
+    out: Path,
+    threshold: float,
+    batch_size: int,
+    task: MaskTask,
+    masks: Sequence[Path] | None,
+) -> list[Tile]:
+    """``predict_files``' work: masks and overlays written into ``out``; the sheet's tiles."""
+    tiles: list[Tile] = []
     for start in range(0, len(files), CHUNK):
         chunk = files[start : start + CHUNK]
         images = [read_image(path) for path in chunk]
         decoded = predict_maps(model, images, task, batch_size)
-        for path, image, predicted in zip(chunk, images, decoded, strict=True):
-            mask, blended = task.draw(_photo(image), predicted, threshold)
+        for k, (path, image, predicted) in enumerate(zip(chunk, images, decoded, strict=True)):
+            photo = _photo(image)
+            mask, blended = task.draw(photo, predicted, threshold)
             mask_file, overlay_file = output_files(path, out)
             _write_png(mask_file, mask)
-            _write_png(overlay_file, blended)
-            if len(sheet) < SHEET_IMAGES:
-                sheet.append((path.name, blended))
-    return contact_sheet(sheet, out / SHEET, task=task)
+            overlay_figure(blended, overlay_file, task, path.name)
+            if len(tiles) < SHEET_IMAGES:
+                tile = Tile(path.name, blended)
+                if masks is not None:
+                    truth = read_image(masks[start + k])
+                    tile.truth = task.draw_truth(photo, truth)
+                    tile.score = task.image_score(predicted, truth, threshold)
+                tiles.append(tile)
+    return tiles

@@ -5,8 +5,9 @@
     split.json        the row ids of the validation and training folds
     best.weights.h5   the weights with the lowest validation loss
     model.keras       the final model, after the last epoch
-    history.csv       loss and dice per epoch, train and validation
-    curves.png        those curves, drawn
+    history.csv       per epoch: loss and soft dice, train and validation, the learning rate,
+                      the batches run and whether the epoch was cut short (``partial``)
+    curves.png        those curves, drawn, the best epoch and partial epochs marked
     logs/             TensorBoard logs
     backup/           the last finished epoch's training state, read when resuming
 
@@ -17,16 +18,21 @@ Nothing here needs Keras except ``load_model``, so a run can be checked (``check
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
 import math
 import os
+import re
+import shutil
 import stat
+import tempfile
 import types
 import typing
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +54,12 @@ CURVES = "curves.png"
 LOGS = "logs"
 BACKUP = "backup"
 METADATA = "training_metadata.json"  # Keras' BackupAndRestore record, in backup/
+
+# history.csv columns of runs before the metric was named for what it is (soft, at train size)
+RENAMED_COLUMNS = {"dice": "soft_dice", "val_dice": "val_soft_dice"}
+EPOCH_COLUMNS = ("batches", "partial")  # segtrain.time_limit's, absent from older runs
+MISSING = "NA"  # what Keras' CSVLogger writes for a value an epoch lacks
+NOT_METRICS = {"epoch", "learning_rate", "loss", *EPOCH_COLUMNS}
 
 # The most bytes segtrain reads of each file (a run folder may come from anyone): a few times
 # what segtrain train writes. split.json's grows with the dataset: per row, an id and ", ".
@@ -93,6 +105,43 @@ def check_columns(dataset: brinelite.Dataset, *names: str) -> None:
                 f"dataset {dataset.name} has no image column {name!r} (its columns: {found}); "
                 "name the image and mask columns with --image-column and --mask-column"
             )
+
+
+def open_dataset(name: str) -> brinelite.Dataset:
+    """``brinelite.load_dataset(name)``, with one line for a folder that is no dataset yet.
+
+    A raw images/ + masks/ folder (``brinelite show`` reads one) has no manifest: nothing pins
+    its files, so a run could not find the same data again. It is refused with the command
+    that installs it as a dataset; a path that does not exist is refused as a path, not as
+    an invalid dataset name.
+
+    Example::
+
+        data = open_dataset("demo/membrane")
+    """
+    folder = Path(name).expanduser()
+    if folder.is_dir() and not (folder / "manifest.json").is_file():
+        stem = re.sub(r"[^a-z0-9._-]+", "-", folder.resolve().name.lower()).strip("-._")
+        suggested = f"local/{stem or 'dataset'}"
+        raise SegtrainError(
+            f"{name} is a folder but no brinelite dataset (it has no manifest.json); install it "
+            f"as one first: brinelite install {name} --name {suggested} (then use {suggested})"
+        )
+    if name.startswith(("/", "./", "../", "~")) and not folder.exists():
+        raise SegtrainError(f"no such dataset folder: {name}")
+    return brinelite.load_dataset(name)
+
+
+class RunStopped(SegtrainError):
+    """A run that ended before its last epoch, by Ctrl-C (``interrupted``) or a failure.
+
+    The message says what the run folder keeps and how to continue (``--resume``:
+    ``resumable``), or that it was left as it was.
+    """
+
+    def __init__(self, message: str, interrupted: bool = False, resumable: bool = True) -> None:
+        super().__init__(message)
+        self.interrupted, self.resumable = interrupted, resumable
 
 
 @dataclass(frozen=True)
@@ -186,6 +235,11 @@ class RunRecord:
             value = getattr(self, item.name)
             written[item.name] = value.to_json() if hasattr(value, "to_json") else value
         return written
+
+
+def _flag(name: str) -> str:
+    """A RunConfig field as the command line spells it: process_id -> --process-id."""
+    return "--" + name.replace("_", "-")
 
 
 def _fields_from_json(
@@ -314,7 +368,7 @@ class RunFolder:
         if changed:
             raise SegtrainError(
                 f"cannot resume {self.path} with other options ({'; '.join(changed)}); "
-                f"only {', '.join('--' + name for name in RunConfig.free_to_change())} may change"
+                f"only {', '.join(_flag(name) for name in RunConfig.free_to_change())} may change"
             )
 
     def write_record(self, record: RunRecord) -> None:
@@ -355,36 +409,125 @@ class RunFolder:
     def history(self) -> dict[str, list[float]]:
         """history.csv as {column: values per epoch}; empty if there is none yet.
 
+        A value an epoch lacks (Keras writes ``NA``; older runs' ``batches``) reads as NaN.
+
         Raises:
             SegtrainError: a history.csv that is no file, too large, or not numbers per epoch.
         """
         path = self.path / HISTORY
         try:
-            text = read_capped(path, HISTORY_BYTES).decode()
-            rows = list(csv.DictReader(io.StringIO(text, newline="")))
-            return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
-        except FileNotFoundError:
-            return {}
+            rows = self._history_rows()
+            return {
+                key: [math.nan if row[key] == MISSING else float(row[key]) for row in rows]
+                for key in (rows[0] if rows else {})
+            }
         except (OSError, ValueError, TypeError) as exc:
             raise SegtrainError(
                 f"{path} is not a history segtrain train wrote ({exc}); restore that file"
             ) from exc
 
+    def _history_rows(self) -> list[dict[str, str]]:
+        """history.csv's rows as text, read capped; none if there is no file."""
+        try:
+            text = read_capped(self.path / HISTORY, HISTORY_BYTES).decode()
+        except FileNotFoundError:
+            return []
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+
+    def upgrade_history(self) -> None:
+        """Give an older run's history.csv today's columns, so a resumed run appends in order.
+
+        Keras' CSV log appends its values under its own sorted column names without reading
+        the header; an older history (``dice`` and ``val_dice``, no ``batches``/``partial``)
+        would get values under the wrong names. Renamed columns are renamed, missing ones
+        filled with ``NA``, and the file rewritten in Keras' order (epoch, then sorted).
+        """
+        rows = self._history_rows()
+        if not rows or set(EPOCH_COLUMNS) <= set(rows[0]):
+            return
+        rows = [{RENAMED_COLUMNS.get(k, k): v for k, v in row.items()} for row in rows]
+        columns = ["epoch", *sorted(set(rows[0]) - {"epoch"} | set(EPOCH_COLUMNS))]
+        with tempfile.NamedTemporaryFile(
+            "w", dir=self.path, prefix=".history-", suffix=".csv", delete=False, newline=""
+        ) as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, restval=MISSING)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(handle.name, self.path / HISTORY)
+
+    @contextlib.contextmanager
+    def kept_or_undone(self, resume: bool) -> Iterator[None]:
+        """Leave the folder as it was if the run fails before its first epoch, else say so.
+
+        A new run that fails (or is interrupted) before finishing an epoch removes every
+        entry it added to the folder (the folder itself, if it made it), so the same command
+        can simply be run again. Once an epoch is finished (or when resuming), the folder is
+        kept and a segtrain or brinelite error becomes a ``RunStopped`` naming what is kept
+        and ``--resume``; other exceptions (bugs) pass unchanged.
+        """
+        before = set(os.listdir(self.path)) if self.path.is_dir() else None
+        try:
+            yield
+        except BaseException as exc:
+            finished = self.finished_epochs()
+            if finished == 0 and not resume:
+                self._undo(before)
+            if isinstance(exc, RunStopped | KeyboardInterrupt) or not isinstance(
+                exc, SegtrainError | brinelite.BrineliteError
+            ):
+                raise
+            if finished == 0 and not resume:
+                raise
+            raise RunStopped(
+                f"{exc} ({self.path} keeps {finished} finished epoch(s); once this is fixed, "
+                "continue with the same command and --resume)"
+            ) from exc
+
+    def _undo(self, before: set[str] | None) -> None:
+        """Remove what a failed run added: the whole folder, or the entries not in ``before``."""
+        if before is None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for name in set(os.listdir(self.path)) - before:
+            entry = self.path / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+    def best_epoch(self) -> int | None:
+        """The epoch (0-based) whose weights best.weights.h5 holds: the lowest val_loss."""
+        return best_epoch(self.history())
+
     def draw_curves(self) -> Path:
-        """Plot loss and dice per epoch, train against validation, into curves.png."""
+        """Plot loss and soft dice per epoch, train against validation, into curves.png.
+
+        The title names the run (its folder), model and dataset; the best epoch (lowest
+        val_loss, the weights best.weights.h5 holds) is marked on both plots, and epochs cut
+        short (``--time-limit``: history's ``partial``) are hollow points.
+        """
         from matplotlib.figure import Figure
 
         history = self.history()
-        figure = Figure(figsize=(10, 4), layout="constrained")
-        for axes, metric in zip(figure.subplots(1, 2), ("loss", "dice"), strict=True):
-            for prefix, label in (("", "train"), ("val_", "validation")):
-                values = history.get(prefix + metric, [])
-                axes.plot(range(1, len(values) + 1), values, marker=".", label=label)
-            axes.set(title=metric, xlabel="epoch")
-            axes.grid(alpha=0.3)
-            axes.legend()
+        metrics = ["loss", *(k for k in history if k not in NOT_METRICS and "val_" + k in history)]
+        figure = Figure(figsize=(5 * len(metrics), 4), layout="constrained")
+        row = figure.subplots(1, len(metrics), squeeze=False)[0]
+        for axes, metric in zip(row, metrics, strict=True):
+            _plot_metric(axes, history, metric)
+        figure.suptitle(self.title())
         figure.savefig(self.path / CURVES, dpi=80)
         return self.path / CURVES
+
+    def title(self) -> str:
+        """The run's name in a figure's title: its folder, and its model and dataset if
+        config.json says (``curves.png``, the contact sheet, the confusion matrix)."""
+        name = self.path.resolve().name
+        try:
+            record = self.record()
+        except SegtrainError:
+            return name
+        config = record.config
+        return f"{name}: {config.model} at {config.size} px on {record.dataset.ref}"
 
     def load_model(self, record: RunRecord | None = None) -> keras.Model:
         """The run's model with its best weights (see ``segtrain.load_model``).
@@ -408,6 +551,48 @@ class RunFolder:
                     "the file segtrain train wrote"
                 ) from exc
         return model
+
+
+def best_epoch(history: dict[str, list[float]]) -> int | None:
+    """The epoch (0-based) of a history with the lowest val_loss (the best weights'), or None."""
+    losses = history.get("val_loss", [])
+    kept = [k for k, value in enumerate(losses) if not math.isnan(value)]
+    return min(kept, key=losses.__getitem__, default=None)
+
+
+def _plot_metric(axes: Any, history: dict[str, list[float]], metric: str) -> None:
+    """One metric's curves (train, validation) on ``axes``: partial epochs hollow, best marked."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [int(e) + 1 for e in history.get("epoch", [])]
+    partial = [flag == 1 for flag in history.get("partial", [0.0] * len(epochs))]
+    whole = [not cut for cut in partial]
+    for prefix, label in (("", "train"), ("val_", "validation")):
+        values = history.get(prefix + metric, [])
+        (line,) = axes.plot(epochs, values, label=label)
+        axes.scatter(_pick(epochs, whole), _pick(values, whole), color=line.get_color(), s=12)
+        hollow = {"facecolors": "white", "edgecolors": line.get_color(), "zorder": 3}
+        axes.scatter(_pick(epochs, partial), _pick(values, partial), **hollow)
+    if any(partial):  # one legend entry for both curves' hollow points
+        axes.scatter([], [], facecolors="white", edgecolors="grey", label="epoch cut short")
+    best = best_epoch(history)
+    if best is not None:
+        axes.axvline(
+            epochs[best],
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label=f"best: epoch {epochs[best]} (lowest val_loss)",
+        )
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set(title=metric.replace("_", " "), xlabel="epoch")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+
+
+def _pick(values: list[Any], keep: list[bool]) -> list[Any]:
+    """The values whose ``keep`` flag is set."""
+    return [value for value, kept in zip(values, keep, strict=True) if kept]
 
 
 def load_model(run_dir: str | Path) -> keras.Model:

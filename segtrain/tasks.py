@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 THRESHOLD = 0.5  # the probability from which evaluation counts a pixel as foreground
 COLORMAP = "viridis"  # probability overlays: dark purple for 0, yellow for 1
+OUTLINE = (255, 64, 160)  # the border of a binary mask in overlays: pink on viridis and photos
 
 Predicted = tuple[int, str, np.ndarray, np.ndarray]  # row id, image file, decoded output, mask
 
@@ -52,13 +53,14 @@ Predicted = tuple[int, str, np.ndarray, np.ndarray]  # row id, image file, decod
 class Scores:
     """A fold's scores: one dict per image, the fold's summary, and the figures the kind draws.
 
-    ``write_figures(out, fold)`` writes them into the folder ``out`` and returns their paths.
+    ``write_figures(out, fold, title)`` writes them into the folder ``out`` (``title``: the
+    run's name) and returns their paths.
     """
 
     per_image: list[dict[str, Any]]
     summary: dict[str, Any]
-    write_figures: Callable[[Path, str], tuple[Path, ...]] = field(
-        default=lambda out, fold: (), repr=False
+    write_figures: Callable[[Path, str, str], tuple[Path, ...]] = field(
+        default=lambda out, fold, title: (), repr=False
     )
 
 
@@ -98,7 +100,7 @@ class MaskTask(ABC):
 
     @abstractmethod
     def compile(self, model: keras.Model, lr: float, xla: bool) -> keras.Model:
-        """Compile ``model`` with this kind's loss and metric (named ``dice``); return it."""
+        """Compile ``model`` with this kind's loss and metric (named ``soft_dice``); return it."""
 
     @property
     def key(self) -> str:
@@ -131,8 +133,16 @@ class MaskTask(ABC):
         """(mask PNG, overlay) of one decoded map over ``photo`` (HxWx3 uint8), both uint8."""
 
     @abstractmethod
+    def draw_truth(self, photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """A stored mask drawn over ``photo`` as ``draw`` draws a prediction (HxWx3 uint8)."""
+
+    @abstractmethod
+    def image_score(self, decoded: np.ndarray, mask: np.ndarray, threshold: float) -> str:
+        """One image's score of a decoded prediction against its stored mask, as a label."""
+
+    @abstractmethod
     def legend(self, figure: Figure, axes: list[Any]) -> None:
-        """What a contact sheet of this kind's overlays shows beside them."""
+        """What a figure of this kind's overlays (a contact sheet, one overlay) shows beside."""
 
     # -- evaluation --
 
@@ -151,6 +161,11 @@ class MaskTask(ABC):
     @abstractmethod
     def table(self, per_image: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
         """The lines ``segtrain evaluate`` prints for these scores."""
+
+    @abstractmethod
+    def headline(self, summary: dict[str, Any]) -> str:
+        """The model's figures of a fold's ``summary``, as ``table`` prints them, in one line
+        (what ``segtrain train`` ends with)."""
 
 
 def task_for(classes: brinelite.ClassMap | None) -> MaskTask:
@@ -185,10 +200,11 @@ def to_gray(array: np.ndarray) -> np.ndarray:
 def mask_to_gray(mask: np.ndarray) -> np.ndarray:
     """One grey channel, HxW, from a mask: the red channel of a colour mask, else its grey value.
 
-    The seed's masks are two-colour images, red = foreground on blue = background. Plain RGB to
-    grey turns pure red into 76 and pure blue into 29, both under the threshold, and the foreground
-    would vanish; so a mask whose colour channels differ anywhere is read by its red channel. A
-    grey-looking mask (R = G = B, or one channel) gives its grey value. Alpha is ignored.
+    The Carvana/chairs masks are two-colour images, red = foreground on blue = background.
+    Plain RGB to grey turns pure red into 76 and pure blue into 29, both under the threshold,
+    and the foreground would vanish; so a mask whose colour channels differ anywhere is read by
+    its red channel. A grey-looking mask (R = G = B, or one channel) gives its grey value.
+    Alpha is ignored.
     """
     if mask.ndim == 3 and mask.shape[2] >= 3:
         red, green, blue = mask[..., 0], mask[..., 1], mask[..., 2]
@@ -204,12 +220,28 @@ def fix_mask(mask: np.ndarray, threshold: float = 100) -> np.ndarray:
     return np.where(gray < threshold, zero, full)
 
 
-def probability_overlay(photo: np.ndarray, probability: np.ndarray, alpha: float) -> np.ndarray:
-    """``photo`` (HxWx3 uint8) blended with the colour-mapped probability; HxWx3 uint8."""
+def probability_overlay(
+    photo: np.ndarray, probability: np.ndarray, alpha: float, threshold: float = THRESHOLD
+) -> np.ndarray:
+    """``photo`` (HxWx3 uint8) with the mask (probability >= ``threshold``) outlined and filled
+    with the colour-mapped probability; the rest of the photo is left as it is. HxWx3 uint8."""
     import matplotlib
 
+    region = probability >= threshold
     colours = matplotlib.colormaps[COLORMAP](probability)[..., :3] * 255
-    return np.rint(photo * (1 - alpha) + colours * alpha).astype(np.uint8)
+    tinted = np.rint(photo * (1 - alpha) + colours * alpha).astype(np.uint8)
+    drawn = np.where(region[..., np.newaxis], tinted, photo)
+    return outline(drawn, region, OUTLINE)
+
+
+def outline(image: np.ndarray, region: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    """``image`` (HxWx3 uint8) with the border of the boolean ``region`` drawn in ``colour``;
+    the line is thicker on bigger images (1 px up to 300 px)."""
+    contours, _ = cv2.findContours(
+        region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    thickness = max(1, round(min(region.shape) / 300))
+    return cv2.drawContours(np.ascontiguousarray(image), contours, -1, colour, thickness)
 
 
 def probability_map(output: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -246,7 +278,7 @@ def _fold_line(summary: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class BinaryMasks(MaskTask):
-    """Binary masks (a dataset without a class map): the seed's one sigmoid output."""
+    """Binary masks (a dataset without a class map): the Carvana workflow's one sigmoid output."""
 
     kind: ClassVar[str] = "binary"
     activation: ClassVar[str] = "sigmoid"
@@ -267,7 +299,7 @@ class BinaryMasks(MaskTask):
         return {"classes": None, "class_weight_values": None}
 
     def compile(self, model: keras.Model, lr: float, xla: bool) -> keras.Model:
-        """The seed's compile: RMSprop, bce + dice, the dice metric (``compile_model``)."""
+        """Carvana's compile: RMSprop, bce + dice, the soft dice metric (``compile_model``)."""
         from segtrain.losses import compile_model
 
         return compile_model(model, lr, xla)
@@ -290,7 +322,18 @@ class BinaryMasks(MaskTask):
     ) -> tuple[np.ndarray, np.ndarray]:
         """A 0/255 mask (foreground from ``threshold``) and the probability over the photo."""
         mask = np.where(decoded >= threshold, 255, 0).astype(np.uint8)
-        return mask, probability_overlay(photo, decoded, 0.5)
+        return mask, probability_overlay(photo, decoded, 0.5, threshold)
+
+    def draw_truth(self, photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The mask's foreground as a prediction of probability 1 would be drawn."""
+        truth = _fitted(fix_mask(mask) > 0, photo.shape).astype(np.float32)
+        return probability_overlay(photo, truth, 0.5)
+
+    def image_score(self, decoded: np.ndarray, mask: np.ndarray, threshold: float) -> str:
+        """The dice of the mask ``decoded >= threshold`` (as ``segtrain evaluate`` scores)."""
+        truth = fix_mask(mask) > 0
+        dice, _ = _overlap(_fitted(decoded >= threshold, truth.shape), truth)
+        return f"dice {dice:.2f}"
 
     def legend(self, figure: Figure, axes: list[Any]) -> None:
         """A colour bar of the probability."""
@@ -340,6 +383,14 @@ class BinaryMasks(MaskTask):
             lines.append(f"  {who:<15} dice {scores['dice']:.4f}  iou {scores['iou']:.4f}")
         return lines
 
+    def headline(self, summary: dict[str, Any]) -> str:
+        """The model's dice and IoU, thresholded at ``THRESHOLD``, beside all foreground's."""
+        model, trivial = summary["model"], summary["all_foreground"]
+        return (
+            f"dice {model['dice']:.4f}  iou {model['iou']:.4f} (thresholded at "
+            f"{summary['threshold']}, full size; all foreground: dice {trivial['dice']:.4f})"
+        )
+
 
 # -- class maps --
 
@@ -352,6 +403,17 @@ def class_indices(output: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def class_indices_resized(indices: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A map of class indices resized to ``shape`` (HxW) with nearest neighbour: never blended."""
     return cv2.resize(indices, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def _fitted(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A label map (boolean or ids, HxW or HxWxC) resized to ``shape``'s HxW with nearest
+    neighbour, if it is not that size already: a mask stored at another size than its image."""
+    if labels.shape[:2] == tuple(shape[:2]):
+        return labels
+    resized = cv2.resize(
+        labels.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST
+    )
+    return resized.astype(labels.dtype)
 
 
 def _named_ids(classes: brinelite.ClassMap) -> dict[int, str]:
@@ -398,7 +460,7 @@ class ClassMaps(MaskTask):
         return {"classes": self.classes, "class_weight_values": self.weights}
 
     def compile(self, model: keras.Model, lr: float, xla: bool) -> keras.Model:
-        """``SemanticLoss`` with the class weights, ``class_dice`` named dice."""
+        """``SemanticLoss`` with the class weights, ``class_dice`` named soft_dice."""
         from segtrain.losses import compile_semantic
 
         return compile_semantic(model, lr, xla, self.weights)
@@ -432,6 +494,17 @@ class ClassMaps(MaskTask):
         """A mask of the dataset's pixel ids and the classes' colours over the photo."""
         ids = np.array(self.classes.ids, np.uint8)[decoded]
         return ids, brinelite.class_overlay(photo, ids, self.classes)
+
+    def draw_truth(self, photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The mask's classes in their colours (void left as it is)."""
+        return brinelite.class_overlay(photo, _fitted(mask, photo.shape), self.classes)
+
+    def image_score(self, decoded: np.ndarray, mask: np.ndarray, threshold: float) -> str:
+        """The image's mIoU over the classes its mask holds (void left out)."""
+        truth = self.classes.to_indices(mask)
+        predicted = _fitted(decoded, truth.shape)
+        scores = class_scores(confusion(truth, predicted, self.outputs), self.classes.names)
+        return f"mIoU {scores['miou']:.2f}"
 
     def legend(self, figure: Figure, axes: list[Any]) -> None:
         """A legend of the class map's colours: "id name" each."""
@@ -503,10 +576,12 @@ class ClassMaps(MaskTask):
         }
         return Scores(per_image, summary, functools.partial(self._write_confusion, matrix))
 
-    def _write_confusion(self, matrix: np.ndarray, out: Path, fold: str) -> tuple[Path, ...]:
-        """``confusion-<fold>.csv`` and ``.png`` in ``out``."""
+    def _write_confusion(
+        self, matrix: np.ndarray, out: Path, fold: str, title: str
+    ) -> tuple[Path, ...]:
+        """``confusion-<fold>.csv`` and ``.png`` in ``out``, the picture titled ``title``."""
         paths = (out / f"confusion-{fold}.csv", out / f"confusion-{fold}.png")
-        write_confusion(matrix, self.classes.names, *paths)
+        write_confusion(matrix, self.classes.names, *paths, title=title)
         return paths
 
     def table(self, per_image: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
@@ -521,11 +596,24 @@ class ClassMaps(MaskTask):
         majority = summary["majority"]
         baseline = f"majority ({majority['class']})"
         for who, scores in (("model", summary["model"]), (baseline, majority)):
-            lines.append(
-                f"  {who:<20} miou {scores['miou']:.4f}  dice {scores['dice']:.4f}  "
-                f"pixel accuracy {scores['pixel_accuracy']:.4f}"
-            )
+            lines.append(f"  {who:<20} {_class_figures(scores)}")
         return lines
+
+    def headline(self, summary: dict[str, Any]) -> str:
+        """The model's mIoU, dice and pixel accuracy (argmax, full size), beside the majority's."""
+        majority = summary["majority"]
+        return (
+            f"{_class_figures(summary['model'])} (argmax, full size; majority class "
+            f"{majority['class']}: miou {majority['miou']:.4f})"
+        )
+
+
+def _class_figures(scores: dict[str, Any]) -> str:
+    """A class map's mean scores as ``segtrain evaluate`` prints them."""
+    return (
+        f"miou {scores['miou']:.4f}  dice {scores['dice']:.4f}  "
+        f"pixel accuracy {scores['pixel_accuracy']:.4f}"
+    )
 
 
 KINDS: tuple[type[MaskTask], ...] = (BinaryMasks, ClassMaps)  # asked in order by ``task_for``

@@ -1,10 +1,10 @@
-"""Train a U-Net on a brinelite dataset: the seed workflow, end to end, into a run folder.
+"""Train a U-Net on a brinelite dataset: the Carvana/chairs workflow, end to end, into a run.
 
     run = segtrain.train("demo/membrane", "runs/membrane", model="small", size=128)
 
-The steps are the seed's: open the dataset, split off a validation fold
-(``create_folds((val,))``), feed both folds through ``to_keras`` with the seed's processing
-function (augmented for training only), build and compile the U-Net, and ``fit`` with the seed's
+The steps are those of the original Carvana/chairs workflow: open the dataset, split off a
+validation fold (``create_folds((val,))``), feed both folds through ``to_keras`` with its processing
+function (augmented for training only), build and compile the U-Net, and ``fit`` with its
 callbacks (early stopping, learning-rate reduction, best-weights checkpoint) plus a CSV log and
 TensorBoard logs. What the masks mean (binary, or the dataset's class map) is the run's
 ``segtrain.tasks.MaskTask``, which sets the head, the loss and how masks are read; the
@@ -15,9 +15,12 @@ imported; ``segtrain.run_folder`` lists what the folder then holds.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import signal
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,24 +40,34 @@ from segtrain.run_folder import (
     DatasetRecord,
     RunFolder,
     RunRecord,
+    RunStopped,
     check_columns,
+    open_dataset,
 )
 from segtrain.tasks import MaskTask, task_for
 
 if TYPE_CHECKING:
     import keras
 
+    from segtrain.evaluation import Evaluation
+
 PER_PROCESS = ("process_id", "coordinator", "bind")  # options processes of one run differ in
 
 
 @dataclass
 class TrainResult:
-    """What ``train`` leaves behind: the run folder, the trained model and its history."""
+    """What ``train`` leaves behind: the run folder, the trained model and its history.
+
+    ``evaluation`` is ``segtrain.evaluate``'s of the best weights on the validation fold
+    (thresholded or argmax, at each image's full size), as ``segtrain evaluate`` gives it;
+    None for a run of several processes (score it with ``segtrain evaluate`` then).
+    """
 
     run_dir: Path
     model: keras.Model
     history: dict[str, list[float]]
     config: dict[str, Any]
+    evaluation: Evaluation | None = None
 
 
 def check_val(dataset: brinelite.Dataset, val: int) -> None:
@@ -73,7 +86,7 @@ def make_folds(
 
     ``--val-split`` validates on that split and trains on ``--train-split`` or else on every
     row outside it; otherwise ``--val`` rows of ``--train-split`` (or of all rows) are drawn
-    with the seed, as ``create_folds((val,))``. Unknown splits and empty folds are refused.
+    with ``seed``, as ``create_folds((val,))``. Unknown splits and empty folds are refused.
     """
     pool = data.split(config.train_split) if config.train_split else data
     if config.val_split is None:
@@ -98,11 +111,13 @@ def make_callbacks(
     schedule: str = "plateau",
     lr: float | None = None,
 ) -> list[keras.callbacks.Callback]:
-    """The seed's callbacks, writing into the run folder ``run_dir``, plus logs and a backup.
+    """Carvana's callbacks, writing into the run folder ``run_dir``, plus logs and a backup.
 
     With ``time_limit`` (minutes) a ``segtrain.time_limit.TimeLimit`` stops training once that
-    much wall-clock time has passed (checked after every batch). ``schedule`` "plateau" is the
-    seed's EarlyStopping and ReduceLROnPlateau; "budget" (which needs ``time_limit`` and
+    much wall-clock time has passed (checked after every batch); with or without one, it
+    records each epoch's batches (history.csv's ``batches`` and ``partial``) and the progress
+    bar ends an epoch cut short where it stopped. ``schedule`` "plateau" is the
+    Carvana workflow's EarlyStopping and ReduceLROnPlateau; "budget" (which needs ``time_limit`` and
     ``lr``) replaces both with a ``segtrain.budget_decay.BudgetDecay`` from ``lr`` to 0 over
     the time limit (the budget, not a validation stall, ends the run).
 
@@ -131,7 +146,11 @@ def make_callbacks(
                 monitor="val_loss", factor=0.1, patience=4, min_delta=1e-4, verbose=1
             ),
         ]
+    from segtrain.time_limit import EpochProgbar, TimeLimit
+
     callbacks = [
+        # First: it adds the epoch's batch count to the logs the others (the CSV log) read.
+        TimeLimit(None if time_limit is None else 60 * time_limit, verbose=1),
         # The previous epoch's backup is kept too: a process killed while saving (a peer lost,
         # the machine preempted) leaves a torn file, and resuming falls back on the other.
         keras.callbacks.BackupAndRestore(
@@ -147,10 +166,6 @@ def make_callbacks(
         ),
         keras.callbacks.CSVLogger(folder.path / HISTORY, append=resume),
     ]
-    if time_limit is not None:
-        from segtrain.time_limit import TimeLimit
-
-        callbacks.append(TimeLimit(60 * time_limit, verbose=1))
     if runtime.backend() != "tensorflow":  # Keras writes TensorBoard logs with TensorFlow
         warnings.warn(
             f"no TensorBoard logs under the {runtime.backend()} backend (Keras writes them with "
@@ -161,6 +176,9 @@ def make_callbacks(
         warnings.warn("no TensorBoard logs: the tensorboard package is not installed", stacklevel=2)
     else:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=folder.path / LOGS))
+    # Last: an epoch's line is printed once its row, checkpoint and backup are written. It is
+    # Keras' bar, except that an epoch cut short ends where it stopped.
+    callbacks.append(EpochProgbar())
     return callbacks
 
 
@@ -171,7 +189,7 @@ def make_batches(
     shard: tuple[int, int] | None = None,
     task: MaskTask | None = None,
 ) -> tuple[Any, Any]:
-    """The seed's generators: shuffled, augmented training batches; plain validation batches.
+    """Carvana's generators: shuffled, augmented training batches; plain validation batches.
 
     Both come from brinelite's preprocessed cache: the training fold's ``prepare`` stage (resize,
     mask to binary or to class indices) is computed once per row and only ``augment`` runs
@@ -235,7 +253,7 @@ def train(
             epochs, lr, seed, augment, image_column, mask_column, class_weights, strategy,
             num_processes, process_id, coordinator, precision, xla, time_limit, lr_schedule);
             by default the ``small`` U-Net at 128 px, batches of 1, 20 validation rows, up to
-            100 epochs at RMSprop 3e-4 (``model="unet256", lr=1e-4`` is the seed's recipe).
+            100 epochs at RMSprop 3e-4 (``model="unet256", lr=1e-4`` is Carvana's recipe).
             With ``strategy="data-parallel"`` every process calls ``train`` with its own
             ``process_id`` (``segtrain.distributed``); in a run of several processes a failure
             after the checks ends the calling process (one line on stderr, exit status 1)
@@ -256,7 +274,7 @@ def train(
     """
     requested = RunConfig.from_options(options)
     config = requested.resolved()
-    data = brinelite.load_dataset(dataset)
+    data = open_dataset(dataset)
     check_columns(data, config.image_column, config.mask_column)
     make_folds(data, config)  # refuses unknown splits and empty folds before Keras loads
     task = task_for(data.manifest.classes).weighted(config.class_weights)  # before Keras
@@ -361,29 +379,115 @@ def fit_run(
             + (f"; this is process {config.process_id}." if config.num_processes > 1 else ".")
         )
     chief = distribution.process_id == 0
-    if chief:
-        folder.write_record(written)
-        folder.write_split(validation, training)
-    shard = (config.process_id, config.num_processes) if config.num_processes > 1 else None
-    train_batches, validation_batches = make_batches(training, validation, config, shard, task)
-    for _ in range(folder.finished_epochs() if resume else 0):  # Keras resumes at that epoch
-        train_batches.on_epoch_end()  # and the rows read must be that epoch's, not the first's
-    copied = (BACKUP, HISTORY) if resume else ()
-    with distributed.output_folder(folder.path, config.process_id, copied) as written_to:
-        with brinelite.original_errors():
+    with folder.kept_or_undone(resume) if chief else contextlib.nullcontext():
+        if chief:
+            if resume:
+                folder.upgrade_history()  # an older run's columns, before Keras appends
+            folder.write_record(written)
+            folder.write_split(validation, training)
+        shard = (config.process_id, config.num_processes) if config.num_processes > 1 else None
+        batches = make_batches(training, validation, config, shard, task)
+        for _ in range(folder.finished_epochs() if resume else 0):  # Keras resumes there,
+            batches[0].on_epoch_end()  # and the rows read must be that epoch's, not the first's
+        copied = (BACKUP, HISTORY) if resume else ()
+        with distributed.output_folder(folder.path, config.process_id, copied) as written_to:
+            history = fit_epochs(network, batches, written_to, config, resume, verbosity)
+    evaluation = None
+    if chief and config.num_processes == 1:  # several processes would all have to take part
+        from segtrain.evaluation import evaluate
+
+        evaluation = evaluate(folder.path)  # the best weights, as `segtrain evaluate` scores them
+    return TrainResult(folder.path, network, history, written.to_json(), evaluation)
+
+
+class EpochEndShield:
+    """Ctrl-C while an epoch's row, checkpoint and backup are written waits until they are.
+
+    Otherwise an interrupt between the backup and the CSV row would leave a run whose backup
+    is an epoch ahead of its history. Used as a context around ``fit`` (in the main thread;
+    elsewhere Python delivers no signal), with ``begin`` and ``end`` called first and last at
+    each epoch's end.
+    """
+
+    def __init__(self) -> None:
+        self.shielded = self.pending = False
+        self.previous: Any = None
+
+    def __enter__(self) -> EpochEndShield:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._interrupt)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        if not self.shielded:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def begin(self) -> None:
+        """An epoch's end starts: hold Ctrl-C."""
+        self.shielded = True
+
+    def end(self) -> None:
+        """The epoch is written: a Ctrl-C held meanwhile interrupts now."""
+        self.shielded = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+def fit_epochs(
+    network: keras.Model,
+    batches: tuple[Any, Any],
+    out: Path,
+    config: RunConfig,
+    resume: bool,
+    verbosity: int,
+) -> dict[str, list[float]]:
+    """``fit`` on (training, validation) ``batches`` into the folder ``out``; its history.
+
+    Then, as on Ctrl-C once an epoch is finished, the final model and the curves are
+    written. Ctrl-C raises a ``RunStopped`` (``interrupted``) saying where training stopped
+    and what ``out`` keeps.
+    """
+    keras = runtime.import_keras()
+    train_batches, validation_batches = batches
+    shield = EpochEndShield()
+    callbacks = [
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: shield.begin()),
+        *make_callbacks(out, resume, config.time_limit, config.schedule, config.lr),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: shield.end()),
+    ]
+    folder, interrupted = RunFolder(out), False
+    try:
+        with brinelite.original_errors(), shield:
             network.fit(
                 train_batches,
                 steps_per_epoch=train_batches.steps_per_epoch(),
                 validation_data=validation_batches,
                 validation_steps=validation_batches.steps_per_epoch(),
                 epochs=config.epochs,
-                callbacks=make_callbacks(
-                    written_to, resume, config.time_limit, config.schedule, config.lr
-                ),
+                callbacks=callbacks,
                 verbose=verbosity,
             )
-        network.save(written_to / FINAL_MODEL)  # every process: saving gathers the weights
-        history = RunFolder(written_to).history()
-    if chief:
-        folder.draw_curves()
-    return TrainResult(folder.path, network, history, written.to_json())
+    except KeyboardInterrupt:
+        interrupted = True
+    finished = folder.finished_epochs()
+    where = f"interrupted in epoch {finished + 1} of {config.epochs}"
+    if interrupted and not finished:
+        raise RunStopped(
+            f"{where}, before any epoch ended; nothing was kept", interrupted=True, resumable=False
+        )
+    network.save(out / FINAL_MODEL)  # every process: saving gathers the weights
+    folder.draw_curves()
+    if interrupted:
+        raise RunStopped(
+            f"{where}: {out} keeps {finished} finished epoch(s) (history.csv, curves.png, "
+            f"{BEST_WEIGHTS}; {FINAL_MODEL} holds the weights when interrupted); continue "
+            "with --resume",
+            interrupted=True,
+        )
+    return folder.history()

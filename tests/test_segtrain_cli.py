@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,9 @@ TINY = ("--model", "tiny", "--size", "32", "--batch-size", "2", "--val", "2", "-
 F32 = (*TINY, "--precision", "float32")
 RUN_FILES = {
     "config.json", "split.json", "best.weights.h5", "model.keras", "history.csv",
-    "curves.png", "logs", "backup",
+    "curves.png", "logs", "backup", "evaluation-val.csv", "evaluation-val.json",
 }  # fmt: skip
+OLD_HISTORY_NAMES = {"soft_dice": "dice", "val_soft_dice": "val_dice"}  # before issue 27
 
 
 @pytest.fixture
@@ -54,16 +56,24 @@ def test_train_evaluate_predict(discs, tmp_path, segtrain_cli):
     assert len(split["val"]) == 2 and sorted(split["val"] + split["train"]) == list(range(8))
     with (run / "history.csv").open() as handle:
         history = list(csv.DictReader(handle))
-    assert len(history) == 2 and {"loss", "val_loss", "dice", "val_dice"} <= set(history[0])
-    assert not any("coeff" in column for column in history[0])  # one name for one metric
+    columns = {"loss", "val_loss", "soft_dice", "val_soft_dice", "batches", "partial"}
+    assert len(history) == 2 and columns <= set(history[0])
+    assert [(row["batches"], row["partial"]) for row in history] == [("3", "0")] * 2
+    # "dice" is evaluate's thresholded full-size score only; training's is named soft_dice
+    assert not any(column in ("dice", "val_dice") or "coeff" in column for column in history[0])
     assert png(run / "curves.png").shape[2] in (3, 4)
     assert any((run / "logs").rglob("events.out.tfevents.*"))
 
+    # train ends with the figure segtrain evaluate gives for the same weights and fold
+    last = [line for line in trained.out.splitlines() if line.startswith("Validation fold")]
+    trained_dice = float(last[0].split(" dice ")[1].split()[0])
     evaluated = segtrain_cli("evaluate", run)
     assert evaluated.code == 0, evaluated.err
     assert "all_foreground" in evaluated.out and "all_background" in evaluated.out
     summary = json.loads((run / "evaluation-val.json").read_text())
     assert summary["images"] == 2 and 0 <= summary["model"]["dice"] <= 1
+    assert f"model           dice {trained_dice:.4f}" in evaluated.out
+    assert round(summary["model"]["dice"], 4) == trained_dice
     assert summary["all_background"]["dice"] == 0  # every disc mask has foreground
     with (run / "evaluation-val.csv").open() as handle:
         scores = list(csv.DictReader(handle))
@@ -75,7 +85,7 @@ def test_train_evaluate_predict(discs, tmp_path, segtrain_cli):
     for stem in (path.stem for path in images.iterdir()):
         mask = png(tmp_path / "predictions" / f"{stem}.mask.png")
         assert mask.shape == (48, 64) and set(np.unique(mask)) <= {0, 255}
-        assert png(tmp_path / "predictions" / f"{stem}.overlay.png").shape == (48, 64, 3)
+        assert png(tmp_path / "predictions" / f"{stem}.overlay.png").ndim == 3
     assert png(tmp_path / "predictions" / "contact_sheet.png").ndim == 3
 
     validation_only = segtrain_cli("predict", run)  # default: the run's validation images
@@ -86,13 +96,28 @@ def test_train_evaluate_predict(discs, tmp_path, segtrain_cli):
     assert again.code == 1 and "--resume" in again.err
     changed = segtrain_cli("train", discs, *F32, "--seed", "7", "--out", run, "--resume")
     assert changed.code == 1 and "seed 42 -> 7" in changed.err
+    assert "--process-id" in changed.err and "_" not in changed.err.split("only ")[1]
+    # a run of before the metric's renaming resumes: its history gets today's columns
+    old = [{OLD_HISTORY_NAMES.get(k, k): v for k, v in row.items()} for row in history]
+    with (run / "history.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(
+            handle,
+            ["epoch", "dice", "learning_rate", "loss", "val_dice", "val_loss"],
+            extrasaction="ignore",
+        )
+        writer.writeheader()
+        writer.writerows(old)
     resumed = segtrain_cli(
         "train", discs, *F32, "--epochs", "3", "--out", run, "--resume", "--xla"
     )  # a speed option: it may change on resume
     assert resumed.code == 0, resumed.err
     assert json.loads((run / "config.json").read_text())["xla"] is True
     with (run / "history.csv").open() as handle:
-        assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1", "2"]
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["0", "1", "2"]
+    assert [row["soft_dice"] for row in rows[:2]] == [row["soft_dice"] for row in history]
+    assert [row["batches"] for row in rows] == ["NA", "NA", "3"]  # unknown before
+    assert float(rows[2]["learning_rate"]) == pytest.approx(3e-3)  # not batches' 3: in order
 
 
 @pytest.mark.parametrize(
@@ -142,11 +167,109 @@ def test_dataset_without_a_mask_column(pairs_src, tmp_path, segtrain_cli):
 
 
 def test_images_that_fail_to_decode(discs, tmp_path, segtrain_cli):
+    """The run fails in its first epoch: the run folder is left as it was, so the same
+    command runs again once the image is fixed (it used to keep config.json and refuse)."""
     dataset = brinelite.load_dataset(discs)
     broken = dataset.path / dataset[5].image
     broken.write_bytes(b"not a png")
     result = segtrain_cli("train", discs, *TINY, "--epochs", "1", "--out", tmp_path / "run")
     one_line_error(result, str(broken), "cannot be decoded")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    again = segtrain_cli("train", discs, *TINY, "--epochs", "1", "--out", tmp_path / "mine")
+    one_line_error(again, str(broken), "cannot be decoded")
+    assert [path.name for path in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_a_raw_folder_is_refused_with_the_command_that_installs_it(
+    pairs_src, tmp_path, cli, segtrain_cli
+):
+    """brinelite show reads a raw images/ + masks/ folder; segtrain says how to install it."""
+    result = segtrain_cli("train", pairs_src, *TINY, "--out", tmp_path / "run")
+    one_line_error(
+        result, "no brinelite dataset", f"brinelite install {pairs_src} --name local/pairs"
+    )
+    assert not (tmp_path / "run").exists()
+    assert cli("install", pairs_src, "--name", "local/pairs").code == 0  # the command works
+    one_line_error(
+        segtrain_cli("train", tmp_path / "nothere", "--out", tmp_path / "run"),
+        "no such dataset folder",
+    )
+
+
+def help_screens(app) -> list[tuple[str, ...]]:
+    """Every command path of a typer app, the app's own first: ("install",), ("cache", "dir")."""
+    import typer
+
+    def walk(command, path):
+        yield path
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, (*path, name))
+
+    return list(walk(typer.main.get_command(app), ()))
+
+
+@pytest.mark.parametrize("program", ["brinelite", "segtrain"])
+def test_help_screens_read_plainly(program, cli, segtrain_cli):
+    """-h on every command; values as DATASET / --out PATH, not typer's {dataset} / <path>;
+    no reST backticks; and "the seed" no longer stands for the Carvana workflow."""
+    from brinelite.cli import app as brinelite_app
+    from segtrain.cli import app as segtrain_app
+
+    run, app = (cli, brinelite_app) if program == "brinelite" else (segtrain_cli, segtrain_app)
+    for path in help_screens(app):
+        shown = run(*path, "-h")
+        assert shown.code == 0 and "Usage:" in shown.out, (path, shown.err)
+        for placeholder in (
+            "<str>",
+            "<int>",
+            "<float>",
+            "<path>",
+            "{",
+            "``",
+            "seed's",
+            "as the seed",
+        ):
+            assert placeholder not in shown.out, (path, placeholder, shown.out)
+    assert "--out PATH" in segtrain_cli("train", "-h").out
+    assert "[OPTIONS] DATASET" in segtrain_cli("train", "-h").out
+    version = run("--version")
+    assert version.code == 0 and version.out.startswith(f"{program} 0.")
+
+
+def test_ctrl_c_keeps_the_finished_epochs_and_says_how_to_resume(discs, tmp_path):
+    """SIGINT after the first epoch's line: the run folder holds what a finished run writes for
+    that epoch, and the one line names the epoch and the command that resumes."""
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "segtrain",
+        "train",
+        discs,
+        *F32,
+        "--epochs",
+        "500",
+        "--out",
+        str(run),
+    ]
+    training = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in training.stdout:
+        if " - val_loss: " in line:  # printed once the epoch's row, checkpoint and backup exist
+            training.send_signal(signal.SIGINT)
+            break
+    _, err = training.communicate()
+    assert training.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Interrupted in epoch "), err
+    assert "keeps " in lines[0] and lines[0].endswith(f"--out {run} --resume")
+    assert {"history.csv", "curves.png", "best.weights.h5", "model.keras", "backup"} <= {
+        path.name for path in run.iterdir()
+    }
+    with (run / "history.csv").open() as handle:
+        finished = len(list(csv.DictReader(handle)))
+    assert finished >= 1 and f"epoch {finished + 1} of 500" in lines[0]
 
 
 def test_run_dir_without_weights(discs, tmp_path, segtrain_cli):
@@ -202,7 +325,9 @@ def test_training_log_has_one_line_per_epoch(discs, tmp_path):
     assert "\r" not in text and "\x1b" not in text
     assert "Epoch 1/2" in text and "Epoch 2/2" in text
     epochs = [line for line in text.splitlines() if " - val_loss: " in line]
-    assert len(epochs) == 2 and all(" dice: " in line and "val_dice" in line for line in epochs)
+    assert len(epochs) == 2 and all(
+        " soft_dice: " in line and "val_soft_dice" in line for line in epochs
+    )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["precision_requested"] == "auto"
     assert f"precision {config['precision']} (auto asked)" in text

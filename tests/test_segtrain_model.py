@@ -203,7 +203,7 @@ def test_saved_model_loads_back_without_custom_objects(tmp_path):
     y = (rng.random((2, 32, 32, 1)) > 0.5).astype("float32")
     model = build_model("tiny", 32)
     logs = model.train_on_batch(x, y, return_dict=True)
-    assert np.isfinite(logs["loss"]) and 0 <= logs["dice"] <= 1
+    assert np.isfinite(logs["loss"]) and 0 <= logs["soft_dice"] <= 1
 
     path = tmp_path / "tiny.keras"
     model.save(path)
@@ -211,6 +211,6 @@ def test_saved_model_loads_back_without_custom_objects(tmp_path):
 
     assert loaded.loss is bce_dice_loss
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
-    assert loaded.evaluate(x, y, verbose=0, return_dict=True)["dice"] == pytest.approx(
-        model.evaluate(x, y, verbose=0, return_dict=True)["dice"]
+    assert loaded.evaluate(x, y, verbose=0, return_dict=True)["soft_dice"] == pytest.approx(
+        model.evaluate(x, y, verbose=0, return_dict=True)["soft_dice"]
     )

@@ -80,7 +80,9 @@ def test_camvid_build_show_train_evaluate_predict(cli, segtrain_cli, tmp_path):
     assert config["classes"] == dataset.manifest.classes.to_json()
     assert config["class_weights"] == "none" and config["class_weight_values"] is None
     with (run / "history.csv").open() as handle:
-        assert {"dice", "val_dice", "loss", "val_loss"} <= set(next(csv.DictReader(handle)))
+        assert {"soft_dice", "val_soft_dice", "loss", "val_loss"} <= set(
+            next(csv.DictReader(handle))
+        )
 
     evaluated = segtrain_cli("evaluate", run)
     assert evaluated.code == 0, evaluated.err
@@ -107,7 +109,7 @@ def test_camvid_build_show_train_evaluate_predict(cli, segtrain_cli, tmp_path):
         mask = png(tmp_path / "predicted" / f"{image.stem}.mask.png")
         assert mask.shape == (HEIGHT, WIDTH) and mask.dtype == np.uint8
         assert set(np.unique(mask)) <= set(range(len(NAMES)))
-        assert png(tmp_path / "predicted" / f"{image.stem}.overlay.png").shape == (120, 160, 3)
+        assert png(tmp_path / "predicted" / f"{image.stem}.overlay.png").ndim == 3
     assert png(tmp_path / "predicted" / "contact_sheet.png").ndim == 3
 
 

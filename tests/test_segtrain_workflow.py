@@ -157,7 +157,7 @@ report = segtrain.evaluate(sys.argv[1])
 data = brinelite.load_dataset("gen/discs")
 maps = segtrain.predict(segtrain.load_model(sys.argv[1]), [data.load_image(data[0].image)])
 import keras
-print(keras.config.backend(), run.config["backend"], len(run.history["val_dice"]),
+print(keras.config.backend(), run.config["backend"], len(run.history["val_soft_dice"]),
       report.summary["images"], maps[0].shape)
 """
 

@@ -47,6 +47,15 @@ def test_stops_after_the_batch_that_passes_the_budget(fit_tiny):
     assert len(history["loss"]) == 1  # the cut epoch still ends (and is logged)
 
 
+def test_every_epoch_records_its_batches_with_or_without_a_budget(fit_tiny):
+    from segtrain.time_limit import TimeLimit
+
+    history, _ = fit_tiny(TimeLimit(None), epochs=2)
+    assert (history["batches"], history["partial"]) == ([6, 6], [0, 0])
+    history, _ = fit_tiny(TimeLimit(3.5, clock=ticking()), epochs=2)
+    assert (history["batches"], history["partial"]) == ([4], [1])
+
+
 def test_zero_budget_stops_after_the_first_batch(fit_tiny):
     from segtrain.time_limit import TimeLimit
 
@@ -75,9 +84,13 @@ def test_cli_time_limit_stops_the_run_and_still_writes_it(tmp_path, capsys, monk
     )
     assert result.code == 0, result.err
     assert "Time limit: stopping" in result.out
+    epoch_line = next(line for line in result.out.splitlines() if " - val_loss: " in line)
+    assert epoch_line.startswith("1/4 - ")  # one batch of 4 ran (Keras showed 4/4)
+    assert "batches" not in epoch_line and "partial" not in epoch_line
     with (run / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["0"] and rows[0]["val_loss"]
+    assert (rows[0]["batches"], rows[0]["partial"]) == ("1", "1")  # marked as cut short
     assert float(rows[0]["learning_rate"]) == 0  # auto: the rate decays over the spent budget
     assert (run / "model.keras").is_file() and (run / "curves.png").is_file()
 
