@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+import brinelite
+
 
 def confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
     """Counts of (true class, predicted class) over the pixels whose truth is not void.
@@ -86,7 +88,7 @@ def write_confusion(
     so small classes read as clearly as large ones; each cell holds its share in percent, and
     the title the mIoU and ``title`` (the run's name).
     """
-    with csv_path.open("w", newline="") as handle:
+    with brinelite.atomic_write(csv_path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["true \\ predicted", *names])
         writer.writerows([name, *map(int, row)] for name, row in zip(names, matrix, strict=True))
@@ -119,4 +121,5 @@ def write_confusion(
         title=f"{heading}mIoU {miou:.3f}; % of each true class's pixels",
     )
     figure.colorbar(shown, ax=axes, shrink=0.8)
-    figure.savefig(png_path, dpi=80)
+    with brinelite.atomic_write(png_path, "wb") as png:
+        figure.savefig(png, format="png", dpi=80)

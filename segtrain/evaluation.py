@@ -171,9 +171,9 @@ def evaluate(
     summary |= scores.summary
     drawn = scores.write_figures(out, fold, f"{folder.title()}, fold {fold}")
     csv_path, json_path = out / f"evaluation-{fold}.csv", out / f"evaluation-{fold}.json"
-    with csv_path.open("w", newline="") as handle:
+    with brinelite.atomic_write(csv_path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(scores.per_image[0]))
         writer.writeheader()
         writer.writerows(scores.per_image)
-    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    brinelite.write_text(json_path, json.dumps(summary, indent=2) + "\n")
     return Evaluation(scores.per_image, summary, csv_path, json_path, task, drawn)

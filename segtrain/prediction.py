@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from matplotlib.figure import Figure
 
-from brinelite import IMAGE_SUFFIXES, read_image
+from brinelite import IMAGE_SUFFIXES, atomic_write, read_image
 from segtrain.errors import SegtrainError
 from segtrain.processing import prepare_image, to_rgb
 from segtrain.tasks import (
@@ -246,7 +246,8 @@ def contact_sheet(
     (task or BinaryMasks()).legend(figure, axes.ravel().tolist())
     if title:
         figure.suptitle(title, fontsize=10)
-    figure.savefig(out, dpi=72)
+    with atomic_write(out, "wb") as png:
+        figure.savefig(png, format="png", dpi=72)
     return out
 
 
@@ -261,7 +262,8 @@ def overlay_figure(image: np.ndarray, out: Path, task: MaskTask, title: str = ""
     ax.set_axis_off()
     ax.set_title(shortened(title, 60), fontsize=8)
     task.legend(figure, [ax])
-    figure.savefig(out, dpi=OVERLAY_DPI)
+    with atomic_write(out, "wb") as png:
+        figure.savefig(png, format="png", dpi=OVERLAY_DPI)
     return out
 
 
@@ -312,8 +314,14 @@ def check_outputs(files: Sequence[Path], out: Path, force: bool = False) -> None
 def _write_png(path: Path, rgb_or_grey: np.ndarray) -> None:
     """Write an RGB or grey uint8 array as PNG; fail clearly if the folder is not writable."""
     array = rgb_or_grey if rgb_or_grey.ndim == 2 else cv2.cvtColor(rgb_or_grey, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), array):
-        raise SegtrainError(f"cannot write {path}")
+    encoded, data = cv2.imencode(".png", array)
+    if not encoded:
+        raise SegtrainError(f"cannot encode {path.name} as PNG")
+    try:
+        with atomic_write(path, "wb") as out:
+            out.write(data.tobytes())
+    except OSError as exc:
+        raise SegtrainError(f"cannot write {path} ({exc.strerror or exc})") from exc
 
 
 def predict_files(

@@ -374,12 +374,12 @@ class RunFolder:
     def write_record(self, record: RunRecord) -> None:
         """Write config.json (creating the folder)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / CONFIG).write_text(json.dumps(record.to_json(), indent=2) + "\n")
+        brinelite.write_text(self.path / CONFIG, json.dumps(record.to_json(), indent=2) + "\n")
 
     def write_split(self, validation: brinelite.Dataset, training: brinelite.Dataset) -> None:
         """Write split.json: the row ids of both folds."""
         rows = {"val": validation.indices.tolist(), "train": training.indices.tolist()}
-        (self.path / SPLIT).write_text(json.dumps(rows) + "\n")
+        brinelite.write_text(self.path / SPLIT, json.dumps(rows) + "\n")
 
     def split(self, dataset: brinelite.Dataset) -> tuple[brinelite.Dataset, brinelite.Dataset]:
         """The validation and training folds of ``dataset`` recorded in split.json.
@@ -515,7 +515,8 @@ class RunFolder:
         for axes, metric in zip(row, metrics, strict=True):
             _plot_metric(axes, history, metric)
         figure.suptitle(self.title())
-        figure.savefig(self.path / CURVES, dpi=80)
+        with brinelite.atomic_write(self.path / CURVES, "wb") as png:
+            figure.savefig(png, format="png", dpi=80)
         return self.path / CURVES
 
     def title(self) -> str:

@@ -99,10 +99,6 @@ WRITES_ALLOWED = {
     "brinelite/download.py": "the part file grows across attempts (resume); renamed once verified",
     "brinelite/prepared.py": "writes into its staging folder, renamed into place whole",
     "segtrain/runtime.py": "redirects a standard stream (a copy of its descriptor, /dev/null)",
-    "segtrain/run_folder.py": "TODO convert after merge (config.json, split.json, curves)",
-    "segtrain/evaluation.py": "TODO convert after merge (scores CSV and JSON)",
-    "segtrain/confusion.py": "TODO convert after merge (confusion CSV and PNG)",
-    "segtrain/prediction.py": "TODO convert after merge (masks, overlays, contact sheet)",
 }
 _WRITE_MODE = re.compile(r"[wax+]")
 _WRITE_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND", "O_TRUNC"}
@@ -155,12 +151,14 @@ def _mode(call: ast.Call, position: int) -> str | None:
 def file_writes(tree: ast.Module) -> list[int]:
     """Lines where ``tree`` writes a file in place: ``open`` for writing (builtin, ``Path.open``,
     ``gzip.open``...), ``os.open`` with write flags, ``Path.write_text``/``write_bytes``,
-    ``cv2.imwrite``, ``savefig``. Writing into an open stream (``fileobj=``) and calling a
-    module's own ``write_text`` (``atomic.write_text``) do not count."""
+    ``cv2.imwrite``, ``savefig``. Writing into an open stream (``fileobj=``, ``savefig(stream,
+    format=...)``) and calling a module's own ``write_text`` (``atomic.write_text``) do not
+    count."""
     modules = _modules_imported(tree)
     lines = []
     for call in ast.walk(tree):
-        if not isinstance(call, ast.Call) or any(k.arg == "fileobj" for k in call.keywords):
+        streamed = {"fileobj", "format"}  # gzip into an open file; savefig into an open stream
+        if not isinstance(call, ast.Call) or any(k.arg in streamed for k in call.keywords):
             continue
         func = call.func
         name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
