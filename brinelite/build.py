@@ -323,6 +323,7 @@ def stage(
     dest: Path,
     name: str,
     version: str,
+    *,
     description: str = "",
     license: str = "",
     progress: Progress | None = None,
@@ -358,8 +359,8 @@ def stage(
         version,
         source.columns,
         rows,
-        description,
-        license or (licence_text.splitlines() or [""])[0].strip(),
+        description=description,
+        license=license or (licence_text.splitlines() or [""])[0].strip(),
         citation=citation or _card_text(source.card, "citation"),
         created=created_time(_inputs(source)),
         classes=classes,
@@ -460,7 +461,15 @@ def build(
     try:
         with tempfile.TemporaryDirectory(prefix="brinelite-build-") as tmp:
             manifest = stage(
-                source, Path(tmp), name, version, description, license, progress, citation, binary
+                source,
+                Path(tmp),
+                name,
+                version,
+                description=description,
+                license=license,
+                progress=progress,
+                citation=citation,
+                binary=binary,
             )
             sha256 = archive.create(Path(tmp), out)
     except OSError as exc:

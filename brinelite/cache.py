@@ -31,16 +31,17 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from filelock import FileLock, Timeout
 
-from . import settings
+from . import jsonio, settings
 from .atomic import write_text
 from .errors import AlreadyExistsError, CacheError, NotInstalledError, disk_advice
 from .hashes import FileInfo, file_info
+from .manifest import INSTALL_RECORD
 from .names import DatasetRef, Version, parse_version, suggest
 from .redact import url_key
 
@@ -466,3 +467,40 @@ def _delete(done: Cleaned, path: Path) -> None:
     else:
         path.unlink(missing_ok=True)
     done.removed.append((path.relative_to(home()), size))
+
+
+@dataclass(frozen=True)
+class InstallRecord:
+    """What ``install.json`` beside an installed dataset's manifest says (it is not hashed).
+
+    Written once by the installer; read by ``info``, ``lock``, ``Dataset.sha256`` and the
+    installer's "already installed" check, so a new field is one line here.
+
+    Example::
+
+        InstallRecord.read(cache.dataset_path(ref)).sha256  # "" for a folder install
+    """
+
+    source: str = ""  # the source as it may be printed (credentials redacted)
+    source_sha256: str = ""  # the sha256 of the source's URL or path, to recognise it again
+    sha256: str = ""  # the archive's sha256; "" when installed from a folder
+    registry: str = ""  # the registry a name was resolved in, if any
+    installed: str = ""  # when, as ISO 8601 UTC
+
+    @classmethod
+    def read(cls, folder: Path) -> InstallRecord:
+        """The record in ``folder``; an empty one if it is missing or unreadable."""
+        try:
+            data = jsonio.loads((folder / INSTALL_RECORD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        return cls(
+            **{f.name: data[f.name] for f in fields(cls) if isinstance(data.get(f.name), str)}
+        )
+
+    def write(self, folder: Path) -> None:
+        """Write the record into ``folder`` (atomically); empty fields are left out."""
+        record = {key: value for key, value in asdict(self).items() if value}
+        write_text(folder / INSTALL_RECORD, json.dumps(record, indent=2) + "\n")

@@ -25,7 +25,6 @@ from .commandline import Output, new_app, run_app, storable_path
 from .dataset import load_dataset
 from .errors import NotInstalledError
 from .install import install as install_dataset
-from .install import read_install_record
 from .names import parse_name
 from .progress import bar
 from .redact import redact_url
@@ -197,7 +196,7 @@ def info(
         out.json(_info_json(dataset))
         return
     manifest = dataset.manifest
-    record = read_install_record(dataset.path)
+    record = cache.InstallRecord.read(dataset.path)
     versions = ", ".join(str(v) for v in cache.installed_versions(parse_name(manifest.name)))
     for key, value in (
         ("name", f"{manifest.name}@{manifest.version}"),
@@ -210,8 +209,8 @@ def info(
         ("splits", ", ".join(f"{k} {len(v)} rows" for k, v in manifest.splits.items())),
         ("columns", ", ".join(f"{c.name} ({c.type})" for c in manifest.columns)),
         ("size", f"{_human(manifest.total_bytes)} in {len(manifest.files)} files"),
-        ("source", redact_url(record.get("source", ""))),
-        ("archive sha256", record.get("sha256", "")),
+        ("source", redact_url(record.source)),
+        ("archive sha256", record.sha256),
         ("fingerprint", manifest.fingerprint),
         ("path", str(dataset.path)),
     ):
@@ -250,7 +249,7 @@ def _print_card(folder: Path, card: list[str], lines: int = 40) -> None:
 def _info_json(dataset) -> dict:
     """``info --json``: the facts of ``info`` as numbers and lists (keys in the README)."""
     manifest = dataset.manifest
-    record = read_install_record(dataset.path)
+    record = cache.InstallRecord.read(dataset.path)
     return {
         "name": manifest.name,
         "version": str(manifest.version),
@@ -265,8 +264,8 @@ def _info_json(dataset) -> dict:
         "columns": [{"name": c.name, "type": c.type} for c in manifest.columns],
         "total_bytes": manifest.total_bytes,
         "files": len(manifest.files),
-        "source": redact_url(record.get("source", "")),
-        "sha256": record.get("sha256", ""),
+        "source": redact_url(record.source),
+        "sha256": record.sha256,
         "fingerprint": manifest.fingerprint,
         "path": str(dataset.path),
     }

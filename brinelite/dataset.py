@@ -8,7 +8,6 @@ views too (no data is copied), so splitting 100k rows costs milliseconds.
 from __future__ import annotations
 
 import gc
-import json
 import math
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
@@ -84,11 +83,7 @@ class Dataset:
         With :attr:`name`, :attr:`version` and ``manifest.fingerprint`` it pins exactly this
         dataset (what ``brinelite lock`` and segtrain run folders record).
         """
-        try:
-            record = json.loads((self.path / manifest_io.INSTALL_RECORD).read_text("utf-8"))
-        except (OSError, ValueError):
-            return ""
-        return str(record.get("sha256", "")) if isinstance(record, dict) else ""
+        return cache.InstallRecord.read(self.path).sha256
 
     @property
     def indices(self) -> np.ndarray:

@@ -14,7 +14,6 @@ needs a registry.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -25,7 +24,6 @@ from urllib.parse import urlsplit
 
 from . import archive, cache, download, registry, settings
 from . import manifest as manifest_io
-from .atomic import write_text
 from .build import scan_pairs, stage
 from .errors import (
     AlreadyExistsError,
@@ -261,10 +259,10 @@ def _from_registry(ref: DatasetRef, pins: _Pins, force: bool) -> _Plan | Install
 
 def _checked(path: Path, pins: _Pins, shown: str = "") -> Installed:
     """The installed dataset at ``path``, once it matches the user's pins (else an error)."""
-    record = read_install_record(path)
+    record = cache.InstallRecord.read(path)
     manifest = manifest_io.read(path)
-    recorded = record.get("sha256") or "unknown (installed from a folder)"
-    if pins.sha256 is not None and pins.sha256 != record.get("sha256"):
+    recorded = record.sha256 or "unknown (installed from a folder)"
+    if pins.sha256 is not None and pins.sha256 != record.sha256:
         raise IntegrityError(
             f"{manifest.ref} is installed from an archive with sha256 {recorded}, "
             f"not the {pins.sha256} asked for; pass --force to replace it."
@@ -296,20 +294,11 @@ def _already_installed(plan: _Plan) -> Installed | None:
     for ref in cache.installed():
         if plan.ref is not None and ref.full_name != plan.ref.full_name:
             continue
-        record = read_install_record(cache.dataset_path(ref))
-        same = key == record.get("source_sha256") or plan.location == record.get("source")
-        if same and plan.sha256 in (None, record.get("sha256")):
+        record = cache.InstallRecord.read(cache.dataset_path(ref))
+        same = key == record.source_sha256 or plan.location == record.source
+        if same and plan.sha256 in (None, record.sha256):
             return _checked(cache.dataset_path(ref), plan.pins, plan.shown)
     return None
-
-
-def read_install_record(path: Path) -> dict:
-    """What ``install.json`` of an installed dataset says (source, archive sha256, time)."""
-    try:
-        record = json.loads((path / manifest_io.INSTALL_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
 
 
 def _install_locked(
@@ -327,14 +316,13 @@ def _install_locked(
             shared.sha256 = digest
             root, manifest = _unpack(plan, shared.archive, staging, quiet)
         _check_identity(plan, manifest)
-        record = {
-            "source": redact_url(plan.location),
-            "source_sha256": url_key(plan.location),
-            "sha256": digest,
-            **({"registry": plan.registry} if plan.registry else {}),
-            "installed": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-        write_text(root / manifest_io.INSTALL_RECORD, json.dumps(record, indent=2) + "\n")
+        cache.InstallRecord(
+            source=redact_url(plan.location),
+            source_sha256=url_key(plan.location),
+            sha256=digest,
+            registry=plan.registry or "",
+            installed=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ).write(root)
         with cache.lock(manifest.ref.full_name):
             if not force and _same_installed(manifest):
                 return _checked(cache.dataset_path(manifest.ref), plan.pins, plan.shown)

@@ -29,7 +29,7 @@ from . import cache, jsonio
 from . import manifest as manifest_io
 from .atomic import write_text
 from .errors import InvalidNameError, LockFileError, disk_advice
-from .install import Installed, install, is_sha256, read_install_record
+from .install import Installed, install, is_sha256
 from .names import DatasetRef, parse_name, parse_version
 
 LOCK_FILE = "brinelite.lock"
@@ -65,7 +65,7 @@ def lock_installed(names: list[str]) -> list[Locked]:
     for name in names:
         ref = cache.resolve_installed(parse_name(name))
         path = cache.dataset_path(ref)
-        digest = read_install_record(path).get("sha256") or ""
+        digest = cache.InstallRecord.read(path).sha256
         if not is_sha256(digest):
             raise LockFileError(
                 f"{ref} was not installed from an archive, so it has no sha256 to lock; "
