@@ -16,9 +16,9 @@ killed install leaves ``datasets/`` exactly as it was.
 ``BRINELITE_HOME`` may point at a folder that holds other things. brinelite marks what it
 creates: a cache folder it creates gets a ``CACHEDIR.TAG`` (the Cache Directory Tagging
 Specification, honoured by backup tools), and each entry it makes has a name only brinelite
-gives (``install-<pid>-…`` staging folders, ``<16 hex>-<file>`` downloads, ``<64 hex>``
-prepared caches). :func:`clean` deletes only such entries, never through a symbolic link,
-and lists everything else it left.
+gives (``install-<pid>-…`` staging folders, ``prepared-<64 hex>`` prepared caches being
+filled, ``<16 hex>-<file>`` downloads, ``<64 hex>`` prepared caches). :func:`clean` deletes
+only such entries, never through a symbolic link, and lists everything else it left.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -58,9 +59,13 @@ _MARKER_TEXT = (
     "# This folder was created by brinelite (a dataset cache); `brinelite cache clean`\n"
     "# tidies it. See https://bford.info/cachedir/\n"
 )
+# A prepared cache being filled (brinelite.prepared.Filling): its folder in tmp/ and its lock
+# share this name; no row added for FILLING_IDLE seconds and the lock free: it is abandoned.
+FILLING = r"prepared-[0-9a-f]{64}"
+FILLING_IDLE = 3600.0
 # The names brinelite gives the entries of each area it cleans: nothing else is deleted.
 _OWN = {
-    "tmp": re.compile(r"(?:install|replaced|removed|prepared)-(\d+)-[A-Za-z0-9_]+"),
+    "tmp": re.compile(r"(?:install|replaced|removed|prepared)-(\d+)-[A-Za-z0-9_]+|" + FILLING),
     "downloads": re.compile(r"[0-9a-f]{16}-.+"),
     "prepared": re.compile(r"[0-9a-f]{64}"),
 }
@@ -280,7 +285,8 @@ def _remove_abandoned() -> None:
 def _owner(staged: Path) -> int | None:
     """The pid in a staging folder's name (``install-<pid>-…``); None for any other entry."""
     match = _OWN["tmp"].fullmatch(staged.name)
-    return int(match[1]) if match and staged.is_dir() and not staged.is_symlink() else None
+    owned = match and match[1] and staged.is_dir() and not staged.is_symlink()
+    return int(match[1]) if owned else None
 
 
 def _running(pid: int) -> bool:
@@ -421,7 +427,9 @@ def clean(also: Iterable[Path] = ()) -> Cleaned:
             _delete(done, path)
     for child in _entries(done, root / "tmp"):
         pid = _owner(child)
-        if pid is not None and _running(pid):
+        if re.fullmatch(FILLING, child.name):
+            _delete_filling(done, child)
+        elif pid is not None and _running(pid):
             done.skipped.append(child.relative_to(root))
         else:
             _delete(done, child)
@@ -433,6 +441,23 @@ def clean(also: Iterable[Path] = ()) -> Cleaned:
         except CacheError:  # another process holds it: a download in progress
             done.skipped.append(child.relative_to(root))
     return done
+
+
+def _delete_filling(done: Cleaned, folder: Path) -> None:
+    """Delete a prepared cache's filling left by a killed run; skip one a run may still fill.
+
+    A filling run holds the folder's lock only while it adds a row, so a folder is in use
+    while its lock is held or a row was added within ``FILLING_IDLE`` seconds.
+    """
+    try:
+        with lock(folder.name, timeout=0):
+            newest = max(entry.stat().st_mtime for entry in [folder, *folder.iterdir()])
+            if time.time() - newest >= FILLING_IDLE:
+                _delete(done, folder)
+                return
+    except (CacheError, OSError):  # held: a row is being added; or it changed under us
+        pass
+    done.skipped.append(folder.relative_to(home()))
 
 
 def _entries(done: Cleaned, area: Path) -> list[Path]:

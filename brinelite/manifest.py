@@ -147,7 +147,7 @@ class Manifest:
                 ),
             )
             manifest.splits = splits.check(data.get("splits", {}), manifest.rows)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ManifestError(f"Manifest is malformed ({type(exc).__name__}: {exc}).") from exc
         if not manifest.columns:
             raise ManifestError("Manifest lists no columns.")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import stat
@@ -123,6 +124,7 @@ class PreparedStore:
         self._lock = threading.RLock()
         self._arrays: list[np.ndarray] | None = None  # x, and y when the samples have one
         self._layout: Layout | None = None
+        self._unchecked = False  # _layout is a filling's, read before any row of ours fit it
         self._filled = np.zeros(rows, dtype=bool)
         self.location: str | None = None
         if mode != "memory":
@@ -154,6 +156,9 @@ class PreparedStore:
         with self._lock:
             if self._layout is None:
                 self._decide(sample)
+            elif self._unchecked and Layout.of(sample) != self._layout:
+                self._start_disk(Layout.of(sample))  # the filling's layout was stale: afresh
+            self._unchecked = False
             assert self._layout is not None
             parts = self._layout.conform(sample, describe)
             if self.location == "memory":
@@ -190,9 +195,13 @@ class PreparedStore:
             return
         self._start_disk(layout)
 
-    def _start_disk(self, layout: Layout) -> None:
-        """Join (or begin) filling the disk cache; publish it if its rows are all there."""
-        self._layout = self.filling.start(layout, self._lock_name())
+    def _start_disk(self, layout: Layout, stated: bool = False) -> None:
+        """Join (or begin) filling the disk cache; publish it if its rows are all there.
+
+        ``stated``: ``layout`` is the filling's own, not yet checked against a row of ours.
+        """
+        self._unchecked = stated
+        self._layout = self.filling.start(layout, self._lock_name(), stated)
         self.location = str(self.folder)
         if self.filling.complete():
             self._publish()  # a run that stopped while publishing left every row behind
@@ -206,7 +215,7 @@ class PreparedStore:
             return False
         with self._lock:
             if self._layout is None:
-                self._start_disk(layout)
+                self._start_disk(layout, stated=True)
         return self.location != "memory"
 
     def _lock_name(self) -> str:
@@ -279,11 +288,12 @@ class PreparedStore:
                 _mapped(self.folder / f"{name}.npy", (self.rows, *shape), dtype)
                 for name, (shape, dtype) in zip("xy", layout.parts, strict=False)
             ]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, OverflowError):
             return None  # none yet, or unreadable or not as stated: this run prepares its own
 
 
 LAYOUT_FILE = "arrays.json"
+MAX_ROW_BYTES = 2**40  # a prepared row of more is no layout brinelite wrote
 
 
 class Layout:
@@ -299,18 +309,30 @@ class Layout:
 
     @classmethod
     def from_json(cls, text: str) -> Layout:
-        stated = json.loads(text)
-        parts = [(tuple(p["shape"]), np.dtype(p["dtype"])) for p in stated["arrays"]]
-        if not 1 <= len(parts) <= 2 or any(d.hasobject for _, d in parts):
+        """The layout ``arrays.json`` states; a ValueError unless it could be brinelite's.
+
+        Every dimension a whole number above 0 (not 1e400, -16 or 0), a row at most
+        ``MAX_ROW_BYTES`` (not ``2**62`` bytes).
+        """
+        arrays = json.loads(text)["arrays"]
+        shapes = [array["shape"] for array in arrays]
+        if not all(type(n) is int and n > 0 for shape in shapes for n in shape):
             raise ValueError("not a layout of prepared samples")
-        return cls(parts)
+        layout = cls(
+            [(shape, np.dtype(array["dtype"])) for shape, array in zip(shapes, arrays, strict=True)]
+        )
+        if not 1 <= len(layout.parts) <= 2 or any(d.hasobject for _, d in layout.parts):
+            raise ValueError("not a layout of prepared samples")
+        if layout.row_bytes() > MAX_ROW_BYTES:
+            raise ValueError("not a layout of prepared samples")
+        return layout
 
     def to_json(self) -> str:
         arrays = [{"shape": list(shape), "dtype": dtype.str} for shape, dtype in self.parts]
         return json.dumps({"arrays": arrays}) + "\n"
 
     def row_bytes(self) -> int:
-        return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.parts)
+        return sum(math.prod(shape) * dtype.itemsize for shape, dtype in self.parts)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Layout) and self.parts == other.parts
@@ -352,16 +374,24 @@ class Filling:
         """The layout stated by the first process that prepared a row, if any did."""
         try:
             return Layout.from_json((self.folder / LAYOUT_FILE).read_text("utf-8"))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, OverflowError):
             return None
 
-    def start(self, layout: Layout, lock_name: str) -> Layout:
-        """Join (or begin) the filling; the layout already stated wins (and must match)."""
+    def start(self, layout: Layout, lock_name: str, stated: bool = False) -> Layout:
+        """Join (or begin) the filling of rows of ``layout``, and return the layout filled.
+
+        With ``stated`` (``layout`` was read from the filling, no row of ours checked yet)
+        it is joined as it is. Otherwise ``layout`` is this process's rows': a filling that
+        states another (a stale or edited ``arrays.json``) is begun afresh, as the same key
+        gives every process rows of one layout.
+        """
         self.lock_name = lock_name
         with cache.lock(lock_name):
             self._make_folder()
             shared = self.layout()
-            if shared is None:
+            if shared != layout and not (stated and shared is not None):
+                for name in self._row_files():
+                    (self.folder / name).unlink(missing_ok=True)
                 _replace_text(self.folder / LAYOUT_FILE, layout.to_json())
                 shared = layout
             self._write_count(len(self._row_files()))  # recounted: a killed run may lag

@@ -8,7 +8,8 @@ ever listed. Files carry
 ``If-Range``) resumes a download (an invalid one such as ``bytes=5-2`` is ignored: 200);
 ``If-None-Match`` (``*`` too) and ``If-Modified-Since`` give 304. A client has ``timeout``
 seconds (30 by default) to send each whole request, however it trickles it, and a
-connection silent that long is closed. At most ``max_connections`` (64) are served at once;
+connection silent that long is closed; a body must be taken at ``MIN_SEND_RATE`` (16 KiB/s)
+on average, after that ``timeout``. At most ``max_connections`` (64) are served at once;
 one more gets ``503`` with ``Retry-After``. A path over 4096 bytes gets 414; a Range of
 absurd numbers is read as past the end (416) rather than parsed.
 Each request is logged on stderr.
@@ -21,7 +22,6 @@ import email.utils
 import io
 import math
 import re
-import shutil
 import socket
 import sys
 import threading
@@ -38,6 +38,8 @@ from .paths import UnsafePathError, inside
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 DEFAULT_TIMEOUT = 30.0  # seconds to send a whole request, and to stay silent
 DEFAULT_MAX_CONNECTIONS = 64
+MIN_SEND_RATE = 16 << 10  # bytes a second a client must take a body at, on average
+_CHUNK = 64 << 10
 MAX_TARGET = 4096  # bytes in a request's path and query; longer gets 414
 _DIGITS = 18  # a byte position with more digits is past any file (and int() has a limit)
 _BUSY = (
@@ -152,8 +154,20 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 self.copy_body(data, end - start + 1)
 
     def copy_body(self, data: BinaryIO, length: int) -> None:
-        """Send ``length`` bytes of ``data`` (a hook that tests can override to cut a body)."""
-        shutil.copyfileobj(_Limited(data, length), self.wfile)
+        """Send ``length`` bytes of ``data`` (a hook that tests can override to cut a body).
+
+        The client has ``timeout`` seconds plus one per ``server.min_send_rate`` bytes to take
+        it all: one reading a byte at a time never meets a per-send timeout, and would hold
+        its thread (and a connection slot) forever.
+        """
+        ends = time.monotonic() + self.timeout + length / self.server.min_send_rate
+        source = _Limited(data, length)
+        while chunk := source.read(_CHUNK):
+            left = ends - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the client took the body too slowly")  # logged, closed
+            self.connection.settimeout(min(self.timeout, left))  # sendall's whole duration
+            self.wfile.write(chunk)
 
     def _validators(self, etag: str, modified: str) -> None:
         self.send_header("ETag", etag)
@@ -232,6 +246,7 @@ class RegistryServer(ThreadingHTTPServer):
     """A threaded HTTP server of one registry folder."""
 
     daemon_threads = True
+    min_send_rate = MIN_SEND_RATE
 
     def __init__(
         self,

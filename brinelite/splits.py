@@ -17,8 +17,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .errors import BuildError
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
@@ -49,7 +47,8 @@ def check_name(name: str, where: str) -> str:
 def check(splits: Any, rows: int) -> Splits:
     """The manifest's ``splits`` object, checked: names, row numbers in range, sorted, disjoint.
 
-    Raises :class:`ValueError` (the manifest reader turns it into a ``ManifestError``).
+    Raises :class:`ValueError` (the manifest reader turns it into a ``ManifestError``). Checked
+    in Python: a number too large for numpy (``10**20``) is out of range, not an overflow.
     """
     if not isinstance(splits, Mapping) or len(splits) > MAX_SPLITS:
         raise ValueError(f'"splits" must map at most {MAX_SPLITS} names to lists of row numbers')
@@ -58,14 +57,14 @@ def check(splits: Any, rows: int) -> Splits:
         check_name(name, "the manifest")
         if not isinstance(numbers, list | tuple) or not all(type(n) is int for n in numbers):
             raise ValueError(f"split {name!r} must be a list of row numbers")
-        array = np.asarray(numbers, dtype=np.int64)
-        if array.size == 0 or array[0] < 0 or array[-1] >= rows or np.any(np.diff(array) <= 0):
+        ascending = all(a < b for a, b in zip(numbers, numbers[1:], strict=False))
+        if not numbers or not ascending or numbers[0] < 0 or numbers[-1] >= rows:
             raise ValueError(
                 f"split {name!r} must list distinct row numbers from 0 to {rows - 1}, ascending"
             )
         checked[name] = tuple(numbers)
-    every = np.concatenate([np.asarray(v) for v in checked.values()]) if checked else []
-    if len(np.unique(every)) != len(every):
+    every = [number for numbers in checked.values() for number in numbers]
+    if len(set(every)) != len(every):
         raise ValueError("a row belongs to two splits")
     return checked
 

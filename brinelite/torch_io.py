@@ -27,7 +27,9 @@ torchvision transforms. torch is imported when one of them is called, never by
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 from collections import namedtuple
 from typing import Any
 
@@ -55,16 +57,35 @@ class WorkerError(DataError):
     """A brinelite error raised in a DataLoader worker process, back in the main process.
 
     torch carries a worker's exception to the main process as its class and its formatted
-    traceback only, and raises ``cls("Caught ... Original Traceback ...")`` there. This class
-    keeps just its own message from that text: the one line the worker raised (naming the row
-    and its files), so the loop ends with brinelite's usual error and no worker dump.
+    traceback only, and raises ``cls("Caught ... Original Traceback ...")`` there. The worker
+    raises it through :meth:`carrying`, whose text is its message as one JSON string (newlines
+    escaped), so the traceback's final line is ``brinelite.torch_io.WorkerError: "..."``
+    whatever the message holds; this class decodes exactly that line and keeps the message
+    (naming the row and its files), so the loop ends with brinelite's usual error and no
+    worker dump. A row named to hold that marker cannot rewrite it: it is inside the JSON.
     """
 
+    MARKER = f"{__name__}.WorkerError: "
+
     def __init__(self, message: str) -> None:
-        marker = f"{__name__}.{type(self).__qualname__}: "
-        if marker in message:  # torch's rebuilt text: our line is the traceback's last
-            message = message.rsplit(marker, 1)[1].strip()
+        last = message.rstrip("\n").rpartition("\n")[2]
+        if last.startswith(self.MARKER):  # torch's rebuilt text: our line is the last
+            with contextlib.suppress(ValueError):
+                decoded = json.loads(last[len(self.MARKER) :])
+                message = decoded if isinstance(decoded, str) else message
         super().__init__(message)
+
+    @classmethod
+    def carrying(cls, message: str) -> WorkerError:
+        """The error a worker raises for ``message``: its text is the JSON torch will carry.
+
+        Example::
+
+            raise WorkerError.carrying(str(exc)) from exc
+        """
+        error = cls.__new__(cls)
+        DataError.__init__(error, json.dumps(message))
+        return error
 
 
 def _in_worker() -> bool:
@@ -113,7 +134,7 @@ class TorchSamples:
             return self._tensors(x, y, position)
         except BrineliteError as exc:
             if _in_worker():
-                raise WorkerError(str(exc)) from exc
+                raise WorkerError.carrying(str(exc)) from exc
             raise
 
     def _position(self, index: int, epoch: int) -> int:

@@ -173,7 +173,8 @@ def start(
     if num_processes > 1:
         secret = handshake.read_secret()
         client = join(num_processes, process_id, coordinator, bind)
-        handshake.prove(client, secret, process_id, num_processes)
+        address = coordinator_addresses(coordinator)[0]
+        handshake.prove(client, secret, process_id, num_processes, address)
     devices = keras.distribution.list_devices()
     layout = keras.distribution.DataParallel(devices=devices)
     layout.auto_shard_dataset = False

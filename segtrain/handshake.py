@@ -7,13 +7,19 @@ secret (``SEGTRAIN_SECRET``, or the file ``SEGTRAIN_SECRET_FILE`` names), by HMA
 challenge and response over the coordination service's key-value store:
 
 1. process 0 posts a random challenge;
-2. every other process posts a random nonce of its own and its proof: the HMAC of its id, the
-   process count, the challenge and its nonce;
-3. process 0 checks every proof, then posts its verdict: a refusal naming the processes that
-   failed, or its own proof over every nonce (process 0 holds the secret too);
+2. every other process posts a random nonce of its own and its proof: the HMAC of the run
+   (the coordinator address every process joined at, the process count), its id, the
+   challenge and its nonce;
+3. process 0 checks every proof, then posts its verdict, proven too (process 0 holds the
+   secret): a refusal naming the processes that failed, proven for each one's nonce, or its
+   acceptance of every nonce;
 4. every other process checks process 0's proof. A refused one ends with one line, then
    posts that it left (``leave``): process 0 waits for that before it ends too, since its end
    ends JAX's coordination service and with it, at once, every process still joined.
+
+Every HMAC names the run's coordinator address, so a proof made for one coordinator is worth
+nothing at another: a rogue coordinator that an honest process reached cannot relay that
+process's answer into a real run as its own, and a refusal it makes up is told apart.
 
 A program without the secret sees a random challenge and a refusal. The secret itself never
 crosses the network, only HMACs of random values, which an eavesdropper could still test
@@ -41,6 +47,8 @@ TIMEOUT = 120.0  # seconds for every process to post its part, once all have joi
 LEAVE_TIMEOUT = 30.0  # seconds process 0 waits for the refused to say why they end
 PREFIX = "segtrain/handshake/"
 NONCE = 32  # bytes of every random challenge and nonce
+MAC = 32  # bytes of an HMAC-SHA256
+REFUSED = b"refused"  # process 0's verdict of refusal starts so (then its proof, who failed)
 FIX = (
     "give every process of the run the same secret in SEGTRAIN_SECRET or in a file named by "
     "SEGTRAIN_SECRET_FILE"
@@ -124,7 +132,9 @@ def digest(secret: bytes, what: str, text: str) -> bytes:
     return _mac(secret, b"agree", what.encode(), text.encode())
 
 
-def prove(store: Store, secret: bytes, process_id: int, num_processes: int) -> None:
+def prove(
+    store: Store, secret: bytes, process_id: int, num_processes: int, coordinator: str
+) -> None:
     """Prove this process holds ``secret`` and check that the others do (see the module).
 
     Call it right after joining, before anything else is exchanged.
@@ -133,6 +143,8 @@ def prove(store: Store, secret: bytes, process_id: int, num_processes: int) -> N
         store: the key-value store every process of the run shares (JAX's client).
         secret: this process's secret (``read_secret``).
         process_id, num_processes: this process and the run's process count.
+        coordinator: the ``HOST:PORT`` every process joined at (the first of ``--coordinator``);
+            every process must name it alike.
 
     Raises:
         SegtrainError: process 0: which processes failed to prove the secret (they are told
@@ -140,15 +152,16 @@ def prove(store: Store, secret: bytes, process_id: int, num_processes: int) -> N
 
     Example::
 
-        prove(jax._src.distributed.global_state.client, read_secret(), 1, 2)
+        prove(jax._src.distributed.global_state.client, read_secret(), 1, 2, "10.0.0.1:12345")
     """
+    run = coordinator.strip().lower().encode() + num_processes.to_bytes(4, "big")
     if process_id == 0:
-        _check_peers(store, secret, num_processes)
+        _check_peers(store, secret, num_processes, run)
     else:
-        _answer(store, secret, process_id, num_processes)
+        _answer(store, secret, process_id, num_processes, run)
 
 
-def _check_peers(store: Store, secret: bytes, num_processes: int) -> None:
+def _check_peers(store: Store, secret: bytes, num_processes: int, run: bytes) -> None:
     """Process 0's side: challenge, check every answer, post the verdict."""
     challenge = secrets.token_bytes(NONCE)
     _post(store, "challenge", challenge)
@@ -157,50 +170,84 @@ def _check_peers(store: Store, secret: bytes, num_processes: int) -> None:
     for peer in range(1, num_processes):
         answer = _get(store, f"answer/{peer}", deadline) or b""
         nonce, proof = answer[:NONCE], answer[NONCE:]
-        expected = _mac(secret, b"process", _count(peer, num_processes), challenge, nonce)
+        expected = _mac(secret, b"process", run, _id(peer), challenge, nonce)
         if not hmac.compare_digest(proof, expected):
             failed.append(peer)
         if answer:
             answered.append(peer)
         nonces.append(nonce)
     if not failed:
-        proof = _mac(secret, b"coordinator", _count(0, num_processes), challenge, *nonces)
+        proof = _mac(secret, b"coordinator", run, challenge, *nonces)
         _post(store, "verdict", b"accepted" + proof)
         return
-    _post(store, "verdict", b"refused")
+    refused = b"".join(map(_id, failed))
+    proofs = [
+        _mac(secret, REFUSED, challenge, _id(peer), nonce, refused)
+        for peer, nonce in enumerate(nonces, 1)
+    ]  # one for each process's nonce: no refusal of another answer passes for this one
+    _post(store, "verdict", REFUSED + b"".join(proofs) + refused)
     deadline = time.monotonic() + LEAVE_TIMEOUT
     for peer in set(failed) & set(answered):  # let them say why they end before this one does
         _get(store, f"left/{peer}", deadline)
     names = ", ".join(map(str, failed))
     raise SegtrainError(
         f"process {names} of {num_processes} did not prove the run's secret (another secret, "
-        "none in time, or not segtrain) and was refused before anything about the run was "
-        f"exchanged; {FIX}"
+        "another --coordinator, none in time, or not segtrain) and was refused before anything "
+        f"about the run was exchanged; {FIX}"
     )
 
 
-def _answer(store: Store, secret: bytes, process_id: int, num_processes: int) -> None:
+def _answer(store: Store, secret: bytes, process_id: int, num_processes: int, run: bytes) -> None:
     """The side of every other process: answer the challenge, read and check the verdict."""
     deadline = time.monotonic() + TIMEOUT
     challenge = _require(store, "challenge", deadline)
     nonce = secrets.token_bytes(NONCE)
-    proof = _mac(secret, b"process", _count(process_id, num_processes), challenge, nonce)
+    proof = _mac(secret, b"process", run, _id(process_id), challenge, nonce)
     _post(store, f"answer/{process_id}", nonce + proof)
     verdict = _require(store, "verdict", deadline + TIMEOUT)
-    if verdict == b"refused":
-        raise SegtrainError(
-            f"process 0 refused process {process_id}: it does not hold the run's secret; {FIX}"
-        )
+    if verdict.startswith(REFUSED):
+        _refused(secret, process_id, num_processes, challenge, nonce, verdict[len(REFUSED) :])
     nonces = [
         nonce if peer == process_id else _require(store, f"answer/{peer}", deadline)[:NONCE]
         for peer in range(1, num_processes)
     ]
-    expected = _mac(secret, b"coordinator", _count(0, num_processes), challenge, *nonces)
+    expected = _mac(secret, b"coordinator", run, challenge, *nonces)
     if not hmac.compare_digest(verdict, b"accepted" + expected):
         raise SegtrainError(
             "process 0 at the coordinator did not prove the run's secret (another secret, or "
             f"not segtrain); process {process_id} told it nothing about the run; {FIX}"
         )
+
+
+def _refused(
+    secret: bytes,
+    process_id: int,
+    num_processes: int,
+    challenge: bytes,
+    nonce: bytes,
+    refusal: bytes,
+) -> None:
+    """Raise the refusal process 0 posted: proven (it names who failed) or not (who knows)."""
+    proof = refusal[(process_id - 1) * MAC : process_id * MAC]
+    refused = refusal[(num_processes - 1) * MAC :]
+    expected = _mac(secret, REFUSED, challenge, _id(process_id), nonce, refused)
+    if not hmac.compare_digest(proof, expected):
+        raise SegtrainError(
+            f"process 0 refused process {process_id} without proving the run's secret: this "
+            "process holds another secret than process 0, or the coordinator it reached is not "
+            f"the run's (check --coordinator); {FIX}"
+        )
+    ids = [int.from_bytes(refused[k : k + 4], "big") for k in range(0, len(refused), 4)]
+    if process_id in ids:
+        raise SegtrainError(
+            f"process 0 refused process {process_id}, though both hold the run's secret: they "
+            "name another coordinator or process count; give every process the same "
+            "--coordinator (process 0's address, written alike) and --num-processes"
+        )
+    raise SegtrainError(
+        f"process 0 refused process {', '.join(map(str, ids))} (not this one, process "
+        f"{process_id}): it did not prove the run's secret; {FIX}"
+    )
 
 
 def leave(store: Store, process_id: int) -> None:
@@ -246,11 +293,11 @@ def _require(store: Store, key: str, deadline: float) -> bytes:
     return value
 
 
-def _count(process_id: int, num_processes: int) -> bytes:
-    return process_id.to_bytes(4, "big") + num_processes.to_bytes(4, "big")
+def _id(process_id: int) -> bytes:
+    return process_id.to_bytes(4, "big")
 
 
 def _mac(secret: bytes, label: bytes, *parts: bytes) -> bytes:
     """HMAC-SHA256 over ``label`` and ``parts``, each prefixed with its length (no ambiguity)."""
     message = b"".join(len(part).to_bytes(4, "big") + part for part in (label, *parts))
-    return hmac.new(secret, b"segtrain handshake 1" + message, hashlib.sha256).digest()
+    return hmac.new(secret, b"segtrain handshake 2" + message, hashlib.sha256).digest()

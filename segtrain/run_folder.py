@@ -541,8 +541,12 @@ class RunFolder:
 
         model = build_model(config.model, config.size, precision=config.precision, task=task)
         weights = self.path / BEST_WEIGHTS
-        with warnings.catch_warnings():  # the file also holds the optimizer's state, unused here
-            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+        not_ours = SegtrainError(f"{weights} is not a weights file segtrain wrote; restore it")
+        # Keras warns of what it skips ("Skipping nested container ..."), then may go on with
+        # untrained layers: recorded, such a warning is part of the refusal, not printed first.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")  # unused
             try:
                 model.load_weights(weights)
             except ValueError as exc:  # the layers' shapes differ from the weights'
@@ -551,6 +555,14 @@ class RunFolder:
                     f"output(s) that {self.path / CONFIG} describes (was it edited?); restore "
                     "the file segtrain train wrote"
                 ) from exc
+            except (OSError, KeyError, TypeError) as exc:  # not HDF5, or another HDF5 layout
+                raise not_ours from exc
+        if any("Skipping" in str(warning.message) for warning in caught):
+            raise not_ours
+        for warning in caught:  # any other warning is shown as it would have been
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
         return model
 
 

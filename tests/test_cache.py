@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from brinelite import cache
@@ -51,6 +52,26 @@ def test_clean_removes_only_what_brinelite_made(cli, brinelite_home):
         "Left 4 not created by brinelite (or links): downloads/report.pdf, prepared/photos, "
         f"tmp/backup-{DEAD}-old, tmp/notes.txt."
     )
+
+
+def test_clean_removes_an_abandoned_prepared_filling_and_skips_one_in_use(cli, brinelite_home):
+    """Before: every ``tmp/prepared-<64 hex>`` filling was "not created by brinelite", kept."""
+    idle = time.time() - 2 * cache.FILLING_IDLE
+    folders = {}
+    for digit, name, when in (("a", "abandoned", idle), ("b", "locked", idle), ("c", "new", 0)):
+        folders[name] = brinelite_home / "tmp" / f"prepared-{digit * 64}"
+        row = write(folders[name] / "0.npz", 4000)
+        for path in (row, folders[name]) if when else ():
+            os.utime(path, (when, when))
+    with cache.lock(folders["locked"].name):  # a run adding a row holds it
+        result = cli("cache", "clean")
+    assert result.code == 0, result.err
+    assert not folders["abandoned"].exists()
+    assert folders["locked"].is_dir() and folders["new"].is_dir()
+    lines = result.out.splitlines()
+    assert lines[0] == "Freed 4.0 KB in 1 entry."
+    assert f"tmp/{folders['abandoned'].name}" in lines[1]
+    assert lines[-1].startswith("Skipped 2 in use") and "not created" not in result.out
 
 
 def test_clean_never_deletes_through_a_link(cli, brinelite_home, tmp_path):

@@ -1,9 +1,12 @@
 """Dataset views: declared splits (Dataset.split, load_dataset(split=)) and fold sizes."""
 
+import io
 import json
+import tarfile
 
 import pytest
-from conftest import camvid_subset, make_pairs
+from conftest import camvid_subset, make_pairs, one_line_error
+from reliability_helpers import snapshot
 
 import brinelite
 from brinelite.errors import DataError, ManifestError, UnknownSplitError
@@ -53,22 +56,45 @@ def test_an_unknown_split_is_a_one_line_typed_error_listing_the_known(camvid, pa
         ({"val": [4, 4]}, "distinct row numbers from 0 to 5"),
         ({"val": [6]}, "distinct row numbers from 0 to 5"),
         ({"val": [-1]}, "distinct row numbers"),
+        ({"val": [10**20]}, "distinct row numbers"),
+        ({"val": [-(10**20), 1]}, "distinct row numbers"),
         ({"val": [1.0]}, "list of row numbers"),
         ({"val": [True]}, "list of row numbers"),
         ({"val": []}, "distinct row numbers"),
         ({"train": [0, 1], "val": [1]}, "a row belongs to two splits"),
         ({"../x": [0]}, "split names are"),
         ({"val": "0-3"}, "list of row numbers"),
+        ({"rows": float("inf")}, "OverflowError"),  # JSON's Infinity: int() overflows
     ],
 )
 def test_a_tampered_manifest_split_is_refused_at_open_and_verify(camvid, cli, splits, words):
     """The manifest is not hashed, so its splits are checked whenever it is read."""
     path = camvid.path / "manifest.json"
-    path.write_text(json.dumps(json.loads(path.read_text()) | {"splits": splits}))
+    tampered = splits if "rows" in splits else {"splits": splits}
+    path.write_text(json.dumps(json.loads(path.read_text()) | tampered))
     with pytest.raises(ManifestError, match=words.replace("(", r"\(")):
         brinelite.load_dataset("lab/camvid")
     result = cli("verify", "lab/camvid")
     assert result.code == 1 and words in result.err and len(result.err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("number", [10**20, -(10**20)])
+def test_an_archive_whose_split_rows_overflow_installs_nothing(
+    tmp_path, cli, brinelite_home, number
+):
+    """Before: numpy's OverflowError, a 57-line traceback from ``brinelite install``."""
+    src = camvid_subset(tmp_path / "camvid", train=2, val=1)
+    archive = brinelite.build(src, "lab/camvid", "1.0.0", tmp_path / "camvid.tar.gz").archive
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive) as source, tarfile.open(evil, "w:gz") as tar:
+        for member in source.getmembers():
+            data = source.extractfile(member).read() if member.isfile() else b""
+            if member.name.endswith("manifest.json"):
+                data = json.dumps(json.loads(data) | {"splits": {"val": [number]}}).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data) if member.isfile() else None)
+    one_line_error(cli("install", evil), "split 'val' must list distinct row numbers")
+    assert snapshot(brinelite_home) == {}
 
 
 def test_a_format_3_dataset_without_splits_still_loads(camvid):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import cv2
 import numpy as np
 import pytest
 
 import brinelite
+from brinelite import cache as brinelite_cache
 from brinelite.errors import DataError
 from brinelite.prepared import prepared_root
 
@@ -254,6 +258,11 @@ def _damage(folder, how, outside):
         np.save(outside, np.full_like(x, 7))
         (folder / "x.npy").unlink()
         (folder / "x.npy").symlink_to(outside)
+    elif how.startswith("arrays.json"):
+        dim = 1e400 if "1e400" in how else 2**62  # json.dumps writes 1e400 as Infinity
+        (folder / "arrays.json").write_text(
+            json.dumps({"arrays": [{"shape": [dim, 16], "dtype": "<f8"}]})
+        )
     elif how == "folder linked outside":
         moved = outside.parent / "moved"
         folder.rename(moved)
@@ -269,6 +278,8 @@ def _damage(folder, how, outside):
         "x of another dtype",
         "x linked outside",
         "folder linked outside",
+        "arrays.json with a shape of 1e400",
+        "arrays.json with a shape of 2**62",
     ],
 )
 def test_a_damaged_published_cache_is_prepared_again(membrane, tmp_path, how):
@@ -294,3 +305,28 @@ def test_a_damaged_published_cache_is_prepared_again(membrane, tmp_path, how):
     assert not folder.is_symlink()
     if outside.exists():
         assert (np.load(outside) == 7).all()  # what the link pointed to is left alone
+
+
+@pytest.mark.parametrize("shape", [[1e400, 16], [2**62, 16], [-16, 16], [0, 16], [8, 8]], ids=str)
+def test_a_stale_or_tampered_filling_layout_is_filled_afresh(membrane, shape):
+    """Before: 1e400 was an OverflowError traceback; [2**62, 16] or [8, 8] a DataError on every
+    later run ("prepare gave x of shape (16, 16) ... but (8, 8) on other rows")."""
+
+    def read(prepare):
+        return membrane.to_keras(
+            "image", "mask", batch_size=30, shuffle=False, prepare=prepare, cache="disk"
+        )[0]
+
+    x, y = read(Prepare())
+    (folder,) = prepared_root().iterdir()
+    filling = brinelite_cache.home() / "tmp" / f"prepared-{folder.name}"
+    filling.mkdir(parents=True)
+    stated = {"arrays": [{"shape": shape, "dtype": "<f8"}, {"shape": [16, 16], "dtype": "<f4"}]}
+    (filling / "arrays.json").write_text(json.dumps(stated))
+    shutil.rmtree(folder)
+    again = Prepare()
+    x2, y2 = read(again)
+    assert again.calls == 30
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_array_equal(y2, y)
+    assert (prepared_root() / folder.name / "x.npy").is_file() and not filling.exists()

@@ -13,7 +13,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import jax  # noqa: F401  (the train extra's JAX: data-parallel runs on it; never skipped)
@@ -332,15 +334,16 @@ def test_processes_with_another_secret_refuse_each_other_before_exchanging_anyth
     )
     assert (code0, code1) == (1, 1), (err0, err1)
     assert last_line(err0).startswith(
-        "Error: process 1 of 2 did not prove the run's secret (another secret, none in time, or "
-        "not segtrain) and was refused before anything about the run was exchanged; give every "
+        "Error: process 1 of 2 did not prove the run's secret (another secret, another "
+        "--coordinator, none in time, or not segtrain) and was refused before anything about the run was exchanged; give every "
         "process of the run the same secret in SEGTRAIN_SECRET or in a file named by "
         "SEGTRAIN_SECRET_FILE (process 0 of 2)"
     ), err0
     assert last_line(err1) == (
-        "Error: process 0 refused process 1: it does not hold the run's secret; give every "
-        "process of the run the same secret in SEGTRAIN_SECRET or in a file named by "
-        "SEGTRAIN_SECRET_FILE (process 1 of 2)"
+        "Error: process 0 refused process 1 without proving the run's secret: this process "
+        "holds another secret than process 0, or the coordinator it reached is not the run's "
+        "(check --coordinator); give every process of the run the same secret in "
+        "SEGTRAIN_SECRET or in a file named by SEGTRAIN_SECRET_FILE (process 1 of 2)"
     ), err1
     for text in (out0, err0, out1, err1):
         assert "Traceback" not in text
@@ -348,6 +351,84 @@ def test_processes_with_another_secret_refuse_each_other_before_exchanging_anyth
             word for word in ("sha256", "fingerprint", "gen/discs", *secrets) if word in text
         ]
     assert not (tmp_path / "run").exists()
+
+
+class Store:
+    """A key-value store like JAX's coordination service's: write once, wait to read."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+        self.changed = threading.Condition()
+
+    def key_value_set_bytes(self, key: str, value: bytes) -> None:
+        with self.changed:
+            if key in self.values:
+                raise RuntimeError(f"ALREADY_EXISTS: {key}")
+            self.values[key] = value
+            self.changed.notify_all()
+
+    def blocking_key_value_get_bytes(self, key: str, timeout_in_ms: int) -> bytes:
+        with self.changed:
+            if not self.changed.wait_for(lambda: key in self.values, timeout_in_ms / 1000):
+                raise RuntimeError(f"DEADLINE_EXCEEDED: {key}")
+            return self.values[key]
+
+
+def proving(store: Store, secret: str, process_id: int, coordinator: str) -> Future:
+    """``handshake.prove`` in a thread of its own; its future holds what it raised, or None."""
+    return ThreadPoolExecutor(1).submit(
+        handshake.prove, store, secret.encode(), process_id, 2, coordinator
+    )
+
+
+@pytest.mark.parametrize(
+    ("verdict", "message"),
+    [
+        ("forged", "refused process 1 without proving the run's secret"),
+        ("relayed", "refused process 1, though both hold the run's secret: they name another"),
+    ],
+)
+def test_a_proof_made_at_a_rogue_coordinator_is_refused_by_the_real_run(verdict, message):
+    """The relay: a rogue coordinator that an honest process 1 reached posts the challenge of a
+    real run and takes the honest answer into the real run as its own process 1. Process 0
+    refuses it (the proof names another coordinator). The honest process tells a refusal the
+    rogue made up from the real one, which says why."""
+    real, rogue, P = Store(), Store(), handshake.PREFIX
+    process0 = proving(real, SECRET, 0, "10.0.0.1:12345")
+    challenge = real.blocking_key_value_get_bytes(P + "challenge", 10_000)
+    rogue.key_value_set_bytes(P + "challenge", challenge)
+    honest1 = proving(rogue, SECRET, 1, "10.6.6.6:12345")
+    answer = rogue.blocking_key_value_get_bytes(P + "answer/1", 10_000)
+    real.key_value_set_bytes(P + "answer/1", answer)
+    real.key_value_set_bytes(P + "left/1", b"")
+    with pytest.raises(SegtrainError, match="process 1 of 2 did not prove the run's secret"):
+        process0.result(HANG_GUARD)
+    relayed = real.values[P + "verdict"]
+    rogue.key_value_set_bytes(P + "verdict", relayed if verdict == "relayed" else b"refused")
+    with pytest.raises(SegtrainError, match=message):
+        honest1.result(HANG_GUARD)
+
+
+@pytest.mark.parametrize(
+    ("coordinators", "message"),
+    [
+        (("10.0.0.1:12345", " 10.0.0.1:12345"), None),
+        (("HOST:1", "host:1"), None),
+        (("10.0.0.1:12345", "127.0.0.1:12345"), "refused process 1, though both hold the run's"),
+    ],
+)
+def test_processes_prove_the_secret_for_the_coordinator_they_name(coordinators, message):
+    store = Store()
+    process0, process1 = (proving(store, SECRET, i, coordinators[i]) for i in (0, 1))
+    if message is None:
+        assert (process0.result(HANG_GUARD), process1.result(HANG_GUARD)) == (None, None)
+        assert store.values[handshake.PREFIX + "verdict"].startswith(b"accepted")
+        return
+    store.key_value_set_bytes(handshake.PREFIX + "left/1", b"")
+    with pytest.raises(SegtrainError, match=message):
+        process1.result(HANG_GUARD)
+    with pytest.raises(SegtrainError, match="another --coordinator"):
+        process0.result(HANG_GUARD)
 
 
 @pytest.mark.parametrize("rogue", [1, 0], ids=["rogue-joins-as-process-1", "rogue-listens-first"])
@@ -370,7 +451,7 @@ def test_a_program_without_the_secret_is_refused_and_learns_nothing(
     assert code == 1, err
     if rogue == 1:
         assert last_line(err).startswith("Error: process 1 of 2 did not prove the run's secret")
-        assert "verdict b'refused'" in received
+        assert "verdict b'refused" in received  # then a proof it cannot check, and its id
     else:
         assert last_line(err).startswith(
             "Error: process 0 at the coordinator did not prove the run's secret (another "

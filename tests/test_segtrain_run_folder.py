@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -99,6 +100,47 @@ def test_predict_keeps_files_in_out_unless_forced(tmp_path, segtrain_cli):
     assert forced.code == 0, forced.err
     assert cv2.imread(str(out / "scan.mask.png"), cv2.IMREAD_UNCHANGED).shape == (16, 16)
     assert cv2.imread(str(out / "contact_sheet.png")) is not None
+
+
+def keras_groups_dropped(path: Path) -> None:
+    """Delete every group of a Keras weights file but the top level's (a tampered file)."""
+    import h5py
+
+    with h5py.File(path, "r+") as weights:
+        for name in list(weights["layers"]):
+            del weights["layers"][name]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        ("garbage", "best.weights.h5 is not a weights file segtrain wrote; restore it"),
+        ("other-hdf5", "best.weights.h5 does not fit the tiny model"),
+        ("groups-dropped", "best.weights.h5 does not fit the tiny model"),
+    ],
+)
+def test_a_weights_file_segtrain_did_not_write_is_one_line(tmp_path, segtrain_cli, tamper, message):
+    """Before: h5py's OSError ("file signature not found"), a KeyError from another HDF5 file,
+    or Keras' "Skipping ..." warnings then a model of untrained weights."""
+    import h5py
+
+    run = untrained_run(tmp_path, weights=True)
+    weights = run / "best.weights.h5"
+    if tamper == "garbage":
+        weights.write_bytes(b"not an HDF5 file at all" * 10)
+    elif tamper == "other-hdf5":
+        weights.unlink()
+        with h5py.File(weights, "w") as other:
+            other["x"] = np.arange(3)
+    else:
+        keras_groups_dropped(weights)
+    image = next((tmp_path / "discs" / "images").iterdir())
+    with warnings.catch_warnings(record=True) as caught:  # what a terminal would show
+        warnings.simplefilter("always")
+        refused = segtrain_cli("predict", run, image, "--out", tmp_path / "out")
+    one_line_error(refused, message)
+    assert not [w for w in caught if "Skipping" in str(w.message)]  # "... nested container"
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_run_folder_is_refused_before_keras_loads(tmp_path):

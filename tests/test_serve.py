@@ -340,6 +340,35 @@ def test_a_request_trickled_byte_by_byte_is_cut_after_the_timeout(small):
         stop(server)
 
 
+def test_a_body_read_slowly_is_cut_once_below_the_minimum_rate(tmp_path):
+    """Before: after the headers each 64 KiB send got a fresh timeout, so a client taking 64
+    KiB a little faster than each timeout held its thread and its slot as long as it liked."""
+    (tmp_path / "big").mkdir()
+    size = 16 << 20  # four times what the server's socket buffer holds at most (tcp_wmem)
+    (tmp_path / "big" / "data.bin").write_bytes(bytes(size))
+    server, address = started(tmp_path / "big", timeout=1.0)
+    server.min_send_rate = 4 << 20  # the whole body in 1 + 4 s, where the client needs 50 s
+    received = 0
+    try:
+        with socket.socket() as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)  # no autotuning
+            client.settimeout(HANG_GUARD)
+            client.connect(address)
+            client.sendall(b"GET /data.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            while received < size:
+                try:
+                    chunk = client.recv(32 << 10)  # 320 KiB/s: 64 KiB well within 1 s
+                except ConnectionResetError:
+                    break  # cut by the server
+                if not chunk:
+                    break  # cut by the server
+                received += len(chunk)
+                time.sleep(0.1)
+    finally:
+        stop(server)
+    assert received < size  # the server hung up before the client took it all
+
+
 def test_nonsense_server_options_are_one_line_errors(small):
     from brinelite.errors import RegistryError
 

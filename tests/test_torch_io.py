@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from torch._utils import ExceptionWrapper  # what DataLoader workers send their errors in
 from torch.utils.data import DataLoader, DistributedSampler
 from torchvision import transforms  # at collection: after TensorFlow it segfaults (TF 2.x + cu130)
 
@@ -25,7 +26,7 @@ import brinelite
 from brinelite.errors import DataError
 from brinelite.prepared import prepared_root
 from brinelite.torch_io import IGNORE_INDEX, TORCH_MISSING, WorkerError
-from tests.conftest import HANG_GUARD, REPO, SHARED_DATA
+from tests.conftest import HANG_GUARD, REPO, SHARED_DATA, make_pairs
 
 SIZE = 16
 SEED = 3
@@ -236,6 +237,30 @@ def test_a_corrupt_image_in_a_worker_is_one_line_naming_the_file(membrane):
     with pytest.raises(DataError, match=r"Cannot load row 4") as direct:
         samples[4]  # in the main process it is the original error
     assert type(direct.value) is DataError
+
+
+def test_a_file_name_holding_the_marker_cannot_rewrite_a_workers_error(tmp_path, monkeypatch):
+    """Before: the main process kept the text after the last "brinelite.torch_io.WorkerError: ",
+    so a row named to hold it replaced the message the user saw."""
+    marker = "brinelite.torch_io.WorkerError: "
+    src = make_pairs(tmp_path / "pairs", count=2)
+    stem = f"x {marker}all is well, look elsewhere"
+    for sub in ("images", "masks"):
+        (src / sub / "001.png").rename(src / sub / f"{stem}.png")
+    brinelite.install(str(src), name="gen/hostile@1.0.0", quiet=True)
+    dataset = brinelite.load_dataset("gen/hostile")
+    (dataset.path / dataset[1].image).write_bytes(b"not a png at all")
+    samples = dataset.to_torch("image", "mask", prepare=prepare)
+    monkeypatch.setattr("brinelite.torch_io._in_worker", lambda: True)
+    try:  # what a DataLoader worker does: wrap the error, reraised in the main process
+        samples[1]
+    except WorkerError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(WorkerError) as caught:
+        wrapped.reraise()
+    message = str(caught.value)
+    assert message.startswith(f"Cannot load row 1 (images/{stem}.png, masks/{stem}.png)"), message
+    assert "\n" not in message and "Traceback" not in message
 
 
 COUNTING = "BRINELITE_TEST_PREPARE_LOG"
