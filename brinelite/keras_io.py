@@ -30,7 +30,7 @@ from typing import Any
 from . import malloc, settings
 from .errors import BrineliteError, DataError
 from .prepared import DEFAULT_CACHE_BYTES
-from .samples import ProcessingFunction, Rows, SampleLoader, make_loader
+from .samples import ProcessingFunction, Rows, SampleLoader, Stages, make_loader
 from .shards import EpochOrder
 
 KERAS_MISSING = "to_keras needs Keras: pip install 'brinelite[keras]'"
@@ -222,20 +222,10 @@ def to_keras(
     if batch_size < 1:
         raise DataError(f"batch_size must be at least 1, got {batch_size}.")
     order = EpochOrder(len(dataset), shuffle, seed, shard, shard_remainder)
-    loader = make_loader(
-        dataset,
-        x_column,
-        y_column,
-        processing_function=processing_function,
-        prepare=prepare,
-        augment=augment,
-        prepare_key=prepare_key,
-        cache=cache,
-        cache_bytes=cache_bytes,
-        cache_images=cache_images,
-        seed=order.seed,
-        workers=workers,
+    stages = Stages(
+        processing_function, prepare, augment, prepare_key, cache, cache_bytes, cache_images
     )
+    loader = make_loader(dataset, x_column, y_column, stages, seed=order.seed, workers=workers)
     batches_class = _pydataset_class()
     if malloc_fix is None:
         malloc_fix = not settings.malloc_fix_disabled()

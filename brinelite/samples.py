@@ -17,13 +17,14 @@ import functools
 import inspect
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from .errors import BrineliteError, DataError
 from .manifest import Column, Manifest
-from .prepared import PreparedStore, Sample, cache_key, identity
+from .prepared import DEFAULT_CACHE_BYTES, PreparedStore, Sample, cache_key, identity
 from .threads import opencv_single_threaded
 
 ProcessingFunction = Callable[[Sample], Sample]
@@ -233,22 +234,29 @@ def columns(dataset: Rows, x_column: str, y_column: str | None) -> list[Column]:
     return [dataset.column(x_column), *([] if y_column is None else [dataset.column(y_column)])]
 
 
+@dataclass(frozen=True)
+class Stages:
+    """How a row becomes a sample, as ``to_keras`` and ``to_torch`` are told it.
+
+    Either one ``processing_function`` (its decoded images kept in memory with
+    ``cache_images``), or ``prepare`` (run once per row, its output kept in the ``cache``:
+    "memory", "disk" or "auto", up to ``cache_bytes`` in memory; ``prepare_key`` names it when
+    the function's code alone cannot) then ``augment`` on every sample of every epoch.
+    """
+
+    processing_function: ProcessingFunction | None = None
+    prepare: ProcessingFunction | None = None
+    augment: ProcessingFunction | None = None
+    prepare_key: str | None = None
+    cache: str = "auto"
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+    cache_images: bool = False
+
+
 def make_loader(
-    dataset: Rows,
-    x_column: str,
-    y_column: str | None,
-    *,
-    processing_function: ProcessingFunction | None,
-    prepare: ProcessingFunction | None,
-    augment: ProcessingFunction | None,
-    prepare_key: str | None,
-    cache: str,
-    cache_bytes: int,
-    cache_images: bool,
-    seed: int,
-    workers: int,
+    dataset: Rows, x_column: str, y_column: str | None, stages: Stages, *, seed: int, workers: int
 ) -> SampleLoader:
-    """The sample core of a feed: the checked processing stages over ``dataset``'s rows.
+    """The sample core of a feed: the checked processing ``stages`` over ``dataset``'s rows.
 
     Both ``to_keras`` and ``to_torch`` build their loader here, so for one ``seed`` (the
     shuffle entropy of :class:`~brinelite.shards.EpochOrder`) they give the same samples.
@@ -257,22 +265,28 @@ def make_loader(
     if len(dataset) == 0:
         raise DataError(f"{dataset!r} has no rows to feed; check the fold sizes.")
     preparation = None
-    if prepare is None:
-        if augment is not None or prepare_key is not None:
+    if stages.prepare is None:
+        if stages.augment is not None or stages.prepare_key is not None:
             raise DataError(
                 "augment and prepare_key need prepare=...; for one stage pass processing_function."
             )
     else:
-        if processing_function is not None:
+        if stages.processing_function is not None:
             raise DataError(
                 "Pass either processing_function (one stage) or prepare/augment (two), not both."
             )
-        if cache_images:
+        if stages.cache_images:
             raise DataError("cache_images is for processing_function; prepare keeps its own cache.")
-        stated = identity(prepare, prepare_key)
+        stated = identity(stages.prepare, stages.prepare_key)
         key = cache_key(dataset, [c.name for c in columns(dataset, x_column, y_column)], stated)
-        store = PreparedStore(len(dataset), key, cache, cache_bytes)
-        preparation = Preparation(prepare, augment, store, seed)
+        store = PreparedStore(len(dataset), key, stages.cache, stages.cache_bytes)
+        preparation = Preparation(stages.prepare, stages.augment, store, seed)
     return SampleLoader(
-        dataset, x_column, y_column, processing_function, workers, cache_images, preparation
+        dataset,
+        x_column,
+        y_column,
+        stages.processing_function,
+        workers,
+        stages.cache_images,
+        preparation,
     )

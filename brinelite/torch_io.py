@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import BrineliteError, DataError
 from .prepared import DEFAULT_CACHE_BYTES
-from .samples import ProcessingFunction, Rows, SampleLoader, make_loader
+from .samples import ProcessingFunction, Rows, SampleLoader, Stages, make_loader
 from .shards import EpochOrder
 
 TORCH_MISSING = "to_torch needs PyTorch: pip install 'brinelite[torch]'"
@@ -239,20 +239,11 @@ def to_torch(
 ) -> TorchSamples:
     """Samples of ``dataset`` for a ``DataLoader``; see :meth:`brinelite.Dataset.to_torch`."""
     order = EpochOrder(len(dataset), shard is not None, seed, shard, shard_remainder)
-    loader = make_loader(
-        dataset,
-        image_column,
-        mask_column,
-        processing_function=processing_function,
-        prepare=prepare,
-        augment=augment,
-        prepare_key=prepare_key,
-        cache=cache,
-        cache_bytes=cache_bytes,
-        cache_images=cache_images,
-        seed=order.seed,
-        workers=1,  # DataLoader workers are the parallelism here
+    stages = Stages(
+        processing_function, prepare, augment, prepare_key, cache, cache_bytes, cache_images
     )
+    # DataLoader workers are the parallelism here: one thread per worker.
+    loader = make_loader(dataset, image_column, mask_column, stages, seed=order.seed, workers=1)
     return _dataset_class(TorchSamples)(loader, order)
 
 
