@@ -272,11 +272,11 @@ def _checked(path: Path, pins: _Pins, shown: str = "") -> Installed:
             f"{manifest.ref} is installed with fingerprint {manifest.fingerprint}, "
             f"not the {pins.fingerprint} asked for; pass --force to replace it."
         )
-    source = redact_url(record.get("source", shown))
+    source = redact_url(record.source or shown)
     return Installed(
         manifest.ref,
         path,
-        record.get("sha256", ""),
+        record.sha256,
         source,
         already=True,
         fingerprint=manifest.fingerprint,

@@ -249,6 +249,9 @@ def agree(process_id: int, items: dict[str, str]) -> None:
     for k, (what, text) in enumerate(items.items()):
         others = [str(p) for p in range(len(gathered)) if (gathered[p, k] != gathered[0, k]).any()]
         if others:
+            store = joined_store()
+            if process_id == 0 and store is not None:  # all end now: process 0 last
+                handshake.wait_for_leaving(store, range(1, len(gathered)))
             raise SegtrainError(
                 f"process {', '.join(others)} has another {what} than process 0; process "
                 f"{process_id} has {text}; start every process with the same options on the "

@@ -35,7 +35,7 @@ import hmac
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -186,9 +186,7 @@ def _check_peers(store: Store, secret: bytes, num_processes: int, run: bytes) ->
         for peer, nonce in enumerate(nonces, 1)
     ]  # one for each process's nonce: no refusal of another answer passes for this one
     _post(store, "verdict", REFUSED + b"".join(proofs) + refused)
-    deadline = time.monotonic() + LEAVE_TIMEOUT
-    for peer in set(failed) & set(answered):  # let them say why they end before this one does
-        _get(store, f"left/{peer}", deadline)
+    wait_for_leaving(store, set(failed) & set(answered))  # they say why they end first
     names = ", ".join(map(str, failed))
     raise SegtrainError(
         f"process {names} of {num_processes} did not prove the run's secret (another secret, "
@@ -259,6 +257,22 @@ def leave(store: Store, process_id: int) -> None:
     """
     with contextlib.suppress(Exception):  # the service may be gone: nobody is waiting then
         store.key_value_set_bytes(PREFIX + f"left/{process_id}", b"")
+
+
+def wait_for_leaving(store: Store, peers: Iterable[int]) -> None:
+    """Wait, at most ``LEAVE_TIMEOUT`` in all, until ``peers`` have posted ``leave``.
+
+    Process 0's end stops JAX's coordination service, which aborts every process still joined
+    (exit -6, before it can print why it ends): when the processes end together, process 0
+    ends last.
+
+    Example::
+
+        wait_for_leaving(store, range(1, num_processes))  # then end process 0
+    """
+    deadline = time.monotonic() + LEAVE_TIMEOUT
+    for peer in peers:
+        _get(store, f"left/{peer}", deadline)
 
 
 def _post(store: Store, key: str, value: bytes) -> None:
