@@ -35,7 +35,7 @@ import numpy as np
 
 from segtrain.architectures import check_divisible, check_encoder_weights
 from segtrain.errors import SegtrainError
-from segtrain.runtime import import_keras
+from segtrain.runtime import WeightsSkipped, import_keras, load_weights
 
 keras = import_keras()
 layers = keras.layers
@@ -202,8 +202,8 @@ def _load_encoder_weights(model: keras.Model, encoder: str, path: Path) -> None:
     if not path.is_file():
         raise SegtrainError(f"encoder weights {path} not found; give an existing .weights.h5 file")
     try:
-        model.load_weights(path)
-    except (ValueError, KeyError, OSError, TypeError) as exc:  # shapes, layout, not HDF5
+        load_weights(model, path)
+    except (ValueError, KeyError, OSError, TypeError, WeightsSkipped) as exc:
         raise SegtrainError(
             f"{path} does not hold {encoder} encoder weights ({_first_line(exc)}); "
             f"save them with segtrain.encoders.build_encoder({encoder!r}, SIZE).save_weights(PATH)"

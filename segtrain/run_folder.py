@@ -31,13 +31,13 @@ import stat
 import tempfile
 import types
 import typing
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import brinelite
+from segtrain import runtime
 from segtrain.config import RunConfig
 from segtrain.errors import SegtrainError
 from segtrain.tasks import MaskTask, task_for
@@ -542,27 +542,16 @@ class RunFolder:
         model = build_model(config.model, config.size, precision=config.precision, task=task)
         weights = self.path / BEST_WEIGHTS
         not_ours = SegtrainError(f"{weights} is not a weights file segtrain wrote; restore it")
-        # Keras warns of what it skips ("Skipping nested container ..."), then may go on with
-        # untrained layers: recorded, such a warning is part of the refusal, not printed first.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")  # unused
-            try:
-                model.load_weights(weights)
-            except ValueError as exc:  # the layers' shapes differ from the weights'
-                raise SegtrainError(
-                    f"{weights} does not fit the {config.model} model with {task.outputs} "
-                    f"output(s) that {self.path / CONFIG} describes (was it edited?); restore "
-                    "the file segtrain train wrote"
-                ) from exc
-            except (OSError, KeyError, TypeError) as exc:  # not HDF5, or another HDF5 layout
-                raise not_ours from exc
-        if any("Skipping" in str(warning.message) for warning in caught):
-            raise not_ours
-        for warning in caught:  # any other warning is shown as it would have been
-            warnings.warn_explicit(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
+        try:
+            runtime.load_weights(model, weights)
+        except ValueError as exc:  # the layers' shapes differ from the weights'
+            raise SegtrainError(
+                f"{weights} does not fit the {config.model} model with {task.outputs} "
+                f"output(s) that {self.path / CONFIG} describes (was it edited?); restore "
+                "the file segtrain train wrote"
+            ) from exc
+        except (runtime.WeightsSkipped, OSError, KeyError, TypeError) as exc:  # another layout
+            raise not_ours from exc
         return model
 
 

@@ -23,6 +23,7 @@ import importlib.metadata
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -100,6 +101,38 @@ def import_keras() -> ModuleType:
 
             tf.config.list_physical_devices()
     return keras
+
+
+class WeightsSkipped(Exception):
+    """Keras left part of a weights file unloaded (its "Skipping ..." warnings)."""
+
+
+def load_weights(model, path: Path) -> None:
+    """``model.load_weights(path)``, refusing a file Keras can only load in part.
+
+    For parts of a file it cannot place, Keras warns "Skipping ..." and goes on with those
+    layers untrained: for a weights file from elsewhere that is a refusal, not a warning to
+    print before it. The optimizer's state, which a model to predict with has not built, is
+    not needed and not asked for.
+
+    Raises:
+        WeightsSkipped: Keras skipped part of the file.
+        ValueError, OSError, KeyError, TypeError: as Keras and h5py raise them for a file of
+            other shapes or another layout, or no HDF5 file at all.
+
+    Example::
+
+        load_weights(model, Path("runs/a/best.weights.h5"))
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+        model.load_weights(path)
+    skipped = [w for w in caught if str(w.message).startswith("Skipping")]
+    if skipped:
+        raise WeightsSkipped(str(skipped[0].message).split(":")[0])
+    for warning in caught:  # any other warning is shown as it would have been
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def set_seed(seed: int) -> None:
