@@ -45,6 +45,9 @@ MIN_SECRET = 16  # bytes
 MAX_SECRET_FILE = 4096  # bytes: a secret, not a file to slurp (/dev/zero, a log)
 TIMEOUT = 120.0  # seconds for every process to post its part, once all have joined
 LEAVE_TIMEOUT = 30.0  # seconds process 0 waits for the refused to say why they end
+# Seconds process 0 still waits once they said so: ending the service while a peer is between
+# its post and its exit aborts the peer (JAX's fatal log after its one line; seen under load).
+LEFT_GRACE = 2.0
 PREFIX = "segtrain/handshake/"
 NONCE = 32  # bytes of every random challenge and nonce
 MAC = 32  # bytes of an HMAC-SHA256
@@ -273,6 +276,7 @@ def wait_for_leaving(store: Store, peers: Iterable[int]) -> None:
     deadline = time.monotonic() + LEAVE_TIMEOUT
     for peer in peers:
         _get(store, f"left/{peer}", deadline)
+    time.sleep(LEFT_GRACE)  # a peer that posted "left" has yet to reach its os._exit
 
 
 def _post(store: Store, key: str, value: bytes) -> None:
