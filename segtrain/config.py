@@ -29,6 +29,7 @@ from segtrain.semantic import CLASS_WEIGHTS
 STRATEGIES = ("default", "mirrored", "data-parallel")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 LR_SCHEDULES = ("auto", "plateau", "budget")
+OPTIMIZERS = ("rmsprop", "adam", "adamw")
 DEFAULT_VAL = 20  # validation rows without --val or --val-split (the Carvana workflow's)
 
 
@@ -87,8 +88,13 @@ class RunConfig:
     epochs: int = option(
         100, "Most epochs (early stopping may end sooner).", defines_run=False, minimum=1
     )
+    optimizer: str = option(
+        "rmsprop",
+        "rmsprop (the original Carvana/chairs workflow's), adam or adamw (weight decay 0.004).",
+        choices=OPTIMIZERS,
+    )
     lr: float = option(
-        3e-4, "RMSprop learning rate (the original Carvana/chairs workflow's: 1e-4).", minimum=0
+        3e-4, "Learning rate (the original Carvana/chairs workflow's: 1e-4).", minimum=0
     )
     seed: int = option(42, "Seeds split, weights, order, augmentation.")
     augment: bool = option(

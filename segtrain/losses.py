@@ -129,10 +129,17 @@ class SemanticLoss(keras.losses.Loss):
         return {**super().get_config(), "class_weights": self.class_weights}
 
 
-def _compile(model: keras.Model, loss, metric, lr: float, xla: bool) -> keras.Model:
-    """Compile with the Carvana workflow's optimizer (RMSprop at ``lr``), ``loss``, ``metric``."""
+OPTIMIZERS = {  # RunConfig.optimizer's choices
+    "rmsprop": keras.optimizers.RMSprop,
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+}
+
+
+def _compile(model: keras.Model, loss, metric, lr: float, xla: bool, optimizer: str) -> keras.Model:
+    """Compile with ``optimizer`` (a key of ``OPTIMIZERS``) at ``lr``, ``loss``, ``metric``."""
     model.compile(
-        optimizer=keras.optimizers.RMSprop(learning_rate=lr),
+        optimizer=OPTIMIZERS[optimizer](learning_rate=lr),
         loss=loss,
         metrics=[metric],
         jit_compile=True if xla else "auto",  # off = Keras' choice: JAX always compiles
@@ -145,12 +152,13 @@ def compile_semantic(
     lr: float = 1e-4,
     xla: bool = False,
     class_weights: list[float] | None = None,
+    optimizer: str = "rmsprop",
 ) -> keras.Model:
     """Compile a softmax ``model`` for a class map: ``SemanticLoss``, the ``soft_dice`` metric.
 
     Args:
         model: a model whose output's last axis holds one probability per class.
-        lr, xla: as ``compile_model``.
+        lr, xla, optimizer: as ``compile_model``.
         class_weights: the cross-entropy's weight per class (see ``segtrain.semantic``).
 
     Returns:
@@ -161,13 +169,17 @@ def compile_semantic(
         compile_semantic(unet(64, 8, 3, num_classes=11, activation="softmax"), lr=1e-3)
     """
     metric = keras.metrics.MeanMetricWrapper(class_dice, name=METRIC)
-    return _compile(model, SemanticLoss(class_weights), metric, lr, xla)
+    return _compile(model, SemanticLoss(class_weights), metric, lr, xla, optimizer)
 
 
-def compile_model(model: keras.Model, lr: float = 1e-4, xla: bool = False) -> keras.Model:
+def compile_model(
+    model: keras.Model, lr: float = 1e-4, xla: bool = False, optimizer: str = "rmsprop"
+) -> keras.Model:
     """Compile ``model`` as the Carvana workflow does (RMSprop, bce + dice loss, dice metric).
 
-    The metric is ``dice`` (smoothed, of the probabilities) under the name ``soft_dice``.
+    ``optimizer`` names another (``OPTIMIZERS``: "adam", "adamw" with Keras' default weight
+    decay 0.004), at the rate ``lr``. The metric is ``dice`` (smoothed, of the probabilities)
+    under the name ``soft_dice``.
 
     ``xla`` compiles the train step with XLA (``jit_compile``), which Keras leaves off on
     CPU-only machines under TensorFlow; on 2 CPU cores it made the 256 U-Net ~1.1x faster and
@@ -175,4 +187,4 @@ def compile_model(model: keras.Model, lr: float = 1e-4, xla: bool = False) -> ke
     own choice ("auto"), not eager steps: JAX always compiles with XLA, TensorFlow on GPUs.
     """
     metric = keras.metrics.MeanMetricWrapper(dice, name=METRIC)
-    return _compile(model, bce_dice_loss, metric, lr, xla)
+    return _compile(model, bce_dice_loss, metric, lr, xla, optimizer)

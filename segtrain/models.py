@@ -108,6 +108,7 @@ def build_model(
     precision: str = "float32",
     lr: float = 1e-4,
     xla: bool = False,
+    optimizer: str = "rmsprop",
     task: MaskTask | None = None,
     encoder_weights: str | None = None,
 ) -> keras.Model:
@@ -119,7 +120,7 @@ def build_model(
         precision: the Keras dtype policy ("float32" or "mixed_bfloat16"), set globally only
             while the layers are made. The head stays float32 whatever the policy, so
             probabilities and the loss are computed in float32.
-        lr, xla: passed to the task's ``compile``.
+        lr, xla, optimizer: passed to the task's ``compile``.
         task: what the masks mean (``segtrain.tasks``), which sets the head's outputs and
             activation, the loss and the metric: None is ``BinaryMasks`` (one sigmoid output,
             compiled the seed's way); ``ClassMaps`` has one softmax output per class.
@@ -146,4 +147,4 @@ def build_model(
     finally:
         keras.config.set_dtype_policy(previous)
     model.layers[-1].dtype_policy = "float32"
-    return task.compile(model, lr, xla)
+    return task.compile(model, lr, xla, optimizer)

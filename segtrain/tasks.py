@@ -99,8 +99,9 @@ class MaskTask(ABC):
     # -- training --
 
     @abstractmethod
-    def compile(self, model: keras.Model, lr: float, xla: bool) -> keras.Model:
-        """Compile ``model`` with this kind's loss and metric (named ``soft_dice``); return it."""
+    def compile(self, model: keras.Model, lr: float, xla: bool, optimizer: str) -> keras.Model:
+        """Compile ``model`` with this kind's loss and metric (named ``soft_dice``) and the
+        optimizer named ``optimizer`` (``segtrain.losses.OPTIMIZERS``) at ``lr``; return it."""
 
     @property
     def key(self) -> str:
@@ -298,11 +299,11 @@ class BinaryMasks(MaskTask):
         """No class map, no class weights."""
         return {"classes": None, "class_weight_values": None}
 
-    def compile(self, model: keras.Model, lr: float, xla: bool) -> keras.Model:
-        """Carvana's compile: RMSprop, bce + dice, the soft dice metric (``compile_model``)."""
+    def compile(self, model: keras.Model, lr: float, xla: bool, optimizer: str) -> keras.Model:
+        """Carvana's compile: bce + dice, the soft dice metric (``compile_model``)."""
         from segtrain.losses import compile_model
 
-        return compile_model(model, lr, xla)
+        return compile_model(model, lr, xla, optimizer)
 
     def prepare_mask(self, mask: np.ndarray, size: int) -> np.ndarray:
         """Binarised, then resized bilinearly (its edge stays soft until ``finish_mask``)."""
@@ -459,11 +460,11 @@ class ClassMaps(MaskTask):
         """The class map and the class weights trained with."""
         return {"classes": self.classes, "class_weight_values": self.weights}
 
-    def compile(self, model: keras.Model, lr: float, xla: bool) -> keras.Model:
+    def compile(self, model: keras.Model, lr: float, xla: bool, optimizer: str) -> keras.Model:
         """``SemanticLoss`` with the class weights, ``class_dice`` named soft_dice."""
         from segtrain.losses import compile_semantic
 
-        return compile_semantic(model, lr, xla, self.weights)
+        return compile_semantic(model, lr, xla, self.weights, optimizer)
 
     @property
     def key(self) -> str:

@@ -250,8 +250,9 @@ def train(
         verbose: Keras' verbosity: 0 silent, 1 progress bar, 2 one line per epoch; "auto" is 1
             on a terminal and 2 otherwise (a log file).
         **options: the fields of ``segtrain.config.RunConfig`` (model, size, batch_size, val,
-            epochs, lr, seed, augment, image_column, mask_column, class_weights, strategy,
-            num_processes, process_id, coordinator, precision, xla, time_limit, lr_schedule);
+            epochs, optimizer, lr, seed, augment, image_column, mask_column, class_weights,
+            strategy, num_processes, process_id, coordinator, precision, xla, time_limit,
+            lr_schedule);
             by default the ``small`` U-Net at 128 px, batches of 1, 20 validation rows, up to
             100 epochs at RMSprop 3e-4 (``model="unet256", lr=1e-4`` is Carvana's recipe).
             With ``strategy="data-parallel"`` every process calls ``train`` with its own
@@ -352,6 +353,7 @@ def fit_run(
             precision=config.precision,
             lr=config.lr,
             xla=config.xla,
+            optimizer=config.optimizer,
             task=task,
             encoder_weights=config.encoder_weights,
         )
