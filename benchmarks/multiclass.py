@@ -43,7 +43,7 @@ def _read(stem: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _score(predict_ids, val: list[str]) -> dict:
-    """Score ``predict_ids(image) -> HxW class ids at full size`` on the frames ``val``.
+    """Score ``predict_ids(stem, image) -> HxW class ids at full size`` on the frames ``val``.
 
     CamVid's ids are its class indices (0-10, void 11), so the label maps are scored as they
     are, with segtrain's own arithmetic (``segtrain.confusion``) for every predictor.
@@ -53,7 +53,7 @@ def _score(predict_ids, val: list[str]) -> dict:
     matrix = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
     for stem in val:
         image, labels = _read(stem)
-        matrix += confusion(labels, predict_ids(image), len(CLASSES))
+        matrix += confusion(labels, predict_ids(stem, image), len(CLASSES))
     scores = class_scores(matrix, CLASSES)
     return {
         "miou": scores["miou"],
@@ -69,7 +69,7 @@ def majority_baseline(train: list[str], val: list[str]) -> dict:
         counts += np.bincount(_read(stem)[1].ravel(), minlength=256)
     majority = int(np.argmax(counts[: len(CLASSES)]))
     everywhere = {"class": CLASSES[majority]}
-    return everywhere | _score(lambda image: np.full(image.shape[:2], majority), val)
+    return everywhere | _score(lambda stem, image: np.full(image.shape[:2], majority), val)
 
 
 def _baseline_model():
@@ -109,7 +109,7 @@ def hand_written_baseline(budget: float, train: list[str], val: list[str]) -> di
         model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
         epochs += 1
 
-    def predict_ids(image: np.ndarray) -> np.ndarray:
+    def predict_ids(stem: str, image: np.ndarray) -> np.ndarray:
         small = cv2.resize(image, (SIZE, SIZE))[np.newaxis] / 255
         ids = np.argmax(model.predict(small, verbose=0)[0], axis=-1).astype(np.uint8)
         return cv2.resize(ids, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
@@ -123,12 +123,9 @@ def time_limit_options(budget: float) -> list[str]:
     return ["--time-limit", str(budget / 60)]
 
 
-def segtrain_cli(budget: float, train: list[str], val: list[str]) -> dict:
-    """``brinelite build`` + ``segtrain train`` on the frames ``train``, same budget.
-
-    segtrain keeps an eleventh of the training frames aside to choose its best weights (its
-    ``--val``: 16 of 184), so it trains on 168 frames where the baseline uses all 184.
-    """
+def _install(train: list[str]) -> tuple[str, int]:
+    """``brinelite build`` + ``install`` of the frames ``train``: the dataset's name, and the
+    rows both models keep aside to choose their best weights (an eleventh: 16 of 184)."""
     bin_dir = Path(sys.executable).parent
     work = data.data_dir() / "multiclass"
     work.mkdir(exist_ok=True)
@@ -139,9 +136,19 @@ def segtrain_cli(budget: float, train: list[str], val: list[str]) -> dict:
         [bin_dir / "brinelite", "build", source, "--name", name, "--out", archive,
          "-q", "--force"], check=True)  # fmt: skip
     subprocess.run([bin_dir / "brinelite", "install", archive, "-q"], check=True)
-    run_dir = work / "camvid-run"
+    return name, max(1, len(train) // 11)
+
+
+def segtrain_cli(budget: float, train: list[str], val: list[str]) -> dict:
+    """``brinelite build`` + ``segtrain train`` on the frames ``train``, same budget.
+
+    segtrain keeps an eleventh of the training frames aside to choose its best weights (its
+    ``--val``: 16 of 184), so it trains on 168 frames where the baseline uses all 184.
+    """
+    bin_dir = Path(sys.executable).parent
+    name, held_out = _install(train)
+    run_dir = data.data_dir() / "multiclass" / "camvid-run"
     shutil.rmtree(run_dir, ignore_errors=True)
-    held_out = max(1, len(train) // 11)
     start = time.perf_counter()
     subprocess.run(
         [bin_dir / "segtrain", "train", name, "--model", "small", "--size", str(SIZE),
@@ -154,14 +161,43 @@ def segtrain_cli(budget: float, train: list[str], val: list[str]) -> dict:
 
     model = segtrain.load_model(run_dir)
 
-    def predict_ids(image: np.ndarray) -> np.ndarray:
+    def predict_ids(stem: str, image: np.ndarray) -> np.ndarray:
         return segtrain.predict_classes(model, [image])[0]
 
-    return {"train_s": train_s} | _score(predict_ids, val)
+    return {"train_s": train_s, "epochs": _epochs(run_dir)} | _score(predict_ids, val)
+
+
+def smp_peer(budget: float, train: list[str], val: list[str]) -> dict:
+    """``benchmarks.smp_peer`` on segtrain's dataset and folds (``--val``, seed 42), same budget:
+    an smp ``Unet("resnet34")`` as its users write it, batch 8, Adam 2e-4, cross-entropy + dice.
+    """
+    import cv2
+
+    name, held_out = _install(train)
+    out = data.data_dir() / "multiclass" / "camvid-smp"
+    shutil.rmtree(out, ignore_errors=True)
+    images = data.camvid_source("val", len(val)) / "images"
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.smp_peer", name, out, "--val", str(held_out),
+         "--seed", "42", "--budget", str(budget), "--size", str(SIZE), "--predict", images],
+        check=True, cwd=data.REPO,
+    )  # fmt: skip
+    train_s = time.perf_counter() - start
+
+    def predict_ids(stem: str, image: np.ndarray) -> np.ndarray:
+        return cv2.imread(str(out / "predictions" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+
+    return {"train_s": train_s, "epochs": _epochs(out)} | _score(predict_ids, val)
+
+
+def _epochs(run_dir: Path) -> int:
+    """The rows of a run's history.csv."""
+    return len((run_dir / "history.csv").read_text().splitlines()) - 1
 
 
 def run(smoke: bool = False) -> dict:
-    """The three predictors on CamVid; smoke runs train on 16 frames and score 4."""
+    """The four predictors on CamVid; smoke runs train on 16 frames and score 4."""
     budget = SMOKE["budget"] if smoke else BUDGET_S
     train = data.camvid_stems("train", SMOKE["train"] if smoke else None)
     val = data.camvid_stems("val", SMOKE["val"] if smoke else None)
@@ -174,6 +210,7 @@ def run(smoke: bool = False) -> dict:
         "majority": majority_baseline(train, val),
         "baseline": hand_written_baseline(budget, train, val),
         "segtrain": segtrain_cli(budget, train, val),
+        "smp": smp_peer(budget, train, val),
     }
 
 
@@ -181,12 +218,24 @@ def rows(mc: dict) -> list[Row]:
     """CamVid mIoU of the three predictors, and segtrain's gain over the hand-written script."""
     budget = f"{mc['budget_s'] / 60:.0f} min"
     ours, theirs, majority = mc["segtrain"], mc["baseline"], mc["majority"]
+    smp = mc.get("smp")  # results before 2026-12-06 had no smp entry
     gain = ours["miou"] - theirs["miou"]
+    peers = [
+        Row(
+            f"CamVid {budget}: smp Unet(resnet34), Adam 2e-4, CE + dice, batch 8, {mc['size']}px",
+            f"mIoU {smp['miou']:.3f}, pixel accuracy {smp['pixel_accuracy']:.3f} "
+            f"({smp['epochs']} epochs)",
+        ),
+        Row("segtrain vs the best peer, same budget: mIoU gain",
+            f"{ours['miou'] - max(smp['miou'], theirs['miou']):+.3f}", ">= 0",
+            met(ours["miou"] >= max(smp["miou"], theirs["miou"]))),
+    ] if smp else []  # fmt: skip
     return [
         Row(
             f"CamVid {budget}: segtrain (small {mc['size']}px, its defaults)",
             f"mIoU {ours['miou']:.3f}, pixel accuracy {ours['pixel_accuracy']:.3f}",
         ),
+        *peers[:1],
         Row(
             f"CamVid {budget}: hand-written softmax U-Net (plain Keras)",
             f"mIoU {theirs['miou']:.3f}, pixel accuracy {theirs['pixel_accuracy']:.3f} "
@@ -198,6 +247,7 @@ def rows(mc: dict) -> list[Row]:
         ),
         Row("segtrain vs hand-written, same budget: mIoU gain", f"{gain:+.3f}", ">= +0.05",
             met(gain >= 0.05)),
+        *peers[1:],
     ]  # fmt: skip
 
 
@@ -233,12 +283,13 @@ LIMITS = """
 
 
 def notes(mc: dict) -> list[str]:
-    """Per-class IoU of the three predictors, one table row per class, and what moved it."""
-    lines = ["| class | segtrain | hand-written | majority |", "|---|---|---|---|"]
+    """Per-class IoU of the predictors, one table row per class, and what moved it."""
+    who = [w for w in ("segtrain", "smp", "baseline", "majority") if w in mc]
+    header = {"segtrain": "segtrain", "smp": "smp", "baseline": "hand-written"}
+    lines = ["| class | " + " | ".join(header.get(w, w) for w in who) + " |"]
+    lines.append("|---" * (len(who) + 1) + "|")
     for name in mc["segtrain"]["per_class_iou"]:
-        cells = [
-            mc[who]["per_class_iou"].get(name, 0.0) for who in ("segtrain", "baseline", "majority")
-        ]
+        cells = [mc[w]["per_class_iou"].get(name, 0.0) for w in who]
         lines.append(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     return [LIMITS.format(table="\n".join(lines))]
 

@@ -30,6 +30,7 @@ STRATEGIES = ("default", "mirrored", "data-parallel")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 LR_SCHEDULES = ("auto", "plateau", "budget")
 OPTIMIZERS = ("rmsprop", "adam", "adamw")
+BEFORE_RECORDED = {"optimizer": "rmsprop"}  # what runs used before config.json recorded it
 DEFAULT_VAL = 20  # validation rows without --val or --val-split (the Carvana workflow's)
 
 
@@ -201,7 +202,12 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> RunConfig:
-        """The RunConfig stored in a run folder's config.json (other keys there are ignored)."""
+        """The RunConfig stored in a run folder's config.json (other keys there are ignored).
+
+        Options a run folder predates take the value those runs used (``BEFORE_RECORDED``),
+        not today's default, so resuming an old run keeps its recipe.
+        """
+        record = BEFORE_RECORDED | record
         return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls) if f.name in record})
 
     def to_dict(self) -> dict[str, Any]:

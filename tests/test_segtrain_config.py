@@ -77,6 +77,16 @@ def test_resume_compares_only_run_defining_options():
     ]
 
 
+def test_a_run_folder_from_before_the_optimizer_option_resumes_with_rmsprop():
+    record = RunConfig(model="tiny", size=32, optimizer="adam").resolved(cpuinfo="").to_dict()
+    del record["optimizer"]  # config.json before the option existed
+    old = RunConfig.from_dict(record)
+    assert old.optimizer == "rmsprop"
+    assert dataclasses.replace(old, optimizer="adam").changes_from(old) == [
+        "optimizer rmsprop -> adam"
+    ]
+
+
 def test_process_options_come_from_the_options_then_kerass_variables():
     launcher = {
         "KERAS_DISTRIBUTION_NUM_PROCESSES": "4",

@@ -197,6 +197,13 @@ def test_compile_model_sets_the_seed_recipe():
     assert model.loss is bce_dice_loss
 
 
+@pytest.mark.parametrize("name, kind", [("adam", "Adam"), ("adamw", "AdamW")])
+def test_compile_model_takes_the_optimizer_by_name(name, kind):
+    model = compile_model(unet(16, base_filters=2, depth=1), lr=2e-3, optimizer=name)
+    assert type(model.optimizer) is getattr(keras.optimizers, kind)
+    assert float(model.optimizer.learning_rate) == pytest.approx(2e-3)
+
+
 def test_saved_model_loads_back_without_custom_objects(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((2, 32, 32, 3), dtype="float32")
