@@ -545,8 +545,10 @@ def cache_clean() -> None:
         origin = origins.get(path.name) if path.parts[0] == "prepared" else None
         out.print(f"  {_human(size):>9}  {path}{f'  (prepared from {origin})' if origin else ''}")
     if cleaned.skipped:
-        held = ", ".join(map(str, cleaned.skipped))
-        out.print(f"Skipped {len(cleaned.skipped)} in use by a running install: {held}.")
+        count = len(cleaned.skipped)
+        out.print(f"Skipped {count} entr{'y' if count == 1 else 'ies'}:")
+        for path, reason in cleaned.skipped:
+            out.print(f"  {path}  ({reason})")
     if cleaned.foreign:
         left = ", ".join(sorted(map(str, cleaned.foreign)))
         out.print(f"Left {len(cleaned.foreign)} not created by brinelite (or links): {left}.")
