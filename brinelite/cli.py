@@ -29,7 +29,11 @@ from .names import parse_name
 from .progress import bar
 from .redact import redact_url
 
-app = new_app("Install, inspect, build and share image/mask datasets.", no_args_is_help=True)
+app = new_app(
+    "Install, inspect, build and share image/mask datasets.",
+    version=f"brinelite {__version__}",
+    no_args_is_help=True,
+)
 cache_app = new_app("Where the cache is, and cleaning it.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 registry_app = new_app("The registries datasets are installed from.", no_args_is_help=True)
@@ -47,24 +51,6 @@ def _human(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} TB"
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        out.print(f"brinelite {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version_callback, is_eager=True, help="Show the version."
-        ),
-    ] = False,
-) -> None:
-    """Install, inspect, build and share image/mask datasets."""
 
 
 @app.command()
