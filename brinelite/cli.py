@@ -9,7 +9,6 @@ and exits 1 (2 for usage), never a traceback. Everything is printed through
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from textwrap import shorten
 from typing import Annotated
@@ -17,7 +16,17 @@ from typing import Annotated
 import typer
 from typer._click.exceptions import MissingParameter
 
-from . import __version__, cache, config, interrupt, lockfile, prepared, publishing, registry
+from . import (
+    __version__,
+    cache,
+    config,
+    interrupt,
+    jsonio,
+    lockfile,
+    prepared,
+    publishing,
+    registry,
+)
 from . import serve as server
 from .build import build as build_archive
 from .classes import ClassMap
@@ -543,7 +552,7 @@ def cache_clean() -> None:
 def _prepared_from(folder: Path) -> str | None:
     """The dataset a prepared cache was made from, as its key file says (None if unreadable)."""
     try:
-        key = json.loads((folder / prepared.KEY_FILE).read_text("utf-8"))
+        key = jsonio.loads((folder / prepared.KEY_FILE).read_text("utf-8"))
         return f"{key['dataset']}@{key['version']}"
     except (OSError, ValueError, KeyError, TypeError):
         return None
