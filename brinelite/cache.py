@@ -63,6 +63,14 @@ _MARKER_TEXT = (
 # share this name; no row added for FILLING_IDLE seconds and the lock free: it is abandoned.
 FILLING = r"prepared-[0-9a-f]{64}"
 FILLING_IDLE = 3600.0
+# Why `clean` left an entry of its own (``Cleaned.skipped``), as `brinelite cache clean` says.
+SKIP_STAGING = "in use by a running install, process {pid}"
+SKIP_DOWNLOAD = "being downloaded: a running install holds its lock"
+SKIP_FILLING_LOCKED = "being filled: a running process holds its lock"
+SKIP_FILLING_RECENT = (
+    f"a row was added in the last {FILLING_IDLE / 60:.0f} minutes: a run may still be filling it"
+)
+SKIP_FILLING_CHANGED = "it changed while being checked: a run is filling it"
 # The names brinelite gives the entries of each area it cleans: nothing else is deleted.
 _OWN = {
     "tmp": re.compile(r"(?:install|replaced|removed|prepared)-(\d+)-[A-Za-z0-9_]+|" + FILLING),
@@ -384,13 +392,14 @@ def size_on_disk(path: Path) -> int:
 class Cleaned:
     """What :func:`clean` did.
 
-    ``removed`` holds each deleted entry with the bytes it freed; ``skipped`` what a live
-    process holds; ``foreign`` what brinelite did not create (or is a symbolic link), left
-    alone. Paths are relative to the cache.
+    ``removed`` holds each deleted entry with the bytes it freed; ``skipped`` each entry left
+    because a live process holds it or may still use it, with the reason (``SKIP_*``);
+    ``foreign`` what brinelite did not create (or is a symbolic link), left alone. Paths are
+    relative to the cache.
     """
 
     removed: list[tuple[Path, int]] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
     foreign: list[Path] = field(default_factory=list)
 
     @property
@@ -430,7 +439,7 @@ def clean(also: Iterable[Path] = ()) -> Cleaned:
         if re.fullmatch(FILLING, child.name):
             _delete_filling(done, child)
         elif pid is not None and _running(pid):
-            done.skipped.append(child.relative_to(root))
+            done.skipped.append((child.relative_to(root), SKIP_STAGING.format(pid=pid)))
         else:
             _delete(done, child)
     for child in _entries(done, root / "downloads"):
@@ -439,7 +448,7 @@ def clean(also: Iterable[Path] = ()) -> Cleaned:
             with lock(f"download-{key}", timeout=0):
                 _delete(done, child)
         except CacheError:  # another process holds it: a download in progress
-            done.skipped.append(child.relative_to(root))
+            done.skipped.append((child.relative_to(root), SKIP_DOWNLOAD))
     return done
 
 
@@ -455,9 +464,12 @@ def _delete_filling(done: Cleaned, folder: Path) -> None:
             if time.time() - newest >= FILLING_IDLE:
                 _delete(done, folder)
                 return
-    except (CacheError, OSError):  # held: a row is being added; or it changed under us
-        pass
-    done.skipped.append(folder.relative_to(home()))
+            reason = SKIP_FILLING_RECENT
+    except CacheError:  # the lock is held: a row is being added
+        reason = SKIP_FILLING_LOCKED
+    except OSError:  # an entry went or came while it was looked at: a run is at work
+        reason = SKIP_FILLING_CHANGED
+    done.skipped.append((folder.relative_to(home()), reason))
 
 
 def _entries(done: Cleaned, area: Path) -> list[Path]:

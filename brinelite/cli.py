@@ -9,7 +9,6 @@ and exits 1 (2 for usage), never a traceback. Everything is printed through
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from textwrap import shorten
 from typing import Annotated
@@ -17,7 +16,17 @@ from typing import Annotated
 import typer
 from typer._click.exceptions import MissingParameter
 
-from . import __version__, cache, config, interrupt, lockfile, prepared, publishing, registry
+from . import (
+    __version__,
+    cache,
+    config,
+    interrupt,
+    jsonio,
+    lockfile,
+    prepared,
+    publishing,
+    registry,
+)
 from . import serve as server
 from .build import build as build_archive
 from .classes import ClassMap
@@ -29,7 +38,11 @@ from .names import parse_name
 from .progress import bar
 from .redact import redact_url
 
-app = new_app("Install, inspect, build and share image/mask datasets.", no_args_is_help=True)
+app = new_app(
+    "Install, inspect, build and share image/mask datasets.",
+    version=f"brinelite {__version__}",
+    no_args_is_help=True,
+)
 cache_app = new_app("Where the cache is, and cleaning it.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 registry_app = new_app("The registries datasets are installed from.", no_args_is_help=True)
@@ -47,24 +60,6 @@ def _human(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} TB"
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        out.print(f"brinelite {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version_callback, is_eager=True, help="Show the version."
-        ),
-    ] = False,
-) -> None:
-    """Install, inspect, build and share image/mask datasets."""
 
 
 @app.command()
@@ -545,8 +540,10 @@ def cache_clean() -> None:
         origin = origins.get(path.name) if path.parts[0] == "prepared" else None
         out.print(f"  {_human(size):>9}  {path}{f'  (prepared from {origin})' if origin else ''}")
     if cleaned.skipped:
-        held = ", ".join(map(str, cleaned.skipped))
-        out.print(f"Skipped {len(cleaned.skipped)} in use by a running install: {held}.")
+        count = len(cleaned.skipped)
+        out.print(f"Skipped {count} entr{'y' if count == 1 else 'ies'}:")
+        for path, reason in cleaned.skipped:
+            out.print(f"  {path}  ({reason})")
     if cleaned.foreign:
         left = ", ".join(sorted(map(str, cleaned.foreign)))
         out.print(f"Left {len(cleaned.foreign)} not created by brinelite (or links): {left}.")
@@ -555,7 +552,7 @@ def cache_clean() -> None:
 def _prepared_from(folder: Path) -> str | None:
     """The dataset a prepared cache was made from, as its key file says (None if unreadable)."""
     try:
-        key = json.loads((folder / prepared.KEY_FILE).read_text("utf-8"))
+        key = jsonio.loads((folder / prepared.KEY_FILE).read_text("utf-8"))
         return f"{key['dataset']}@{key['version']}"
     except (OSError, ValueError, KeyError, TypeError):
         return None

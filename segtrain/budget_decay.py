@@ -4,8 +4,9 @@ A run with a known budget does better decaying its learning rate steadily to zer
 that budget than waiting for the validation loss to plateau (Li, Yumer & Ramanan, "Budgeted
 training: rethinking deep neural network training under resource constraints", ICLR 2020, found
 linear decay to zero at the budget's end a robust choice across budgets). On a short CPU budget
-a plateau detector mostly reacts to noise: the seed's ``ReduceLROnPlateau`` (patience 4) cut
-the rate tenfold after 6 of 34 epochs on CamVid, and the run crawled for the rest.
+a plateau detector mostly reacts to noise: the original Carvana/chairs workflow's
+``ReduceLROnPlateau`` (patience 4) cut the rate tenfold after 6 of 34 epochs on CamVid, and the
+run crawled for the rest.
 
 The clock starts when ``fit`` starts, as ``TimeLimit``'s does (a resumed run gets a fresh
 budget and decays again from ``lr``), and the rate is set before every training batch.

@@ -43,7 +43,8 @@ def train(dataset: str, run_dir: Path, resume: bool, verbose: bool | None, **opt
     training size) and the validation fold's scores as segtrain evaluate gives them
     (thresholded, at each image's full size). Ctrl-C keeps the finished epochs for --resume.
     """
-    from segtrain.run_folder import RunStopped, best_epoch
+    from segtrain.errors import RunStopped
+    from segtrain.history import best_epoch
     from segtrain.training import train as train_run
 
     keras_verbose = "auto" if verbose is None else int(verbose)

@@ -1,9 +1,21 @@
-"""The exception segtrain raises for mistakes a user can fix.
+"""The exceptions segtrain raises for mistakes a user can fix, and for a run that stopped.
 
-The ``segtrain`` command catches it (with ``brinelite.BrineliteError`` for dataset problems) and
+The ``segtrain`` command catches them (with ``brinelite.BrineliteError`` for dataset problems) and
 prints its message as one line, never a traceback. Messages say what is wrong and how to fix it.
 """
 
 
 class SegtrainError(Exception):
     """A bad option, an unusable dataset for training, or a run folder that lacks what is asked."""
+
+
+class RunStopped(SegtrainError):
+    """A run that ended before its last epoch, by Ctrl-C (``interrupted``) or a failure.
+
+    The message says what the run folder keeps and how to continue (``--resume``:
+    ``resumable``), or that it was left as it was.
+    """
+
+    def __init__(self, message: str, interrupted: bool = False, resumable: bool = True) -> None:
+        super().__init__(message)
+        self.interrupted, self.resumable = interrupted, resumable

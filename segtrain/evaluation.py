@@ -35,9 +35,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import brinelite
+from segtrain.datasets import check_columns, open_dataset
 from segtrain.errors import SegtrainError
 from segtrain.prediction import output_folder, predict_maps
-from segtrain.run_folder import RunFolder, RunRecord, check_columns, open_dataset
+from segtrain.records import RunRecord
+from segtrain.run_folder import RunFolder
 from segtrain.tasks import MaskTask, Predicted, Scores
 
 if TYPE_CHECKING:

@@ -2,7 +2,8 @@
 
 Every model here comes from ``unet``; the names, widths and depths are in
 ``segtrain.architectures``. Built by name (``build_model``) or by a preset, a model comes back
-compiled the seed's way (``compile_model``); ``unet`` itself returns an uncompiled model.
+compiled as the original Carvana/chairs workflow compiled it (``compile_model``); ``unet`` itself
+returns an uncompiled model.
 
     model = build_model("small", 128)             # compiled, float32
     model = build_model("unet256", precision="mixed_bfloat16")
@@ -123,7 +124,8 @@ def build_model(
         lr, xla, optimizer: passed to the task's ``compile``.
         task: what the masks mean (``segtrain.tasks``), which sets the head's outputs and
             activation, the loss and the metric: None is ``BinaryMasks`` (one sigmoid output,
-            compiled the seed's way); ``ClassMaps`` has one softmax output per class.
+            compiled as the original Carvana/chairs workflow compiled it); ``ClassMaps`` has
+            one softmax output per class.
         encoder_weights: an encoder U-Net's initial encoder weights (``segtrain.encoders``).
 
     Returns:

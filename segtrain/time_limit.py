@@ -23,11 +23,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from segtrain.history import EPOCH_COLUMNS
 from segtrain.runtime import import_keras
 
 keras = import_keras()
-
-EPOCH_COLUMNS = ("batches", "partial")  # what TimeLimit adds to every epoch's logs
 
 
 class TimeLimit(keras.callbacks.Callback):

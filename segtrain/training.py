@@ -29,21 +29,11 @@ from typing import TYPE_CHECKING, Any
 import brinelite
 from segtrain import distributed, runtime
 from segtrain.config import RunConfig
-from segtrain.errors import SegtrainError
+from segtrain.datasets import check_columns, open_dataset
+from segtrain.errors import RunStopped, SegtrainError
 from segtrain.processing import make_processor
-from segtrain.run_folder import (
-    BACKUP,
-    BEST_WEIGHTS,
-    FINAL_MODEL,
-    HISTORY,
-    LOGS,
-    DatasetRecord,
-    RunFolder,
-    RunRecord,
-    RunStopped,
-    check_columns,
-    open_dataset,
-)
+from segtrain.records import DatasetRecord, RunRecord
+from segtrain.run_folder import BACKUP, BEST_WEIGHTS, FINAL_MODEL, HISTORY, LOGS, RunFolder
 from segtrain.tasks import MaskTask, task_for
 
 if TYPE_CHECKING:

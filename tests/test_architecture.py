@@ -33,15 +33,16 @@ def _imports(path: Path, package: str) -> set[str]:
     return found
 
 
-def _table_order() -> list[str]:
-    """brinelite's modules in the order docs/architecture.md lists them."""
+def _table_order(package: str = "brinelite", column: int = 2) -> list[str]:
+    """The modules of ``package`` in the order docs/architecture.md's table lists them (in its
+    ``column``: brinelite's table has a layer column first)."""
     page = (ROOT / "docs" / "architecture.md").read_text()
-    table = page.split("## brinelite", 1)[1].split("## segtrain", 1)[0]
+    table = page.split(f"## {package}", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     order = []
     for line in table.splitlines():
         cells = line.split("|")
-        if len(cells) > 3:
-            order += TABLE_MODULE.findall(cells[2])
+        if len(cells) > column + 1:
+            order += TABLE_MODULE.findall(cells[column])
     return order
 
 
@@ -59,6 +60,12 @@ def test_every_brinelite_module_imports_only_modules_above_it_in_the_architectur
         for name in modules
     }
     assert {name: deps for name, deps in upward.items() if deps} == {}
+
+
+def test_the_architecture_page_lists_every_segtrain_module_once():
+    listed = _table_order("segtrain", column=1)
+    modules = {p.stem for p in (ROOT / "segtrain").glob("*.py")} - {"__init__", "__main__"}
+    assert sorted(listed) == sorted(modules)
 
 
 def test_brinelite_never_imports_segtrain_and_segtrain_uses_only_public_brinelite():
@@ -151,7 +158,8 @@ def _mode(call: ast.Call, position: int) -> str | None:
 def file_writes(tree: ast.Module) -> list[int]:
     """Lines where ``tree`` writes a file in place: ``open`` for writing (builtin, ``Path.open``,
     ``gzip.open``...), ``os.open`` with write flags, ``Path.write_text``/``write_bytes``,
-    ``cv2.imwrite``, ``savefig``. Writing into an open stream (``fileobj=``, ``savefig(stream,
+    ``cv2.imwrite``, ``savefig``, ``tempfile.NamedTemporaryFile`` (a hand-made atomic write,
+    without the fsync). Writing into an open stream (``fileobj=``, ``savefig(stream,
     format=...)``) and calling a module's own ``write_text`` (``atomic.write_text``) do not
     count."""
     modules = _modules_imported(tree)
@@ -174,7 +182,7 @@ def file_writes(tree: ast.Module) -> list[int]:
         elif name in ("write_text", "write_bytes"):
             writes = isinstance(func, ast.Attribute) and not on_module
         else:
-            writes = name in ("imwrite", "savefig")
+            writes = name in ("imwrite", "savefig", "NamedTemporaryFile")
         if writes:
             lines.append(call.lineno)
     return sorted(lines)
@@ -209,9 +217,10 @@ def test_the_finders_see_what_they_look_for():
         "os.environ.get('X')\nos.getenv('X')\nopen(p, 'w')\nopen(p, mode='ab')\n"
         "path.open('w')\ngzip.open(p, 'wb')\nos.open(p, os.O_WRONLY | os.O_CREAT)\n"
         "path.write_text(t)\npath.write_bytes(b)\ncv2.imwrite(p, a)\nfigure.savefig(p)\n"
+        "tempfile.NamedTemporaryFile('w', dir=d, delete=False)\n"
     )
     assert environment_uses(caught) == [2, 3, 4]
-    assert file_writes(caught) == list(range(5, 14))
+    assert file_writes(caught) == list(range(5, 15))
     passed = ast.parse(
         "import os, tarfile\nfrom . import atomic\nopen(p)\nopen(p, 'rb')\npath.open()\n"
         "path.open('rb')\nos.open(p, os.O_RDONLY)\natomic.write_text(p, t)\n"

@@ -71,7 +71,15 @@ def test_clean_removes_an_abandoned_prepared_filling_and_skips_one_in_use(cli, b
     lines = result.out.splitlines()
     assert lines[0] == "Freed 4.0 KB in 1 entry."
     assert f"tmp/{folders['abandoned'].name}" in lines[1]
-    assert lines[-1].startswith("Skipped 2 in use") and "not created" not in result.out
+    assert "not created" not in result.out
+    # Each skipped entry with its own reason. Before: both "in use by a running install",
+    # though the new filling's lock is free and no install runs.
+    assert lines[-3:] == [
+        "Skipped 2 entries:",
+        f"  tmp/{folders['locked'].name}  ({cache.SKIP_FILLING_LOCKED})",
+        f"  tmp/{folders['new'].name}  ({cache.SKIP_FILLING_RECENT})",
+    ]
+    assert "being filled" in lines[-2] and "in the last 60 minutes" in lines[-1]
 
 
 def test_clean_never_deletes_through_a_link(cli, brinelite_home, tmp_path):

@@ -99,7 +99,9 @@ def test_cache_clean_skips_what_a_running_install_holds(cells, tmp_path):
         cleaner = brinelite_cli(home, "cache", "clean")
         out, err = cleaner.communicate(timeout=HANG_GUARD)
         assert cleaner.returncode == 0, err
-        assert "Skipped 3 in use by a running install: tmp/install-" in out  # + .part, .part.json
+        assert "Skipped 3 entries:\n  " in out  # the staging folder, .part, .part.json
+        assert "  tmp/install-" in out and "(in use by a running install, process " in out
+        assert out.count("(being downloaded: a running install holds its lock)") == 2
         assert not (home / "tmp" / "install-999999999-stale").exists()
         assert len(list(part.glob("*.part"))) == 1 and len(list((home / "tmp").iterdir())) == 1
         go_on.set()

@@ -15,7 +15,8 @@ from conftest import make_pairs, one_line_error
 import brinelite
 from segtrain.config import RunConfig
 from segtrain.errors import SegtrainError
-from segtrain.run_folder import BACKUP, METADATA, DatasetRecord, RunFolder, RunRecord
+from segtrain.records import DatasetRecord, RunRecord
+from segtrain.run_folder import BACKUP, METADATA, RunFolder
 
 
 def untrained_run(tmp_path: Path, weights: bool = False) -> Path:
