@@ -10,7 +10,7 @@ batches (samples) for them are requested (``Dataset.to_keras``, ``Dataset.to_tor
 """
 
 from . import interrupt  # noqa: F401 - first: Ctrl-C while the brinelite command starts
-from .atomic import atomic_write, write_text
+from .atomic import atomic_path, atomic_write, write_text
 from .build import build
 from .classes import ClassMap
 from .dataset import Dataset, list_datasets, load_dataset
@@ -28,6 +28,7 @@ __all__ = [
     "ClassMap",
     "Dataset",
     "WorkerError",
+    "atomic_path",
     "atomic_write",
     "build",
     "class_overlay",

@@ -9,6 +9,8 @@ temporary file is removed and the target is left as it was.
     with atomic_write(path) as out:
         out.write(text)
     write_text(path, json.dumps(record))
+    with atomic_path(path, suffix=".tmp.keras") as tmp:  # a writer that takes a file name
+        model.save(tmp)
 """
 
 from __future__ import annotations
@@ -19,6 +21,51 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A fresh temporary file beside ``path`` that replaces ``path`` when the block succeeds.
+
+    For writers that take a file name rather than an open file (Keras' ``model.save`` wants a
+    name ending in ``.keras``, hence ``suffix``): the block writes the temporary file by its
+    name, then it is flushed to disk and renamed over ``path`` in one step.
+
+    Args:
+        path: the file to write; its folder must exist.
+        suffix: how the temporary file's name ends (it starts with ``.``, hidden, and the
+            target's name).
+
+    Yields:
+        The temporary file's path (the file exists, empty); it ends up readable by everyone
+        (0644).
+
+    Raises:
+        OSError: the folder is missing or unwritable, or the disk is full; ``path`` is then
+            unchanged and no temporary file is left (nor on any other failure, Ctrl-C
+            included).
+
+    Example::
+
+        with atomic_path("runs/a/model.keras", suffix=".tmp.keras") as tmp:
+            model.save(tmp)
+    """
+    path = Path(path)
+    # A name near the 255-byte limit still leaves room for the temporary file's own.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        descriptor = os.open(tmp, os.O_RDONLY)  # fsync flushes the file, whoever wrote it
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @contextmanager
@@ -33,8 +80,8 @@ def atomic_write(
         encoding, newline: as for ``open`` in text mode (ignored for bytes).
 
     Yields:
-        The open temporary file. The new file is readable by everyone (0644), as files
-        written with ``open`` under the usual umask are.
+        The open temporary file (``atomic_path``'s). The new file is readable by everyone
+        (0644), as files written with ``open`` under the usual umask are.
 
     Raises:
         OSError: the folder is missing or unwritable, or the disk is full; ``path`` is then
@@ -47,20 +94,9 @@ def atomic_write(
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write writes whole files: mode 'w' or 'wb', not {mode!r}")
-    path = Path(path)
-    # A name near the 255-byte limit still leaves room for the temporary file's own.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp")
-    try:
-        text = {} if mode == "wb" else {"encoding": encoding, "newline": newline}
-        with open(fd, mode, **text) as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = {} if mode == "wb" else {"encoding": encoding, "newline": newline}
+    with atomic_path(path) as tmp, open(tmp, mode, **text) as out:
+        yield out
 
 
 def write_text(path: str | Path, text: str) -> Path:

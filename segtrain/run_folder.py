@@ -268,6 +268,14 @@ class RunFolder:
             else:
                 entry.unlink(missing_ok=True)
 
+    def save_model(self, network: keras.Model) -> Path:
+        """Write ``network`` into model.keras atomically (``brinelite.atomic_path``): a process
+        killed while saving leaves the previous file whole, never a torn one. Its path."""
+        path = self.path / FINAL_MODEL
+        with brinelite.atomic_path(path, suffix=".tmp.keras") as tmp:  # Keras wants .keras
+            network.save(tmp)
+        return path
+
     def draw_curves(self) -> Path:
         """Draw history.csv into curves.png (``segtrain.curves.draw``), titled by ``title``."""
         return curves.draw(self.history(), self.title(), self.path / CURVES)

@@ -473,7 +473,7 @@ def fit_epochs(
         raise RunStopped(
             f"{where}, before any epoch ended; nothing was kept", interrupted=True, resumable=False
         )
-    network.save(out / FINAL_MODEL)  # every process: saving gathers the weights
+    folder.save_model(network)  # every process: saving gathers the weights
     folder.draw_curves()
     if interrupted:
         raise RunStopped(

@@ -155,18 +155,34 @@ def _mode(call: ast.Call, position: int) -> str | None:
     return constant.value if isinstance(constant, ast.Constant) else None
 
 
+def _atomic_paths(tree: ast.Module) -> set[str]:
+    """Names bound by ``with atomic_path(...) as name``: temporary files renamed into place."""
+    return {
+        item.optional_vars.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.With)
+        for item in node.items
+        if isinstance(item.context_expr, ast.Call)
+        and "atomic_path" in ast.unparse(item.context_expr.func)
+        and isinstance(item.optional_vars, ast.Name)
+    }
+
+
 def file_writes(tree: ast.Module) -> list[int]:
     """Lines where ``tree`` writes a file in place: ``open`` for writing (builtin, ``Path.open``,
     ``gzip.open``...), ``os.open`` with write flags, ``Path.write_text``/``write_bytes``,
-    ``cv2.imwrite``, ``savefig``, ``tempfile.NamedTemporaryFile`` (a hand-made atomic write,
-    without the fsync). Writing into an open stream (``fileobj=``, ``savefig(stream,
-    format=...)``) and calling a module's own ``write_text`` (``atomic.write_text``) do not
-    count."""
-    modules = _modules_imported(tree)
+    ``cv2.imwrite``, ``savefig``, a model's ``save``/``save_weights``,
+    ``tempfile.NamedTemporaryFile`` (a hand-made atomic write, without the fsync). Writing
+    into an open stream (``fileobj=``, ``savefig(stream, format=...)``), into a name
+    ``atomic_path`` gave, and calling a module's own ``write_text`` (``atomic.write_text``) do
+    not count."""
+    modules, temporary = _modules_imported(tree), _atomic_paths(tree)
     lines = []
     for call in ast.walk(tree):
         streamed = {"fileobj", "format"}  # gzip into an open file; savefig into an open stream
         if not isinstance(call, ast.Call) or any(k.arg in streamed for k in call.keywords):
+            continue
+        if call.args and isinstance(call.args[0], ast.Name) and call.args[0].id in temporary:
             continue
         func = call.func
         name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
@@ -182,7 +198,7 @@ def file_writes(tree: ast.Module) -> list[int]:
         elif name in ("write_text", "write_bytes"):
             writes = isinstance(func, ast.Attribute) and not on_module
         else:
-            writes = name in ("imwrite", "savefig", "NamedTemporaryFile")
+            writes = name in ("imwrite", "savefig", "save", "save_weights", "NamedTemporaryFile")
         if writes:
             lines.append(call.lineno)
     return sorted(lines)
@@ -217,14 +233,16 @@ def test_the_finders_see_what_they_look_for():
         "os.environ.get('X')\nos.getenv('X')\nopen(p, 'w')\nopen(p, mode='ab')\n"
         "path.open('w')\ngzip.open(p, 'wb')\nos.open(p, os.O_WRONLY | os.O_CREAT)\n"
         "path.write_text(t)\npath.write_bytes(b)\ncv2.imwrite(p, a)\nfigure.savefig(p)\n"
-        "tempfile.NamedTemporaryFile('w', dir=d, delete=False)\n"
+        "tempfile.NamedTemporaryFile('w', dir=d, delete=False)\nmodel.save(p)\n"
+        "model.save_weights(p)\n"
     )
     assert environment_uses(caught) == [2, 3, 4]
-    assert file_writes(caught) == list(range(5, 15))
+    assert file_writes(caught) == list(range(5, 17))
     passed = ast.parse(
         "import os, tarfile\nfrom . import atomic\nopen(p)\nopen(p, 'rb')\npath.open()\n"
         "path.open('rb')\nos.open(p, os.O_RDONLY)\natomic.write_text(p, t)\n"
         "tarfile.open(fileobj=f, mode='w')\nwrite_text(p, t)\nos.path.join(a, b)\n"
+        "with brinelite.atomic_path(p, suffix='.keras') as tmp:\n    model.save(tmp)\n"
     )
     assert environment_uses(passed) == [] and file_writes(passed) == []
 

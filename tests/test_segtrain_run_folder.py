@@ -165,3 +165,25 @@ assert "keras" not in sys.modules and "tensorflow" not in sys.modules, "Keras wa
     expected = f"Error: {missing} is not a segtrain run folder: it has no config.json"
     assert result.stderr.splitlines() == [expected] * 3
     assert not os.path.exists(missing)
+
+
+def test_a_model_save_that_fails_midway_leaves_the_previous_model_whole(tmp_path):
+    # before: model.save wrote model.keras in place, and a failure (a kill) left it torn
+    from segtrain.models import build_model
+    from segtrain.run_folder import FINAL_MODEL
+    from segtrain.runtime import import_keras
+
+    folder = RunFolder(tmp_path)
+    network = build_model("tiny", 16)
+    assert folder.save_model(network) == tmp_path / FINAL_MODEL
+    before = (tmp_path / FINAL_MODEL).read_bytes()
+
+    def killed(store):
+        raise KeyboardInterrupt  # after the archive's config, while its weights are written
+
+    network.save_own_variables = killed
+    with pytest.raises(KeyboardInterrupt):
+        folder.save_model(network)
+    assert (tmp_path / FINAL_MODEL).read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [FINAL_MODEL]
+    assert import_keras().saving.load_model(tmp_path / FINAL_MODEL, compile=False).count_params()
