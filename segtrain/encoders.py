@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.architectures import check_divisible, check_encoder_weights
-from segtrain.errors import SegtrainError
+from segtrain.errors import SegtrainError, first_line
 from segtrain.runtime import WeightsSkipped, import_keras, load_weights
 
 keras = import_keras()
@@ -111,7 +111,7 @@ def _mobilenetv2(input_size: int, imagenet: bool) -> keras.Model:
             backbone.load_weights(path)
         except (ValueError, KeyError, OSError, TypeError) as exc:
             raise SegtrainError(
-                f"{path} does not hold MobileNetV2's ImageNet weights ({_first_line(exc)}); "
+                f"{path} does not hold MobileNetV2's ImageNet weights ({first_line(exc)}); "
                 "delete it to download it again"
             ) from exc
     features = [backbone.get_layer(name).output for name in MOBILENETV2_FEATURES]
@@ -128,12 +128,6 @@ def mobilenetv2_imagenet_file(input_size: int) -> str:
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
 
 
-def _first_line(error: Exception) -> str:
-    """An exception's message cut to one short line, to quote in a one-line error."""
-    lines = str(error).strip().splitlines() or [error.__class__.__name__]
-    return lines[0][:200]
-
-
 def _imagenet_weights(input_size: int) -> str:
     """MobileNetV2's ImageNet weights, from Keras' cache or downloaded into it: the file's path.
 
@@ -148,7 +142,7 @@ def _imagenet_weights(input_size: int) -> str:
         )
     except Exception as exc:  # get_file raises a bare Exception when the fetch fails
         raise SegtrainError(
-            f"cannot download MobileNetV2's ImageNet weights ({_first_line(exc)}); "
+            f"cannot download MobileNetV2's ImageNet weights ({first_line(exc)}); "
             f"offline, fetch {MOBILENETV2_URL + name} elsewhere and put it at "
             f"{cache / 'models' / name} (the folder is $KERAS_HOME/models, else ~/.keras/models)"
         ) from exc
@@ -205,7 +199,7 @@ def _load_encoder_weights(model: keras.Model, encoder: str, path: Path) -> None:
         load_weights(model, path)
     except (ValueError, KeyError, OSError, TypeError, WeightsSkipped) as exc:
         raise SegtrainError(
-            f"{path} does not hold {encoder} encoder weights ({_first_line(exc)}); "
+            f"{path} does not hold {encoder} encoder weights ({first_line(exc)}); "
             f"save them with segtrain.encoders.build_encoder({encoder!r}, SIZE).save_weights(PATH)"
         ) from exc
 

@@ -2,6 +2,7 @@
 
 The ``segtrain`` command catches them (with ``brinelite.BrineliteError`` for dataset problems) and
 prints its message as one line, never a traceback. Messages say what is wrong and how to fix it.
+A message that quotes another library's exception quotes its ``first_line``.
 """
 
 
@@ -19,3 +20,15 @@ class RunStopped(SegtrainError):
     def __init__(self, message: str, interrupted: bool = False, resumable: bool = True) -> None:
         super().__init__(message)
         self.interrupted, self.resumable = interrupted, resumable
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most ``limit`` characters, to quote in a
+    one-line error; the exception's class name if it has no message.
+
+    Example::
+
+        first_line(OSError("disk full\nmore"))  # "disk full"
+    """
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:limit]
