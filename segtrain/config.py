@@ -288,7 +288,9 @@ class RunConfig:
 def _check(item: dataclasses.Field, kind: Any, value: Any) -> None:
     """Refuse a value of the wrong type, outside its choices, or under its minimum."""
     allowed = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
-    if not any(_is(value, allowed_kind) for allowed_kind in allowed):
+    if not any(fits(value, allowed_kind) for allowed_kind in allowed):
+        if isinstance(value, float) and float in allowed:  # nan, inf: no JSON number
+            raise SegtrainError(f"option {item.name} must be a finite number, not {value!r}")
         names = " or ".join("None" if k is type(None) else k.__name__ for k in allowed)
         raise SegtrainError(f"option {item.name} must be {names}, not {value!r}")
     if item.name == "strategy" and value == "multi-worker":
@@ -296,8 +298,6 @@ def _check(item: dataclasses.Field, kind: Any, value: Any) -> None:
             "--strategy multi-worker is gone (Keras 3 does not support TensorFlow's "
             "multi-worker strategy); train on several machines with --strategy data-parallel"
         )
-    if isinstance(value, float) and not math.isfinite(value):  # nan passes every comparison
-        raise SegtrainError(f"option {item.name} must be a finite number, not {value!r}")
     choices, minimum = item.metadata["choices"], item.metadata["minimum"]
     if choices and value not in choices:
         raise SegtrainError(f"unknown {item.name} {value!r}; choose one of: {', '.join(choices)}")
@@ -308,10 +308,25 @@ def _check(item: dataclasses.Field, kind: Any, value: Any) -> None:
             raise SegtrainError(f"option {item.name} must be {bound} {minimum}, not {value!r}")
 
 
-def _is(value: Any, kind: type) -> bool:
-    """isinstance, where bool is not an int and an int is a float (as in JSON)."""
-    if kind is type(None):
-        return value is None
-    if kind in (int, float) and isinstance(value, bool):
+def fits(value: Any, kind: Any) -> bool:
+    """Whether a JSON value is of the type ``kind`` (None, bool, str, int, float, list[...],
+    dict[...]): options and config.json's fields are checked with it.
+
+    A bool is no int, an int is a float, and a float is finite, as in JSON.
+
+    Example::
+
+        fits(3, float), fits(True, int), fits([1.0, 2], list[float])  # True, False, True
+    """
+    origin, arguments = typing.get_origin(kind) or kind, typing.get_args(kind)
+    if origin is list:
+        return isinstance(value, list) and all(fits(item, arguments[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            fits(k, arguments[0]) and fits(v, arguments[1]) for k, v in value.items()
+        )
+    if isinstance(value, bool) and origin is not bool:
         return False
-    return isinstance(value, int | float) if kind is float else isinstance(value, kind)
+    if origin is float:
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, origin)

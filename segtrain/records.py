@@ -12,7 +12,6 @@ missing from an older run takes its default. A new field is one line in its data
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import brinelite
-from segtrain.config import RunConfig
+from segtrain.config import RunConfig, fits
 from segtrain.errors import SegtrainError
 from segtrain.tasks import MaskTask, task_for
 
@@ -144,27 +143,8 @@ def _typed(name: str, kind: Any, value: Any, where: str) -> Any:
     for option in options:
         if hasattr(option, "from_json"):
             return option.from_json(value, where)
-        if _fits(value, option):
+        if fits(value, option):
             return value
     raise SegtrainError(
         f"{where} has no valid {name} ({str(value)[:40]!r}); restore the file segtrain train wrote"
     )
-
-
-def _fits(value: Any, kind: Any) -> bool:
-    """Whether a JSON value is of the type ``kind`` (str, int, float, list[...], dict[...]).
-
-    A bool is no int, and an int is a float, as in JSON.
-    """
-    origin, arguments = typing.get_origin(kind) or kind, typing.get_args(kind)
-    if origin is list:
-        return isinstance(value, list) and all(_fits(item, arguments[0]) for item in value)
-    if origin is dict:
-        return isinstance(value, dict) and all(
-            _fits(k, arguments[0]) and _fits(v, arguments[1]) for k, v in value.items()
-        )
-    if isinstance(value, bool) and origin is not bool:
-        return False
-    if origin is float:
-        return isinstance(value, int | float) and math.isfinite(value)
-    return isinstance(value, origin)

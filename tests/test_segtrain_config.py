@@ -145,3 +145,14 @@ def test_cli_options_are_the_config_fields():
     for item in dataclasses.fields(RunConfig):
         assert f"--{item.name.replace('_', '-')}" in result.output
     assert "--verbose" in result.output and "--quiet" in result.output
+
+
+def test_options_and_run_records_share_one_json_type_check():
+    from segtrain import records
+    from segtrain.config import fits
+
+    assert records.fits is fits  # config.json's fields are read as the options are checked
+    assert fits(3, float) and not fits(True, int) and not fits(float("nan"), float)
+    assert fits(None, type(None)) and not fits(0, type(None)) and fits(True, bool)
+    assert fits([1.0, 2], list[float]) and not fits([1.0, True], list[float])
+    assert fits({"keras": "3"}, dict[str, str]) and not fits({"keras": 3}, dict[str, str])
