@@ -104,7 +104,22 @@ def import_keras() -> ModuleType:
 
 
 class WeightsSkipped(Exception):
-    """Keras left part of a weights file unloaded (its "Skipping ..." warnings)."""
+    """Keras left part of a weights file unloaded (its "Skipping ..." warnings).
+
+    Its message is one line: what the first warning names ("Skipping nested container at
+    'model/layers/dense'"), or a generic line if the warning's text is not of that form.
+    """
+
+    GENERIC = "Keras skipped part of the weights file"
+
+    @classmethod
+    def from_warning(cls, message: str) -> WeightsSkipped:
+        """The error for a Keras "Skipping ...: why" warning's text (its part before ":")."""
+        # Keras reports the parts it could not place only in the warning's text (saving_lib's
+        # "Skipping nested container at '...': ...", legacy h5's "Skipping loading weights
+        # for ..."): it keeps them nowhere a caller can read, so the text is the only source.
+        head = (message.split(":", 1)[0].strip().splitlines() or [""])[0][:200]
+        return cls(head if head.startswith("Skipping ") else cls.GENERIC)
 
 
 def load_weights(model, path: Path) -> None:
@@ -130,7 +145,7 @@ def load_weights(model, path: Path) -> None:
         model.load_weights(path)
     skipped = [w for w in caught if str(w.message).startswith("Skipping")]
     if skipped:
-        raise WeightsSkipped(str(skipped[0].message).split(":")[0])
+        raise WeightsSkipped.from_warning(str(skipped[0].message))
     for warning in caught:  # any other warning is shown as it would have been
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 

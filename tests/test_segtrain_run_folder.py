@@ -187,3 +187,28 @@ def test_a_model_save_that_fails_midway_leaves_the_previous_model_whole(tmp_path
     assert (tmp_path / FINAL_MODEL).read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [FINAL_MODEL]
     assert import_keras().saving.load_model(tmp_path / FINAL_MODEL, compile=False).count_params()
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        (
+            "Skipping nested container at 'model/dense': no matching group found in the file",
+            "Skipping nested container at 'model/dense'",
+        ),
+        ("Skipping loading weights for " + "d" * 500 + ": shapes", "Skipping loading " + "w"),
+        ("Skipping\nTraceback (most recent call last):\n  ...", "Keras skipped part of"),
+    ],
+)
+def test_a_keras_skipping_warning_becomes_a_one_line_error(tmp_path, message, expected):
+    # before: the warning's text up to its first ":", whatever its length or lines
+    from segtrain.runtime import WeightsSkipped, load_weights
+
+    class Model:
+        def load_weights(self, path):
+            warnings.warn(message, stacklevel=1)
+
+    with pytest.raises(WeightsSkipped) as caught:
+        load_weights(Model(), tmp_path / "best.weights.h5")
+    shown = str(caught.value)
+    assert shown.startswith(expected) and len(shown.splitlines()) == 1 and len(shown) <= 200
