@@ -29,14 +29,9 @@ from matplotlib.figure import Figure
 
 from brinelite import IMAGE_SUFFIXES, atomic_write, read_image
 from segtrain.errors import SegtrainError
+from segtrain.overlays import probability_overlay
 from segtrain.processing import prepare_image, to_rgb
-from segtrain.tasks import (
-    BinaryMasks,
-    MaskTask,
-    class_indices,
-    probability_map,
-    probability_overlay,
-)
+from segtrain.tasks import BinaryMasks, MaskTask, class_indices, probability_map
 
 if TYPE_CHECKING:
     import keras

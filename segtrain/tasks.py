@@ -36,15 +36,15 @@ import numpy as np
 import brinelite
 from segtrain.confusion import class_scores, confusion, write_confusion
 from segtrain.errors import SegtrainError
+
+# The mask and drawing helpers lived here: their names stay importable from segtrain.tasks.
+from segtrain.masks import THRESHOLD, fix_mask, mask_to_gray, to_gray  # noqa: F401
+from segtrain.overlays import COLORMAP, OUTLINE, outline, probability_overlay  # noqa: F401
 from segtrain.semantic import class_weights
 
 if TYPE_CHECKING:
     import keras
     from matplotlib.figure import Figure
-
-THRESHOLD = 0.5  # the probability from which evaluation counts a pixel as foreground
-COLORMAP = "viridis"  # probability overlays: dark purple for 0, yellow for 1
-OUTLINE = (255, 64, 160)  # the border of a binary mask in overlays: pink on viridis and photos
 
 Predicted = tuple[int, str, np.ndarray, np.ndarray]  # row id, image file, decoded output, mask
 
@@ -184,65 +184,6 @@ def task_for(classes: brinelite.ClassMap | None) -> MaskTask:
 
 
 # -- binary masks --
-
-
-def to_gray(array: np.ndarray) -> np.ndarray:
-    """One grey channel, HxW, from an HxW, HxWx1, RGB or RGBA array (alpha is dropped).
-
-    Colour arrays must be uint8, uint16 or float32, the types OpenCV converts.
-    """
-    if array.ndim == 2:
-        return array
-    if array.shape[2] < 3:
-        return array[..., 0]
-    return cv2.cvtColor(np.ascontiguousarray(array[..., :3]), cv2.COLOR_RGB2GRAY)
-
-
-def mask_to_gray(mask: np.ndarray) -> np.ndarray:
-    """One grey channel, HxW, from a mask: the red channel of a colour mask, else its grey value.
-
-    The Carvana/chairs masks are two-colour images, red = foreground on blue = background.
-    Plain RGB to grey turns pure red into 76 and pure blue into 29, both under the threshold,
-    and the foreground would vanish; so a mask whose colour channels differ anywhere is read by
-    its red channel. A grey-looking mask (R = G = B, or one channel) gives its grey value.
-    Alpha is ignored.
-    """
-    if mask.ndim == 3 and mask.shape[2] >= 3:
-        red, green, blue = mask[..., 0], mask[..., 1], mask[..., 2]
-        if not (np.array_equal(red, green) and np.array_equal(green, blue)):
-            return red
-    return to_gray(mask)
-
-
-def fix_mask(mask: np.ndarray, threshold: float = 100) -> np.ndarray:
-    """Binarise a mask (see ``mask_to_gray``) to HxW of 0 and 255: under ``threshold`` is 0."""
-    gray = mask_to_gray(mask)
-    zero, full = gray.dtype.type(0), gray.dtype.type(255)
-    return np.where(gray < threshold, zero, full)
-
-
-def probability_overlay(
-    photo: np.ndarray, probability: np.ndarray, alpha: float, threshold: float = THRESHOLD
-) -> np.ndarray:
-    """``photo`` (HxWx3 uint8) with the mask (probability >= ``threshold``) outlined and filled
-    with the colour-mapped probability; the rest of the photo is left as it is. HxWx3 uint8."""
-    import matplotlib
-
-    region = probability >= threshold
-    colours = matplotlib.colormaps[COLORMAP](probability)[..., :3] * 255
-    tinted = np.rint(photo * (1 - alpha) + colours * alpha).astype(np.uint8)
-    drawn = np.where(region[..., np.newaxis], tinted, photo)
-    return outline(drawn, region, OUTLINE)
-
-
-def outline(image: np.ndarray, region: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    """``image`` (HxWx3 uint8) with the border of the boolean ``region`` drawn in ``colour``;
-    the line is thicker on bigger images (1 px up to 300 px)."""
-    contours, _ = cv2.findContours(
-        region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
-    thickness = max(1, round(min(region.shape) / 300))
-    return cv2.drawContours(np.ascontiguousarray(image), contours, -1, colour, thickness)
 
 
 def probability_map(output: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -12,10 +12,10 @@ from conftest import make_pairs
 
 import brinelite
 import segtrain
+from segtrain.masks import fix_mask, mask_to_gray
 from segtrain.models import build_model
 from segtrain.processing import make_processor
 from segtrain.runtime import resolve_precision
-from segtrain.tasks import fix_mask, mask_to_gray
 
 SIZE = 32
 # How close a reloaded model's validation loss comes to the one Keras logged, per dtype policy:
@@ -149,6 +149,19 @@ def test_public_functions_are_functions():
     assert segtrain.train.__name__ == "train" and callable(segtrain.train)
     assert callable(segtrain.evaluate) and callable(segtrain.predict)
     assert callable(segtrain.unet) and callable(segtrain.load_model)
+
+
+def test_mask_and_drawing_helpers_keep_their_names_where_they_were():
+    import segtrain.masks
+    import segtrain.overlays
+    import segtrain.tasks
+
+    for name in ("fix_mask", "mask_to_gray", "to_gray"):
+        assert getattr(segtrain, name) is getattr(segtrain.masks, name)
+        assert getattr(segtrain.tasks, name) is getattr(segtrain.masks, name)
+    for name in ("probability_overlay", "outline", "COLORMAP", "OUTLINE"):
+        assert getattr(segtrain.tasks, name) is getattr(segtrain.overlays, name)
+    assert segtrain.tasks.THRESHOLD == segtrain.masks.THRESHOLD == 0.5
 
 
 JAX_RUN = """
