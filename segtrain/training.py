@@ -5,9 +5,10 @@
 The steps are those of the original Carvana/chairs workflow: open the dataset, split off a
 validation fold (``create_folds((val,))``), feed both folds through ``to_keras`` with its processing
 function (augmented for training only), build and compile the U-Net, and ``fit`` with its
-callbacks (early stopping, learning-rate reduction, best-weights checkpoint) plus a CSV log and
-TensorBoard logs. What the masks mean (binary, or the dataset's class map) is the run's
-``segtrain.tasks.MaskTask``, which sets the head, the loss and how masks are read; the
+callbacks (``segtrain.callbacks``: early stopping, learning-rate reduction, best-weights
+checkpoint, a CSV log and TensorBoard logs; Ctrl-C held while an epoch is written,
+``segtrain.epoch_end_shield``). What the masks mean (binary, or the dataset's class map) is the
+run's ``segtrain.tasks.MaskTask``, which sets the head, the loss and how masks are read; the
 processing is split in two stages so brinelite caches the deterministic one
 (``segtrain.processing``). Every option is checked, and the run folder too, before Keras is
 imported; ``segtrain.run_folder`` lists what the folder then holds.
@@ -16,24 +17,22 @@ imported; ``segtrain.run_folder`` lists what the folder then holds.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
-import signal
 import sys
-import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import brinelite
 from segtrain import distributed, runtime
+from segtrain.callbacks import make_callbacks
 from segtrain.config import RunConfig
 from segtrain.datasets import check_columns, open_dataset
+from segtrain.epoch_end_shield import EpochEndShield
 from segtrain.errors import RunStopped, SegtrainError
 from segtrain.processing import make_processor
 from segtrain.records import DatasetRecord, RunRecord
-from segtrain.run_folder import BACKUP, BEST_WEIGHTS, FINAL_MODEL, HISTORY, LOGS, RunFolder
+from segtrain.run_folder import BACKUP, BEST_WEIGHTS, FINAL_MODEL, HISTORY, RunFolder
 from segtrain.tasks import MaskTask, task_for
 
 if TYPE_CHECKING:
@@ -92,84 +91,6 @@ def make_folds(
             "to train on with --train-split"
         )
     return validation, training
-
-
-def make_callbacks(
-    run_dir: str | Path,
-    resume: bool = False,
-    time_limit: float | None = None,
-    schedule: str = "plateau",
-    lr: float | None = None,
-) -> list[keras.callbacks.Callback]:
-    """Carvana's callbacks, writing into the run folder ``run_dir``, plus logs and a backup.
-
-    With ``time_limit`` (minutes) a ``segtrain.time_limit.TimeLimit`` stops training once that
-    much wall-clock time has passed (checked after every batch); with or without one, it
-    records each epoch's batches (history.csv's ``batches`` and ``partial``) and the progress
-    bar ends an epoch cut short where it stopped. ``schedule`` "plateau" is the
-    Carvana workflow's EarlyStopping and ReduceLROnPlateau; "budget" (which needs ``time_limit`` and
-    ``lr``) replaces both with a ``segtrain.budget_decay.BudgetDecay`` from ``lr`` to 0 over
-    the time limit (the budget, not a validation stall, ends the run).
-
-    On resume, the CSV log is appended to and the checkpoint only replaces the best weights
-    with better ones than history.csv already records. TensorBoard logs need the tensorboard
-    package and the TensorFlow backend (Keras writes them with ``tf.summary``); without either
-    they are skipped with a warning rather than failing the run.
-    """
-    keras = runtime.import_keras()
-    folder = RunFolder(Path(run_dir))
-    folder.path.mkdir(parents=True, exist_ok=True)
-    best_so_far = min(folder.history().get("val_loss", []), default=None) if resume else None
-    if schedule == "budget":
-        if time_limit is None or lr is None:
-            raise ValueError('schedule "budget" decays from lr over time_limit; pass both')
-        from segtrain.budget_decay import BudgetDecay
-
-        # The budget ends the run: early stopping would end it at a noisy validation stall.
-        schedule_callbacks = [BudgetDecay(60 * time_limit, lr=lr)]
-    else:
-        schedule_callbacks = [
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=8, min_delta=1e-4, verbose=1
-            ),
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.1, patience=4, min_delta=1e-4, verbose=1
-            ),
-        ]
-    from segtrain.time_limit import EpochProgbar, TimeLimit
-
-    callbacks = [
-        # First: it adds the epoch's batch count to the logs the others (the CSV log) read.
-        TimeLimit(None if time_limit is None else 60 * time_limit, verbose=1),
-        # The previous epoch's backup is kept too: a process killed while saving (a peer lost,
-        # the machine preempted) leaves a torn file, and resuming falls back on the other.
-        keras.callbacks.BackupAndRestore(
-            folder.path / BACKUP, double_checkpoint=True, delete_checkpoint=False
-        ),
-        *schedule_callbacks,  # before the CSV log, which records the rate they set
-        keras.callbacks.ModelCheckpoint(
-            folder.path / BEST_WEIGHTS,
-            monitor="val_loss",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=best_so_far,
-        ),
-        keras.callbacks.CSVLogger(folder.path / HISTORY, append=resume),
-    ]
-    if runtime.backend() != "tensorflow":  # Keras writes TensorBoard logs with TensorFlow
-        warnings.warn(
-            f"no TensorBoard logs under the {runtime.backend()} backend (Keras writes them with "
-            "TensorFlow); history.csv and curves.png hold the curves",
-            stacklevel=2,
-        )
-    elif importlib.util.find_spec("tensorboard") is None:
-        warnings.warn("no TensorBoard logs: the tensorboard package is not installed", stacklevel=2)
-    else:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=folder.path / LOGS))
-    # Last: an epoch's line is printed once its row, checkpoint and backup are written. It is
-    # Keras' bar, except that an epoch cut short ends where it stopped.
-    callbacks.append(EpochProgbar())
-    return callbacks
 
 
 def make_batches(
@@ -332,44 +253,16 @@ def fit_run(
         resume: continue the run in ``folder``.
         verbosity: Keras' ``verbose``.
     """
-    from segtrain.models import build_model
-
     runtime.set_seed(config.seed)  # first: every process then starts from the same seed
     distribution = start_distribution(config, dataset)
-    with distribution.scope():
-        network = build_model(
-            config.model,
-            config.size,
-            precision=config.precision,
-            lr=config.lr,
-            xla=config.xla,
-            optimizer=config.optimizer,
-            task=task,
-            encoder_weights=config.encoder_weights,
-        )
+    network = build_network(config, task, distribution)
     if resume:
         validation, training = folder.split(data)
     else:
         validation, training = make_folds(data, config)
-    written = RunRecord(
-        config=config,
-        dataset=dataset,
-        **task.record(),
-        precision_requested=requested,
-        global_batch=config.global_batch,
-        backend=runtime.backend(),
-        replicas=distribution.replicas,
-        versions=runtime.versions(),
-    )
+    written = run_record(config, requested, task, dataset, distribution)
     if verbosity:
-        print(
-            f"Training {config.model} at {config.size}x{config.size} on {dataset.ref} "
-            f"({len(training)} training, {len(validation)} validation rows): precision "
-            f"{config.precision} ({requested} asked), {written.backend} backend, "
-            f"{distribution.replicas} replica(s), global batch {config.global_batch} "
-            f"({config.num_processes} process(es) x {config.batch_size})"
-            + (f"; this is process {config.process_id}." if config.num_processes > 1 else ".")
-        )
+        print(summary_line(written, len(training), len(validation)))
     chief = distribution.process_id == 0
     with folder.kept_or_undone(resume) if chief else contextlib.nullcontext():
         if chief:
@@ -392,43 +285,57 @@ def fit_run(
     return TrainResult(folder.path, network, history, written.to_json(), evaluation)
 
 
-class EpochEndShield:
-    """Ctrl-C while an epoch's row, checkpoint and backup are written waits until they are.
+def build_network(
+    config: RunConfig, task: MaskTask, distribution: runtime.Distribution
+) -> keras.Model:
+    """The run's compiled model (``segtrain.models.build_model``), in the distribution's scope."""
+    from segtrain.models import build_model
 
-    Otherwise an interrupt between the backup and the CSV row would leave a run whose backup
-    is an epoch ahead of its history. Used as a context around ``fit`` (in the main thread;
-    elsewhere Python delivers no signal), with ``begin`` and ``end`` called first and last at
-    each epoch's end.
-    """
+    with distribution.scope():
+        return build_model(
+            config.model,
+            config.size,
+            precision=config.precision,
+            lr=config.lr,
+            xla=config.xla,
+            optimizer=config.optimizer,
+            task=task,
+            encoder_weights=config.encoder_weights,
+        )
 
-    def __init__(self) -> None:
-        self.shielded = self.pending = False
-        self.previous: Any = None
 
-    def __enter__(self) -> EpochEndShield:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._interrupt)
-        return self
+def run_record(
+    config: RunConfig,
+    requested: str,
+    task: MaskTask,
+    dataset: DatasetRecord,
+    distribution: runtime.Distribution,
+) -> RunRecord:
+    """What config.json records of the run: options, dataset, the task's classes, the machine."""
+    return RunRecord(
+        config=config,
+        dataset=dataset,
+        **task.record(),
+        precision_requested=requested,
+        global_batch=config.global_batch,
+        backend=runtime.backend(),
+        replicas=distribution.replicas,
+        versions=runtime.versions(),
+    )
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
 
-    def _interrupt(self, signum: int, frame: Any) -> None:
-        if not self.shielded:
-            raise KeyboardInterrupt
-        self.pending = True
-
-    def begin(self) -> None:
-        """An epoch's end starts: hold Ctrl-C."""
-        self.shielded = True
-
-    def end(self) -> None:
-        """The epoch is written: a Ctrl-C held meanwhile interrupts now."""
-        self.shielded = False
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
+def summary_line(record: RunRecord, training: int, validation: int) -> str:
+    """The line a run starts with: model, size, dataset, fold sizes, precision and machine."""
+    config = record.config
+    processes = config.num_processes
+    return (
+        f"Training {config.model} at {config.size}x{config.size} on {record.dataset.ref} "
+        f"({training} training, {validation} validation rows): precision "
+        f"{config.precision} ({record.precision_requested} asked), {record.backend} backend, "
+        f"{record.replicas} replica(s), global batch {config.global_batch} "
+        f"({processes} process(es) x {config.batch_size})"
+        + (f"; this is process {config.process_id}." if processes > 1 else ".")
+    )
 
 
 def fit_epochs(
@@ -445,14 +352,11 @@ def fit_epochs(
     written. Ctrl-C raises a ``RunStopped`` (``interrupted``) saying where training stopped
     and what ``out`` keeps.
     """
-    keras = runtime.import_keras()
     train_batches, validation_batches = batches
     shield = EpochEndShield()
-    callbacks = [
-        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: shield.begin()),
-        *make_callbacks(out, resume, config.time_limit, config.schedule, config.lr),
-        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: shield.end()),
-    ]
+    callbacks = shield.around(
+        make_callbacks(out, resume, config.time_limit, config.schedule, config.lr)
+    )
     folder, interrupted = RunFolder(out), False
     try:
         with brinelite.original_errors(), shield:
