@@ -180,6 +180,7 @@ def processes(smoke: bool, one: dict | None = None) -> dict:
 
 
 def run(smoke: bool = False) -> dict:
+    """The section's measurements: TensorFlow against JAX per model, then 2 processes vs 1."""
     out = {"backends": backends(smoke), "cores": os.cpu_count()}
     one = out["backends"][SMOKE["model"]]["jax"] if smoke else None  # SMOKE: the same child
     out["processes"] = processes(smoke, one=one)

@@ -88,6 +88,7 @@ def _sha256(path: Path) -> str:
 
 
 def run(smoke: bool = False) -> dict:
+    """Install a generated archive over HTTP and from a file against the floor; peak memory."""
     folder, generated = data.smooth_folder(8 if smoke else 200)
     start = time.perf_counter()
     big = data.archive(folder, "bench/smooth")

@@ -29,6 +29,7 @@ def _epoch(batches) -> float:
 
 
 def run(smoke: bool = False) -> dict:
+    """Samples/s of the processing alone and of ``to_keras`` batches, by workers and cache."""
     from segtrain.processing import make_processor
 
     dataset = data.dataset("membrane", repeat=1 if smoke else 8)

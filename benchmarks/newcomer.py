@@ -46,6 +46,7 @@ def build(model: str, size: int):
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Train as the newcomer's script does for ``--budget`` seconds into ``out``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("split", type=Path, help='JSON {"train": [[image, mask]...], "val": ...}')
     parser.add_argument("out", type=Path)

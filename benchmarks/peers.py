@@ -86,6 +86,7 @@ class SmpRun:
         self.command += ["--budget", str(budget), *options]
 
     def score(self, wall: float) -> dict:
+        """The smp run's outcome, from the scores.json it wrote (its split checked)."""
         scores = json.loads((self.out / "scores.json").read_text())
         check_split("smp", scores["val"], self)
         options = "Unet(resnet34), Adam 2e-4, Dice + BCE, flips, " + " ".join(self.options)

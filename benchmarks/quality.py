@@ -104,6 +104,7 @@ class SegtrainRun:
         self.command += options
 
     def score(self, wall: float) -> dict:
+        """segtrain's outcome: ``segtrain.evaluate`` on its validation fold (split checked)."""
         import segtrain
 
         check_split("segtrain", json.loads((self.out / "split.json").read_text())["val"], self)
@@ -128,6 +129,7 @@ class NewcomerRun:
         self.command += ["--budget", str(budget), *options]
 
     def score(self, wall: float) -> dict:
+        """The newcomer's outcome: its best weights scored as segtrain scores a fold."""
         from benchmarks.newcomer import build
         from segtrain.evaluation import score_fold
         from segtrain.tasks import BinaryMasks

@@ -52,6 +52,7 @@ def sections() -> dict[str, Section]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the sections asked for, then write results.json and docs/benchmarks.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="toy sizes, about 2 minutes")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")

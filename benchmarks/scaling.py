@@ -52,6 +52,7 @@ def _load(folder):
 
 
 def run(smoke: bool = False) -> dict:
+    """Load time and memory of generated manifests, folds and an epoch's shuffle."""
     from brinelite.shards import EpochOrder
 
     out = {}

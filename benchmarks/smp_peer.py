@@ -161,6 +161,7 @@ def predict_folder(model: KerasLike, folder: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Train smp on the dataset for ``--budget`` seconds; score (and predict) into ``out``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", help="an installed brinelite dataset")
     parser.add_argument("out", type=Path)

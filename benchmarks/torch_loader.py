@@ -164,6 +164,7 @@ def child(smoke: bool) -> dict:
 
 
 def run(smoke: bool = False) -> dict:
+    """The section's measurements, taken in a child process (torch loads there)."""
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.torch_loader", "smoke" if smoke else "full"],
         capture_output=True,
