@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segtrain import runtime
+from segtrain.history import MONITORS, best_epoch
 from segtrain.run_folder import BACKUP, BEST_WEIGHTS, HISTORY, LOGS, RunFolder
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def make_callbacks(
     time_limit: float | None = None,
     schedule: str = "plateau",
     lr: float | None = None,
+    monitor: str = "val_loss",
 ) -> list[keras.callbacks.Callback]:
     """Carvana's callbacks, writing into the run folder ``run_dir``, plus logs and a backup.
 
@@ -45,6 +47,8 @@ def make_callbacks(
         time_limit: the wall-clock budget in minutes, or None.
         schedule: "plateau" or "budget" (see ``schedule_callbacks``).
         lr: the starting learning rate (needed by "budget").
+        monitor: the validation figure that picks the best weights and, for "plateau", stops
+            early and cuts the rate (``segtrain.history.MONITORS``).
 
     Example::
 
@@ -63,8 +67,8 @@ def make_callbacks(
         keras.callbacks.BackupAndRestore(
             folder.path / BACKUP, double_checkpoint=True, delete_checkpoint=False
         ),
-        *schedule_callbacks(schedule, time_limit, lr),  # before the CSV log: it logs the rate
-        *record_callbacks(folder, resume),
+        *schedule_callbacks(schedule, time_limit, lr, monitor),  # before the CSV log (rate)
+        *record_callbacks(folder, resume, monitor),
         # Last: an epoch's line is printed once its row, checkpoint and backup are written. It
         # is Keras' bar, except that an epoch cut short ends where it stopped.
         EpochProgbar(),
@@ -72,11 +76,15 @@ def make_callbacks(
 
 
 def schedule_callbacks(
-    schedule: str, time_limit: float | None = None, lr: float | None = None
+    schedule: str,
+    time_limit: float | None = None,
+    lr: float | None = None,
+    monitor: str = "val_loss",
 ) -> list[keras.callbacks.Callback]:
     """The learning-rate schedule ``--lr-schedule`` names, and what ends a run early.
 
-    "plateau" is the Carvana workflow's EarlyStopping and ReduceLROnPlateau; "budget" (which
+    "plateau" is the Carvana workflow's EarlyStopping and ReduceLROnPlateau, watching
+    ``monitor`` (``segtrain.history.MONITORS``); "budget" (which
     needs ``time_limit`` in minutes and ``lr``) replaces both with a
     ``segtrain.budget_decay.BudgetDecay`` from ``lr`` to 0 over the time limit (the budget,
     not a validation stall, ends the run).
@@ -93,17 +101,18 @@ def schedule_callbacks(
         # The budget ends the run: early stopping would end it at a noisy validation stall.
         return [BudgetDecay(60 * time_limit, lr=lr)]
     keras = runtime.import_keras()
+    watch = {"monitor": monitor, "mode": MONITORS[monitor], "min_delta": 1e-4, "verbose": 1}
     return [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=8, min_delta=1e-4, verbose=1),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.1, patience=4, min_delta=1e-4, verbose=1
-        ),
+        keras.callbacks.EarlyStopping(patience=8, **watch),
+        keras.callbacks.ReduceLROnPlateau(factor=0.1, patience=4, **watch),
     ]
 
 
-def record_callbacks(folder: RunFolder, resume: bool = False) -> list[keras.callbacks.Callback]:
-    """What records each epoch in ``folder``: the best-weights checkpoint, history.csv and,
-    where they can be written, TensorBoard logs.
+def record_callbacks(
+    folder: RunFolder, resume: bool = False, monitor: str = "val_loss"
+) -> list[keras.callbacks.Callback]:
+    """What records each epoch in ``folder``: the best-weights checkpoint (by ``monitor``),
+    history.csv and, where they can be written, TensorBoard logs.
 
     On resume, the CSV log is appended to and the checkpoint only replaces the best weights
     with better ones than history.csv already records. TensorBoard logs need the tensorboard
@@ -115,14 +124,16 @@ def record_callbacks(folder: RunFolder, resume: bool = False) -> list[keras.call
         record_callbacks(RunFolder(Path("runs/mine")))  # checkpoint, CSV log, TensorBoard
     """
     keras = runtime.import_keras()
-    best_so_far = min(folder.history().get("val_loss", []), default=None) if resume else None
+    history = folder.history() if resume else {}
+    best = best_epoch(history, monitor)
     callbacks = [
         keras.callbacks.ModelCheckpoint(
             folder.path / BEST_WEIGHTS,
-            monitor="val_loss",
+            monitor=monitor,
+            mode=MONITORS[monitor],
             save_best_only=True,
             save_weights_only=True,
-            initial_value_threshold=best_so_far,
+            initial_value_threshold=None if best is None else history[monitor][best],
         ),
         keras.callbacks.CSVLogger(folder.path / HISTORY, append=resume),
     ]

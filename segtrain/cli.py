@@ -44,7 +44,7 @@ def train(dataset: str, run_dir: Path, resume: bool, verbose: bool | None, **opt
     (thresholded, at each image's full size). Ctrl-C keeps the finished epochs for --resume.
     """
     from segtrain.errors import RunStopped
-    from segtrain.history import best_epoch
+    from segtrain.history import best_epoch, describe
     from segtrain.training import train as train_run
 
     keras_verbose = "auto" if verbose is None else int(verbose)
@@ -57,12 +57,13 @@ def train(dataset: str, run_dir: Path, resume: bool, verbose: bool | None, **opt
         again = f": {resume_command()}" if stopped.resumable else ""
         Output(err=True).print(f"{said[:1].upper()}{said[1:]}{again}")
         raise typer.Exit(INTERRUPTED) from None
-    history, best = result.history, best_epoch(result.history)
+    monitor = result.config["monitor"]
+    history, best = result.history, best_epoch(result.history, monitor)
     if best is not None:
         scores = ", ".join(f"{k} {history[k][best]:.4f}" for k in history if k.startswith("val_"))
         cut = " (cut short)" if history.get("partial", [0] * (best + 1))[best] == 1 else ""
         out.print(
-            f"Best epoch {best + 1}{cut}, lowest val_loss; soft scores at the training size: "
+            f"Best epoch {best + 1}{cut}, {describe(monitor)}; soft scores at the training size: "
             f"{scores}."
         )
     if result.evaluation is not None:

@@ -23,6 +23,7 @@ from typing import Any
 from segtrain.architectures import ARCHITECTURES, architecture, check_encoder_weights
 from segtrain.distributed import check_processes, launcher_settings
 from segtrain.errors import SegtrainError
+from segtrain.history import MONITORS
 from segtrain.runtime import resolve_precision
 from segtrain.semantic import CLASS_WEIGHTS
 
@@ -30,7 +31,8 @@ STRATEGIES = ("default", "mirrored", "data-parallel")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 LR_SCHEDULES = ("auto", "plateau", "budget")
 OPTIMIZERS = ("rmsprop", "adam", "adamw")
-BEFORE_RECORDED = {"optimizer": "rmsprop"}  # what runs used before config.json recorded it
+# What runs used before config.json recorded these options.
+BEFORE_RECORDED = {"optimizer": "rmsprop", "monitor": "val_loss"}
 DEFAULT_VAL = 20  # validation rows without --val or --val-split (the Carvana workflow's)
 
 
@@ -96,6 +98,13 @@ class RunConfig:
     )
     lr: float = option(
         3e-4, "Learning rate (the original Carvana/chairs workflow's: 1e-4).", minimum=0
+    )
+    monitor: str = option(
+        "val_soft_dice",
+        "The validation figure that picks the best epoch (best.weights.h5) and, without "
+        "--time-limit, stops early and cuts the rate: val_soft_dice (highest) or val_loss "
+        "(lowest, the original Carvana/chairs workflow's).",
+        choices=tuple(MONITORS),
     )
     seed: int = option(42, "Seeds split, weights, order, augmentation.")
     augment: bool = option(

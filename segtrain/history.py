@@ -7,7 +7,7 @@ lack ``EPOCH_COLUMNS``; ``upgraded`` gives such a file today's columns. This mod
 into values and back; ``segtrain.run_folder`` reads and writes the file.
 
     values = parse(text)      # {"epoch": [0.0, 1.0], "val_loss": [0.61, 0.48], ...}
-    best_epoch(values)        # 1: the epoch of the lowest val_loss
+    best_epoch(values, "val_loss")  # 1: the epoch of the lowest val_loss
 """
 
 from __future__ import annotations
@@ -77,13 +77,24 @@ def metrics(history: dict[str, list[float]]) -> list[str]:
     return ["loss", *(k for k in history if k not in NOT_METRICS and "val_" + k in history)]
 
 
-def best_epoch(history: dict[str, list[float]]) -> int | None:
-    """The epoch (0-based) of a history with the lowest val_loss (the best weights'), or None.
+# The validation figures that can pick the best epoch (``--monitor``), and which end is best.
+MONITORS = {"val_soft_dice": "max", "val_loss": "min"}
+
+
+def best_epoch(history: dict[str, list[float]], monitor: str) -> int | None:
+    """The epoch (0-based) of a history with the best ``monitor`` value (a key of
+    ``MONITORS``: the highest soft dice or the lowest loss), or None without one.
 
     Example::
 
-        best_epoch({"val_loss": [0.6, 0.4, float("nan")]})  # 1
+        best_epoch({"val_loss": [0.6, 0.4, float("nan")]}, "val_loss")  # 1
     """
-    losses = history.get("val_loss", [])
-    kept = [k for k, value in enumerate(losses) if not math.isnan(value)]
-    return min(kept, key=losses.__getitem__, default=None)
+    values = history.get(monitor, [])
+    kept = [k for k, value in enumerate(values) if not math.isnan(value)]
+    pick = max if MONITORS[monitor] == "max" else min
+    return pick(kept, key=values.__getitem__, default=None)
+
+
+def describe(monitor: str) -> str:
+    """How the best epoch is chosen, in words: "highest val_soft_dice"."""
+    return f"{'highest' if MONITORS[monitor] == 'max' else 'lowest'} {monitor}"

@@ -277,8 +277,10 @@ class RunFolder:
         return path
 
     def draw_curves(self) -> Path:
-        """Draw history.csv into curves.png (``segtrain.curves.draw``), titled by ``title``."""
-        return curves.draw(self.history(), self.title(), self.path / CURVES)
+        """Draw history.csv into curves.png (``segtrain.curves.draw``), titled by ``title``,
+        the best epoch marked by the run's ``monitor``."""
+        monitor = self.record().config.monitor
+        return curves.draw(self.history(), self.title(), self.path / CURVES, monitor)
 
     def title(self) -> str:
         """The run's name in a figure's title: its folder, and its model and dataset if

@@ -355,7 +355,7 @@ def fit_epochs(
     train_batches, validation_batches = batches
     shield = EpochEndShield()
     callbacks = shield.around(
-        make_callbacks(out, resume, config.time_limit, config.schedule, config.lr)
+        make_callbacks(out, resume, config.time_limit, config.schedule, config.lr, config.monitor)
     )
     folder, interrupted = RunFolder(out), False
     try:

@@ -23,9 +23,16 @@ def test_a_history_reads_as_numbers_and_its_best_epoch_skips_missing_values():
     values = history.parse(NOW)
     assert values["epoch"] == [0.0, 1.0, 2.0] and values["batches"][:2] == [3.0, 2.0]
     assert math.isnan(values["batches"][2]) and math.isnan(values["val_loss"][2])
-    assert history.best_epoch(values) == 1  # 0.4 < 0.6; the NaN of epoch 2 is no minimum
+    assert history.best_epoch(values, "val_loss") == 1  # 0.4 < 0.6; a NaN is no minimum
     assert history.metrics(values) == ["loss", "soft_dice"]
-    assert history.parse("") == {} and history.best_epoch({}) is None
+    assert history.parse("") == {} and history.best_epoch({}, "val_soft_dice") is None
+
+
+def test_the_best_epoch_is_the_monitors_highest_soft_dice_or_lowest_loss():
+    overfit = {"val_loss": [0.5, 0.7, 0.9], "val_soft_dice": [0.3, 0.6, 0.5]}
+    assert history.best_epoch(overfit, "val_soft_dice") == 1
+    assert history.best_epoch(overfit, "val_loss") == 0
+    assert history.describe("val_soft_dice") == "highest val_soft_dice"
     with pytest.raises(ValueError):
         history.parse("epoch,loss\r\n0,lots\r\n")
 
@@ -57,7 +64,9 @@ def test_a_history_that_is_no_numbers_is_one_error_naming_the_file(tmp_path):
 
 
 def test_curves_draw_one_plot_per_metric(tmp_path):
-    path = curves.draw(history.parse(NOW), "run: tiny at 16 px", tmp_path / "curves.png")
+    path = curves.draw(
+        history.parse(NOW), "run: tiny at 16 px", tmp_path / "curves.png", "val_soft_dice"
+    )
     image = cv2.imread(str(path))
     assert image.shape[:2] == (4 * 80, 2 * 5 * 80)  # loss and soft dice, 5 x 4 in at 80 dpi
     assert os.listdir(tmp_path) == ["curves.png"]
