@@ -17,6 +17,8 @@ persistent_workers=True)``, with the fork or the spawn start method:
   augmentation differs per epoch and is the same whatever the worker count;
 - the prepared cache on disk is filled once, by all workers together, and then memory-mapped
   by each (:mod:`brinelite.prepared`); a memory cache is per process;
+- in a worker process OpenCV's own thread pool is held at one thread, as torch holds its
+  own: the workers are the parallelism (:func:`~brinelite.threads.opencv_single_threaded_process`);
 - a brinelite error in a worker (an image that does not decode, a failing function) comes
   back to the main process as a one-line :class:`WorkerError` naming the row and its files.
 
@@ -39,6 +41,7 @@ from .errors import BrineliteError, DataError
 from .prepared import DEFAULT_CACHE_BYTES
 from .samples import ProcessingFunction, Rows, SampleLoader, Stages, make_loader
 from .shards import EpochOrder
+from .threads import opencv_single_threaded_process
 
 TORCH_MISSING = "to_torch needs PyTorch: pip install 'brinelite[torch]'"
 IGNORE_INDEX = -100  # void in class-index targets: CrossEntropyLoss's default ignore_index
@@ -127,13 +130,16 @@ class TorchSamples:
     def __getitem__(self, index: int) -> Any:
         if not 0 <= index < len(self):
             raise IndexError(f"Sample {index} is out of range ({len(self)} samples).")
+        in_worker = _in_worker()
+        if in_worker:
+            opencv_single_threaded_process()
         epoch = self.epoch
         position = self._position(int(index), epoch)
         try:
             x, y = self.loader.sample(position, epoch)
             return self._tensors(x, y, position)
         except BrineliteError as exc:
-            if _in_worker():
+            if in_worker:
                 raise WorkerError.carrying(str(exc)) from exc
             raise
 

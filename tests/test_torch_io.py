@@ -142,6 +142,26 @@ def test_spawn_workers_unpickle_the_feed_and_follow_set_epoch(membrane):
             np.testing.assert_array_equal(by_epoch[epoch][position][1], want_y)
 
 
+def opencv_threads_seen(sample):
+    """The sample's image filled with the OpenCV thread count of the process preparing it."""
+    image, mask = prepare(sample)
+    return np.full_like(image, cv2.getNumThreads()), mask
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_workers_hold_opencv_to_one_thread_and_the_main_process_keeps_its_own(membrane, context):
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)  # what a 4-core machine gives; forked workers inherit it
+    try:
+        samples = membrane.to_torch("image", "mask", processing_function=opencv_threads_seen)
+        loader = DataLoader(samples, batch_size=30, num_workers=1, multiprocessing_context=context)
+        xs, _ = next(iter(loader))
+        assert torch.all(xs == 1)  # the worker is the parallelism: its OpenCV pool is off
+        assert samples[0][0].max() == 3 and cv2.getNumThreads() == 3  # the main one is untouched
+    finally:
+        cv2.setNumThreads(before)
+
+
 def test_class_maps_give_int64_indices_with_void_ignored(camvid):
     samples = camvid.to_torch("image", "mask")
     loader = DataLoader(samples, batch_size=2, num_workers=2, multiprocessing_context="fork")
