@@ -10,7 +10,6 @@ threads to 1) holds it at 1 for good: :func:`opencv_single_threaded_process`.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,24 +39,17 @@ def opencv_single_threaded() -> Iterator[None]:
                 cv2.setNumThreads(_saved)
 
 
-_process = 0  # the id of the process that holds OpenCV at one thread for good
-
-
 def opencv_single_threaded_process() -> None:
     """Hold OpenCV's pool at one thread for the rest of this process (a DataLoader worker).
 
     torch sets its own threads to 1 in DataLoader workers for the same reason: the workers
     are the parallelism, and each one's OpenCV pool on top of them spins on the same cores.
-    Cheap to call per sample: it sets the pool once per process (a forked child sets its own).
 
     Example::
 
         if torch.utils.data.get_worker_info() is not None:
             opencv_single_threaded_process()
     """
-    global _process
-    if _process != os.getpid():
-        import cv2
+    import cv2
 
-        cv2.setNumThreads(1)
-        _process = os.getpid()
+    cv2.setNumThreads(1)
