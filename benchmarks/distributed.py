@@ -231,7 +231,17 @@ EXPLAIN = """\
    two nodes would gain there, and more with bigger per-process batches.
 """
 
-SECTION = Section("7", rows, EXPLAIN)
+TORCH_BACKEND = """
+- **Keras on torch (7).** Not measured by this run: measured by hand on 2026-12-06 on this
+  AMD EPYC machine (float32, a fixed random batch, `train_on_batch`, median of 3-5 steps after
+  a warm-up, other jobs running), the small U-Net at 128 px batch 1 took 0.118 s per step on
+  TensorFlow, 0.25 s on JAX and 2.07 s on torch (17.6x TensorFlow's): Keras on torch runs the
+  step eagerly on CPU, op by op. So segtrain refuses `KERAS_BACKEND=torch` in one line naming
+  tensorflow and jax; to train with PyTorch, feed it directly with `Dataset.to_torch`
+  (section 9; [pytorch.md](pytorch.md), [segtrain.md](segtrain.md)).
+"""
+
+SECTION = Section("7", rows, EXPLAIN, lambda result: [TORCH_BACKEND])
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ does not guess an identity from a function (a lambda or a closure has none it co
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -39,7 +40,6 @@ import shutil
 import stat
 import tempfile
 import threading
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -293,6 +293,7 @@ class PreparedStore:
 
 
 LAYOUT_FILE = "arrays.json"
+ROW = ".row"  # a filling's row file: x's bytes then y's, in the layout's shapes and dtypes
 MAX_ROW_BYTES = 2**40  # a prepared row of more is no layout brinelite wrote
 
 
@@ -358,12 +359,15 @@ class Layout:
 class Filling:
     """A disk cache being filled, shared by every process preparing the same key.
 
-    Each prepared row is one ``<row>.npz`` in a folder under the cache's ``tmp/``, written to
-    a temporary name and renamed into place, so a reader never sees half a row and several
-    DataLoader workers or ranks can fill the cache at once. Under an inter-process lock a
-    counter of rows added is kept; the process adding the last row gathers them into the
-    published ``x.npy``/``y.npy`` (:meth:`PreparedStore._publish`). ``arrays.json`` holds the
-    layout of the first row prepared, which every other process's rows must match.
+    Each prepared row is one ``<row>.row`` in a folder under the cache's ``tmp/``: the bytes
+    of x then y, exactly as the layout states them (a file of any other size is no row),
+    written to a temporary name and renamed into place, so a reader never sees half a row and
+    several DataLoader workers or ranks can fill the cache at once. Under an inter-process
+    lock a counter of rows added is kept (written in place: renaming a file over another made
+    the file system write it out, a millisecond per row); the process adding the last row
+    copies the rows into the published ``x.npy``/``y.npy`` (:meth:`PreparedStore._publish`).
+    ``arrays.json`` holds the layout of the first row prepared, which every other process's
+    rows must match.
     """
 
     def __init__(self, folder: Path, rows: int, published: Callable[[], bool]) -> None:
@@ -399,7 +403,7 @@ class Filling:
 
     def read(self, position: int, layout: Layout) -> Sample | None:
         """Row ``position`` if a complete file of the layout holds it, else None."""
-        parts = self._load(self.folder / f"{position}.npz", layout)
+        parts = self._load(self._row_path(position), layout)
         if parts is None:
             return None
         return parts[0], parts[1] if len(parts) > 1 else None
@@ -410,19 +414,21 @@ class Filling:
         try:
             self._make_folder()
             with open(tmp, "wb") as out:
-                np.savez(out, *parts)
+                for part in parts:
+                    out.write(np.ascontiguousarray(part).data)
             with cache.lock(self.lock_name):
                 if self.published():
                     self.remove()  # the publisher removed it while we wrote: leave nothing
                     return False
-                target = self.folder / f"{position}.npz"
-                if self._load(target, layout) is not None:
+                target = self._row_path(position)
+                if self._size(target) == layout.row_bytes():
                     return False  # another process prepared this row first
                 new = not os.path.lexists(target)
                 os.replace(tmp, target)
                 if not new:
                     return False
-                count = self._read_count() + 1
+                counted = self._read_count()  # a damaged counter is counted afresh
+                count = len(self._row_files()) if counted is None else counted + 1
                 self._write_count(count)
                 return count == self.rows
         except OSError as exc:
@@ -434,25 +440,36 @@ class Filling:
             tmp.unlink(missing_ok=True)
 
     def complete(self) -> bool:
-        return self._read_count() >= self.rows
+        return (self._read_count() or 0) >= self.rows
 
     def gather(self, staging: Path, layout: Layout) -> bool:
-        """Write every row into ``staging``'s ``x.npy``/``y.npy``; False if one is missing."""
-        arrays = [
-            np.lib.format.open_memmap(staging / f"{name}.npy", "w+", dtype, (self.rows, *shape))
-            for name, (shape, dtype) in zip("xy", layout.parts, strict=False)
-        ]
-        for position in range(self.rows):
-            parts = self._load(self.folder / f"{position}.npz", layout)
-            if parts is None:
-                with cache.lock(self.lock_name):
-                    self._write_count(len(self._row_files()))
-                return False
-            for array, part in zip(arrays, parts, strict=True):
-                array[position] = part
-        for array in arrays:
-            array.flush()
-        del arrays
+        """Write every row into ``staging``'s ``x.npy``/``y.npy``; False if one is missing.
+
+        The row files' bytes are appended to the arrays' files as they are (no decoding), and
+        the files are synced before the caller renames them into place.
+        """
+        sizes = [math.prod(shape) * dtype.itemsize for shape, dtype in layout.parts]
+        with contextlib.ExitStack() as files:
+            outs = [
+                files.enter_context(open(staging / f"{name}.npy", "wb"))
+                for name in "xy"[: len(layout.parts)]
+            ]
+            for out, (shape, dtype) in zip(outs, layout.parts, strict=True):
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
+                np.lib.format.write_array_header_1_0(out, {**header, "shape": (self.rows, *shape)})
+            for position in range(self.rows):
+                row = self._bytes(self._row_path(position), layout)
+                if row is None:
+                    with cache.lock(self.lock_name):
+                        self._write_count(len(self._row_files()))
+                    return False
+                offset = 0
+                for out, size in zip(outs, sizes, strict=True):
+                    out.write(row[offset : offset + size])
+                    offset += size
+            for out in outs:
+                out.flush()
+                os.fsync(out.fileno())
         _replace_text(staging / LAYOUT_FILE, layout.to_json())
         return True
 
@@ -464,29 +481,77 @@ class Filling:
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def _row_files(self) -> list[str]:
-        return [n for n in os.listdir(self.folder) if n.endswith(".npz") and n[:-4].isdigit()]
+        return [n for n in os.listdir(self.folder) if n.endswith(ROW) and n[: -len(ROW)].isdigit()]
 
-    def _read_count(self) -> int:
+    def _row_path(self, position: int) -> Path:
+        return self.folder / f"{position}{ROW}"
+
+    def _read_count(self) -> int | None:
+        """The rows added, or None if the counter is missing or not a counter."""
+        fd = self._counter(os.O_RDONLY)
+        if fd is None:
+            return None
         try:
-            return int((self.folder / "count").read_text("ascii"))
+            return int(os.read(fd, 64).decode("ascii"))
         except (OSError, ValueError):
-            return 0
+            return None
+        finally:
+            os.close(fd)
 
     def _write_count(self, count: int) -> None:
-        _replace_text(self.folder / "count", str(count))
+        """Write the counter over itself, fixed width (callers hold the lock)."""
+        fd = self._counter(os.O_WRONLY | os.O_CREAT)
+        if fd is None:  # a link or a pipe planted there: replaced, never followed
+            _replace_text(self.folder / "count", str(count))
+            return
+        try:
+            os.pwrite(fd, b"%020d" % count, 0)
+        finally:
+            os.close(fd)
+
+    def _counter(self, flags: int) -> int | None:
+        """The counter file opened with ``flags``, if it is a regular file (links not followed)."""
+        try:
+            fd = os.open(self.folder / "count", flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError:
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return fd
 
     @staticmethod
-    def _load(path: Path, layout: Layout) -> list[np.ndarray] | None:
-        """The arrays of one row file, if it is a regular file holding the layout's arrays."""
+    def _size(path: Path) -> int | None:
+        """The size of a regular file (links never followed), or None."""
         try:
-            if not _regular(path):
-                return None
-            with np.load(path, allow_pickle=False) as stored:
-                parts = [stored[f"arr_{k}"] for k in range(len(layout.parts))]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            status = os.lstat(path)
+        except OSError:
             return None
-        if [(p.shape, p.dtype) for p in parts] != layout.parts:
+        return status.st_size if stat.S_ISREG(status.st_mode) else None
+
+    @classmethod
+    def _bytes(cls, path: Path, layout: Layout) -> memoryview | None:
+        """The bytes of one row file, if it is a regular file of exactly the layout's size."""
+        if cls._size(path) != layout.row_bytes():
             return None
+        try:
+            with open(path, "rb") as stored:
+                data = stored.read(layout.row_bytes() + 1)
+        except OSError:
+            return None
+        return memoryview(data) if len(data) == layout.row_bytes() else None
+
+    @classmethod
+    def _load(cls, path: Path, layout: Layout) -> list[np.ndarray] | None:
+        """The arrays of one row file, if it is a regular file of the layout's size."""
+        data = cls._bytes(path, layout)
+        if data is None:
+            return None
+        parts, offset = [], 0
+        for shape, dtype in layout.parts:
+            count = math.prod(shape)
+            parts.append(np.frombuffer(data, dtype, count, offset).reshape(shape))
+            offset += count * dtype.itemsize
         return parts
 
 

@@ -87,6 +87,28 @@ def test_hue_shift_is_pixelwise():
     assert np.mean(shifted != image) > 0.5
 
 
+def reference_hsv_shift(image, hue, sat, val):
+    """The HSV shift written plainly (Carvana's arithmetic in float HSV), for comparison."""
+    h, s, v = cv2.split(cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2HSV))
+    h = (h + 2 * hue) % 360
+    s, v = np.clip(s + sat / 255, 0, 1), np.clip(v + val / 255, 0, 1)
+    return cv2.cvtColor(cv2.merge((h, s, v)), cv2.COLOR_HSV2RGB) * 255
+
+
+@pytest.mark.parametrize(
+    "limits", [((-50, 50), (0, 0), (-15, 15)), ((-400, 400), (-60, 60), (-90, 90))]
+)
+def test_hue_saturation_value_shift_is_the_plain_arithmetic(limits):
+    """The in-place version gives the plain formula's pixels, whatever way the hue wraps."""
+    image = rng(7).uniform(0, 255, (24, 24, 3)).astype(np.float32)
+    for seed in range(12):
+        drawn = rng(seed)
+        drawn.random()  # the firing draw
+        shifts = [drawn.uniform(*limit) for limit in limits]
+        out = random_hue_saturation_value(image, *limits, u=1.0, rng=rng(seed))
+        np.testing.assert_allclose(out, reference_hsv_shift(image, *shifts), atol=2e-3)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_hue_shift_units_and_rgb_order(dtype):
     """60 OpenCV hue units are 120 degrees: red turns green, in RGB channel order."""

@@ -330,3 +330,31 @@ def test_a_stale_or_tampered_filling_layout_is_filled_afresh(membrane, shape):
     np.testing.assert_array_equal(x2, x)
     np.testing.assert_array_equal(y2, y)
     assert (prepared_root() / folder.name / "x.npy").is_file() and not filling.exists()
+
+
+def test_a_filling_counts_rows_in_one_file_and_never_writes_through_a_link(membrane, tmp_path):
+    """Before: the row counter was renamed over itself for each row, and the file system wrote
+    it out every time (a millisecond a row), and a counter replaced by a link was read through
+    it and lagged, so the run never published. Now it is written in place, a link planted
+    there is replaced (never written or read through) and a damaged counter is recounted."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    prepare = Prepare()
+    batches = membrane.to_keras(
+        "image", "mask", batch_size=7, shuffle=False, prepare=prepare, cache="disk"
+    )
+    batches[0]
+    (filling,) = (brinelite_cache.home() / "tmp").iterdir()
+    count = filling / "count"
+    count.unlink()
+    count.symlink_to(outside)
+    batches[1]
+    assert outside.read_text() == "keep" and not count.is_symlink()
+    inode = count.stat().st_ino
+    batches[2]
+    assert count.stat().st_ino == inode and int(count.read_text()) == 21
+    for k in range(3, len(batches)):
+        batches[k]
+    assert prepare.calls == 30 and not filling.exists()
+    (folder,) = prepared_root().iterdir()
+    assert {p.name for p in folder.iterdir()} == {"x.npy", "y.npy", "key.json", "arrays.json"}
