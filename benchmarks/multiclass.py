@@ -151,8 +151,7 @@ def segtrain_cli(budget: float, train: list[str], val: list[str]) -> dict:
     shutil.rmtree(run_dir, ignore_errors=True)
     start = time.perf_counter()
     subprocess.run(
-        [bin_dir / "segtrain", "train", name, "--model", "small", "--size", str(SIZE),
-         "--batch-size", str(BATCH), "--val", str(held_out), "--lr", "1e-3", "--epochs", "1000",
+        [bin_dir / "segtrain", "train", name, "--val", str(held_out), "--epochs", "1000",
          *time_limit_options(budget), "--quiet", "--out", run_dir],
         check=True,
     )  # fmt: skip
@@ -254,14 +253,18 @@ def rows(mc: dict) -> list[Row]:
 EXPLAIN = """\
 8. **Multi-class quality** (`--only multiclass`). CamVid (`shared/data/camvid`: 184 training
    and 51 validation street frames, 480x360, 11 classes + void) for the same wall-clock budget
-   of training: `brinelite build` with its classes.json, then `segtrain train --model small
-   --size 128 --batch-size 4 --lr 1e-3 --time-limit` (softmax head, cross-entropy + soft dice
-   with void masked out, the square root of median-frequency class weights, the rate decayed
-   linearly to 0 over the budget, the seed's augmentation with nearest label warps, 16 frames
-   kept aside for its checkpoint) against a hand-written Keras script
+   of training: `brinelite build` with its classes.json, then `segtrain train --time-limit` at
+   its defaults (the small U-Net at 128 px; for 168 training frames batches of 4 at RMSprop
+   1e-3; softmax head, cross-entropy + soft dice with void masked out, the square root of
+   median-frequency class weights, the rate decayed linearly to 0 over the budget, the seed's
+   augmentation with nearest label warps, 16 frames kept aside to choose its best epoch by
+   soft dice) against an smp loop as its users write it (`benchmarks/smp_peer.py`:
+   `Unet("resnet34", encoder_weights=None)`, Adam 2e-4, cross-entropy + multi-class dice
+   ignoring void, batch 8, flips, fed by `to_torch`, its best epoch by validation loss on the
+   same 16 frames) and a hand-written Keras script
    as a newcomer writes it from the keras.io examples: OpenCV reads, resize, a softmax U-Net of
    the same widths (16..128, centre 256), Adam, sparse cross-entropy over all 12 values (void
-   as a class), no augmentation, no weights, `fit` on in-memory arrays. Both are scored the
+   as a class), no augmentation, no weights, `fit` on in-memory arrays. All are scored the
    same way by `segtrain.confusion` on the 51 validation frames at 480x360 (predictions
    resized back with nearest neighbour), void pixels left out; mIoU is the mean IoU over the
    classes present. The trivial predictor says the training split's majority class everywhere.

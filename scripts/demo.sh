@@ -12,8 +12,7 @@ run="$demo_dir/run"
 "$bin/brinelite" install demo/membrane
 "$bin/brinelite" show demo/membrane --out "$demo_dir/dataset.png"
 rm -rf "$run"  # a fresh run each time; keep one with: segtrain train ... --out elsewhere
-"$bin/segtrain" train demo/membrane --model small --size 128 --batch-size 1 --val 6 \
-    --epochs 25 --lr 3e-4 --seed 42 --out "$run"
+"$bin/segtrain" train demo/membrane --val 6 --epochs 25 --out "$run"
 "$bin/segtrain" evaluate "$run"
 "$bin/segtrain" predict "$run" --out "$demo_dir/predictions"
 

@@ -31,6 +31,20 @@ STRATEGIES = ("default", "mirrored", "data-parallel")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 LR_SCHEDULES = ("auto", "plateau", "budget")
 OPTIMIZERS = ("rmsprop", "adam", "adamw")
+# The defaults that depend on the training fold (``RunConfig.for_training``; docs/segtrain.md
+# "How the defaults were chosen"): batches of 1 learn most per CPU-minute on a few dozen images,
+# batches of 4 at a higher rate on a few hundred.
+FEW_ROWS = 100
+MANY_ROWS_BATCH = 4
+BATCH_1_LR = 3e-4
+BATCHES_LR = 1e-3
+
+
+def _short(rate: float) -> str:
+    """3e-4, not 0.0003: a rate as help texts write it."""
+    return f"{rate:.0e}".replace("e-0", "e-")
+
+
 # What runs used before config.json recorded these options.
 BEFORE_RECORDED = {"optimizer": "rmsprop", "monitor": "val_loss"}
 DEFAULT_VAL = 20  # validation rows without --val or --val-split (the Carvana workflow's)
@@ -57,12 +71,15 @@ class RunConfig:
     """The options of one training run (see docs/segtrain.md).
 
     The defaults are those of the original Carvana/chairs workflow (the walkthrough segtrain
-    grew from) but for the model and the rate: the ``small`` U-Net at 128 px with RMSprop 3e-4
-    learns far more per CPU-minute than its U-Net-256 at 1e-4 (benchmark 6);
-    ``model="unet256", lr=1e-4`` trains as it did.
+    grew from) but for the model, the batch, the rate and the best epoch's choice: the ``small``
+    U-Net at 128 px with RMSprop learns far more per CPU-minute than its U-Net-256 at 1e-4
+    (benchmark 6), in batches sized by the training fold, and keeps the epoch of the highest
+    validation soft dice; ``model="unet256", batch_size=1, lr=1e-4, monitor="val_loss"`` trains
+    as it did.
 
     ``size`` None means the model's default and ``precision`` "auto" lets the CPU choose;
-    ``resolved`` fills both in, as config.json records them.
+    ``resolved`` fills both in; ``batch_size`` and ``lr`` None are filled in by
+    ``for_training`` once the training fold is drawn, as config.json records them.
     """
 
     model: str = option(
@@ -78,7 +95,12 @@ class RunConfig:
         "Encoder U-Nets only: none (random), imagenet (mobilenetv2-unet: keras.applications' "
         "weights) or PATH of a .weights.h5 file the encoder saved.",
     )
-    batch_size: int = option(1, "Samples per batch.", minimum=1)
+    batch_size: int | None = option(
+        None,
+        f"Samples per batch (default: 1 for a training fold under {FEW_ROWS} rows, else "
+        f"{MANY_ROWS_BATCH}).",
+        minimum=1,
+    )
     val: int | None = option(
         None, "Validation rows, as in create_folds((N,)) (default 20; not with --val-split)."
     )  # checked with the data
@@ -96,8 +118,12 @@ class RunConfig:
         "rmsprop (the original Carvana/chairs workflow's), adam or adamw (weight decay 0.004).",
         choices=OPTIMIZERS,
     )
-    lr: float = option(
-        3e-4, "Learning rate (the original Carvana/chairs workflow's: 1e-4).", minimum=0
+    lr: float | None = option(
+        None,
+        f"Learning rate (default: {_short(BATCH_1_LR)} for batches of 1, else "
+        f"{_short(BATCHES_LR)}; the "
+        "original Carvana/chairs workflow's: 1e-4).",
+        minimum=0,
     )
     monitor: str = option(
         "val_soft_dice",
@@ -267,6 +293,21 @@ class RunConfig:
                 "bound the run with --epochs"
             )
         return resolved
+
+    def for_training(self, rows: int) -> RunConfig:
+        """This config with the batch size and rate for a training fold of ``rows`` rows.
+
+        A ``batch_size`` or ``lr`` given stays; otherwise batches of 1 under ``FEW_ROWS`` rows
+        and of ``MANY_ROWS_BATCH`` from there, at ``BATCH_1_LR`` for batches of 1 and
+        ``BATCHES_LR`` for larger ones.
+
+        Example::
+
+            RunConfig().for_training(24).batch_size  # 1 (membrane); 168 rows of CamVid: 4
+        """
+        batch = self.batch_size or (1 if rows < FEW_ROWS else MANY_ROWS_BATCH)
+        lr = self.lr or (BATCH_1_LR if batch == 1 else BATCHES_LR)
+        return dataclasses.replace(self, batch_size=batch, lr=lr)
 
     @property
     def schedule(self) -> str:

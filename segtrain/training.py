@@ -188,7 +188,8 @@ def train(
     config = requested.resolved()
     data = open_dataset(dataset)
     check_columns(data, config.image_column, config.mask_column)
-    make_folds(data, config)  # refuses unknown splits and empty folds before Keras loads
+    # Unknown splits and empty folds are refused before Keras loads; the fold sizes the batch.
+    config = config.for_training(len(make_folds(data, config)[1]))
     task = task_for(data.manifest.classes).weighted(config.class_weights)  # before Keras
     record = DatasetRecord.of(data, dataset)
     folder = RunFolder(Path(out))

@@ -10,12 +10,29 @@ from segtrain.config import RunConfig
 from segtrain.errors import SegtrainError
 
 
-def test_defaults_are_the_seeds_but_model_and_rate():
+def test_defaults_are_the_seeds_but_model_batch_rate_and_best_epoch():
     config = RunConfig()
-    assert (config.model, config.batch_size, config.val, config.epochs) == ("small", 1, None, 100)
+    assert (config.model, config.val, config.epochs) == ("small", None, 100)
     assert config.resolved(cpuinfo="flags : avx2").val == 20  # unless --val-split is given
-    assert (config.lr, config.precision, config.strategy) == (3e-4, "auto", "default")
+    assert (config.optimizer, config.precision, config.strategy) == ("rmsprop", "auto", "default")
     assert config.resolved(cpuinfo="flags : avx2").size == 128
+    assert config.monitor == "val_soft_dice"
+
+
+@pytest.mark.parametrize(
+    "given, rows, batch, lr",
+    [
+        ({}, 24, 1, 3e-4),  # membrane's demo fold
+        ({}, 99, 1, 3e-4),
+        ({}, 100, 4, 1e-3),  # CamVid's 168 or 184 frames
+        ({"batch_size": 8}, 24, 8, 1e-3),  # a batch given, the rate follows it
+        ({"lr": 5e-4}, 500, 4, 5e-4),
+        ({"batch_size": 1, "lr": 1e-4}, 500, 1, 1e-4),  # the Carvana workflow's, kept
+    ],
+)
+def test_the_batch_and_rate_follow_the_training_fold_unless_given(given, rows, batch, lr):
+    sized = RunConfig(**given).for_training(rows)
+    assert (sized.batch_size, sized.lr) == (batch, lr)
 
 
 def test_json_round_trip():
