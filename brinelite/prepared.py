@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from . import cache
+from . import atomic, cache, jsonio
 from . import manifest as manifest_io
 from .errors import BrineliteError, CacheError, DataError
 from .names import parse_name
@@ -280,7 +280,7 @@ class PreparedStore:
         try:
             if not _regular(self.folder / KEY_FILE, folder=self.folder):
                 return None
-            stored = json.loads((self.folder / KEY_FILE).read_text("utf-8"))
+            stored = jsonio.loads((self.folder / KEY_FILE).read_text("utf-8"))
             if stored != self.key or not _regular(self.folder / LAYOUT_FILE):
                 return None
             layout = Layout.from_json((self.folder / LAYOUT_FILE).read_text("utf-8"))
@@ -315,7 +315,7 @@ class Layout:
         Every dimension a whole number above 0 (not 1e400, -16 or 0), a row at most
         ``MAX_ROW_BYTES`` (not ``2**62`` bytes).
         """
-        arrays = json.loads(text)["arrays"]
+        arrays = jsonio.loads(text)["arrays"]
         shapes = [array["shape"] for array in arrays]
         if not all(type(n) is int and n > 0 for shape in shapes for n in shape):
             raise ValueError("not a layout of prepared samples")
@@ -396,7 +396,7 @@ class Filling:
             if shared != layout and not (stated and shared is not None):
                 for name in self._row_files():
                     (self.folder / name).unlink(missing_ok=True)
-                _replace_text(self.folder / LAYOUT_FILE, layout.to_json())
+                atomic.write_text(self.folder / LAYOUT_FILE, layout.to_json())
                 shared = layout
             self._write_count(len(self._row_files()))  # recounted: a killed run may lag
         return shared
@@ -470,7 +470,7 @@ class Filling:
             for out in outs:
                 out.flush()
                 os.fsync(out.fileno())
-        _replace_text(staging / LAYOUT_FILE, layout.to_json())
+        atomic.write_text(staging / LAYOUT_FILE, layout.to_json())
         return True
 
     def remove(self) -> None:
@@ -502,7 +502,7 @@ class Filling:
         """Write the counter over itself, fixed width (callers hold the lock)."""
         fd = self._counter(os.O_WRONLY | os.O_CREAT)
         if fd is None:  # a link or a pipe planted there: replaced, never followed
-            _replace_text(self.folder / "count", str(count))
+            atomic.write_text(self.folder / "count", str(count))
             return
         try:
             os.pwrite(fd, b"%020d" % count, 0)
@@ -578,13 +578,6 @@ def _mapped(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return array
 
 
-def _replace_text(path: Path, text: str) -> None:
-    """Write a small file by renaming a complete temporary one over it."""
-    tmp = path.with_name(f".{path.name}-{os.getpid()}-{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _remove(path: Path) -> None:
     """Delete a file, a link (not what it points to) or a folder."""
     if path.is_symlink() or path.is_file():
@@ -618,7 +611,7 @@ def stale_caches() -> list[Path]:
 def _usable(entry: Path) -> bool:
     """Whether a published cache folder matches its key and its key an installed dataset."""
     try:
-        key = json.loads((entry / KEY_FILE).read_text("utf-8"))
+        key = jsonio.loads((entry / KEY_FILE).read_text("utf-8"))
         if key["format"] != FORMAT or entry.name != digest(key):
             return False
         ref = parse_name(f"{key['dataset']}@{key['version']}")

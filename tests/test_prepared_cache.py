@@ -224,6 +224,9 @@ def test_cache_clean_removes_only_stale_prepared_caches(membrane_src, cli, brine
     kept = cached("isbi/membrane@1.0.1") - first
     uninstalled = cached("isbi/membrane@1.0.2") - first - kept
     (prepared_root() / ("da" * 32)).mkdir()  # damaged: no key.json
+    hostile = prepared_root() / ("de" * 32)  # a key.json nested past Python's recursion limit
+    hostile.mkdir()
+    (hostile / "key.json").write_text("[" * 100_000)
     fewer = membrane_src.parent / "fewer"
     fewer.mkdir()
     for sub in ("images", "masks"):
@@ -234,7 +237,7 @@ def test_cache_clean_removes_only_stale_prepared_caches(membrane_src, cli, brine
     assert cli("uninstall", "isbi/membrane@1.0.2").code == 0
 
     cleaned = cli("cache", "clean")
-    assert cleaned.code == 0 and "3 stale prepared caches" in cleaned.out
+    assert cleaned.code == 0 and "4 stale prepared caches" in cleaned.out, cleaned.err
     assert {p.name for p in prepared_root().iterdir()} == kept
     assert first and uninstalled and not (first | uninstalled) & kept
     reread = Prepare()
