@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -37,10 +36,9 @@ import numpy as np
 
 from brinelite import BrineliteError
 from segtrain import handshake, runtime
-from segtrain.errors import SegtrainError
+from segtrain.errors import RunRefused, SegtrainError, first_line
 
 # What JAX says, in whichever exception type the failing call raises, when a peer is gone.
-PEER_LOST = re.compile(r"\bGloo\b|coordination service|heartbeat|Connection (reset|closed) by peer")
 LAUNCHER_VARIABLES = {
     "num_processes": "KERAS_DISTRIBUTION_NUM_PROCESSES",
     "process_id": "KERAS_DISTRIBUTION_PROCESS_ID",
@@ -229,7 +227,7 @@ def agree(process_id: int, items: dict[str, str]) -> None:
     them, so every process reaches the same verdict and all of them stop together.
 
     Raises:
-        SegtrainError: the processes that differ from process 0, and on what.
+        RunRefused: the processes that differ from process 0, and on what.
 
     Example::
 
@@ -249,10 +247,7 @@ def agree(process_id: int, items: dict[str, str]) -> None:
     for k, (what, text) in enumerate(items.items()):
         others = [str(p) for p in range(len(gathered)) if (gathered[p, k] != gathered[0, k]).any()]
         if others:
-            store = joined_store()
-            if process_id == 0 and store is not None:  # all end now: process 0 last
-                handshake.wait_for_leaving(store, range(1, len(gathered)))
-            raise SegtrainError(
+            raise RunRefused(
                 f"process {', '.join(others)} has another {what} than process 0; process "
                 f"{process_id} has {text}; start every process with the same options on the "
                 "same dataset name@version"
@@ -291,9 +286,9 @@ def exit_on_failure(process_id: int, num_processes: int) -> Iterator[None]:
 
     Raising would not do: at exit JAX waits (minutes) at a barrier for every process, and the
     peers wait in a collective for this one. Ending now closes its connections, so each peer
-    fails at its next collective and ends the same way ("lost contact with its peers"). Once
-    the line is out, a joined process other than 0 posts that it left (``handshake.leave``:
-    process 0 waits for that after refusing it).
+    fails at its next collective and ends the same way ("lost contact with its peers"). A
+    ``RunRefused`` (the handshake, the agreement) ends every process: once its line is out,
+    each leaves the coordination service with the others first (``leave_together``).
     Errors of segtrain and brinelite print their message; others (bugs) their traceback.
     """
     if num_processes == 1:
@@ -305,10 +300,31 @@ def exit_on_failure(process_id: int, num_processes: int) -> Iterator[None]:
         print(f"Error: {failure_message(exc, process_id, num_processes)}", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
-        store = joined_store()
-        if store is not None and process_id != 0:  # process 0 may wait for it (a refusal)
-            handshake.leave(store, process_id)
+        if isinstance(exc, RunRefused):
+            leave_together()
         os._exit(1)
+
+
+def leave_together() -> None:
+    """Leave JAX's coordination service with every other process of the run; never raises.
+
+    Every process of a run that ends together calls it, once its one line is out. Process 0's
+    end ends the service, and JAX aborts each process still joined to it then (a fatal log
+    and a C++ trace after its line), whatever the timing: so they all leave through JAX's
+    shutdown barrier, which process 0 passes only once every other process has reached it
+    (or JAX's shutdown timeout has passed: a peer that never comes), and the service stops
+    last. A process that has left is no longer watched by JAX, and exits cleanly.
+
+    Example::
+
+        leave_together()  # then os._exit(1)
+    """
+    if joined_store() is None:
+        return
+    import jax
+
+    with contextlib.suppress(Exception), runtime.native_output_muted():
+        jax.distributed.shutdown()
 
 
 def joined_store() -> handshake.Store | None:
@@ -325,20 +341,30 @@ def failure_message(exc: BaseException, process_id: int, num_processes: int) -> 
     import jax
 
     who = f"process {process_id} of {num_processes}"
-    if isinstance(exc, jax.errors.JaxRuntimeError) or PEER_LOST.search(str(exc)):
+    if isinstance(exc, SegtrainError | BrineliteError):
+        return f"{exc} ({who})"
+    if peer_lost(exc, jax.errors.JaxRuntimeError):
         return (
             f"{who} lost contact with its peers ({first_line(exc)}); "
             "rerun every process with --resume"
         )
-    if isinstance(exc, SegtrainError | BrineliteError):
-        return f"{exc} ({who})"
     if isinstance(exc, KeyboardInterrupt):
         return f"{who} interrupted; rerun every process with --resume"
     traceback.print_exception(exc)
     return f"{who} failed ({first_line(exc)}); rerun every process with --resume"
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, for a one-line report."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+def peer_lost(exc: BaseException | None, runtime_error: type) -> bool:
+    """Whether ``exc`` or an exception in its chain is JAX's runtime error (``runtime_error``:
+    a Gloo collective or a coordination-service call failed) or a dropped connection.
+
+    Decided by type, never by the message's text. Keras re-raises an error inside ``fit`` as
+    the same class, or as a RuntimeError whose ``__context__`` is the original.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, runtime_error | ConnectionError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

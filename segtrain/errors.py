@@ -32,3 +32,13 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     """
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0][:limit]
+
+
+class RunRefused(SegtrainError):
+    """A refusal every process of a data-parallel run reaches together: they all end.
+
+    Raised by the secret's handshake (a process refused) and by the agreement on dataset and
+    options. Every process then leaves JAX's coordination service together before it exits
+    (``segtrain.distributed.exit_on_failure``): process 0's end ends the service, which JAX
+    turns into an abort of every process still joined.
+    """

@@ -13,9 +13,10 @@ challenge and response over the coordination service's key-value store:
 3. process 0 checks every proof, then posts its verdict, proven too (process 0 holds the
    secret): a refusal naming the processes that failed, proven for each one's nonce, or its
    acceptance of every nonce;
-4. every other process checks process 0's proof. A refused one ends with one line, then
-   posts that it left (``leave``): process 0 waits for that before it ends too, since its end
-   ends JAX's coordination service and with it, at once, every process still joined.
+4. every other process checks process 0's proof. A refusal is a ``RunRefused``: every process
+   ends with one line, then they leave JAX's coordination service together (JAX's shutdown
+   barrier, see ``segtrain.distributed.exit_on_failure``), since process 0's end ends the
+   service and JAX aborts every process still joined to it.
 
 Every HMAC names the run's coordinator address, so a proof made for one coordinator is worth
 nothing at another: a rogue coordinator that an honest process reached cannot relay that
@@ -29,25 +30,20 @@ agreement on dataset and options with the same secret, so that it reveals nothin
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from segtrain.errors import SegtrainError
+from segtrain.errors import RunRefused, SegtrainError
 
 MIN_SECRET = 16  # bytes
 MAX_SECRET_FILE = 4096  # bytes: a secret, not a file to slurp (/dev/zero, a log)
 TIMEOUT = 120.0  # seconds for every process to post its part, once all have joined
-LEAVE_TIMEOUT = 30.0  # seconds process 0 waits for the refused to say why they end
-# Seconds process 0 still waits once they said so: ending the service while a peer is between
-# its post and its exit aborts the peer (JAX's fatal log after its one line; seen under load).
-LEFT_GRACE = 2.0
 PREFIX = "segtrain/handshake/"
 NONCE = 32  # bytes of every random challenge and nonce
 MAC = 32  # bytes of an HMAC-SHA256
@@ -150,8 +146,9 @@ def prove(
             every process must name it alike.
 
     Raises:
-        SegtrainError: process 0: which processes failed to prove the secret (they are told
-            so); the others: process 0 refused this one, or did not prove the secret itself.
+        RunRefused: process 0: which processes failed to prove the secret (they are told so);
+            the others: process 0 refused this one (or another), proven or not.
+        SegtrainError: process 0 did not prove the secret in its acceptance, or took no part.
 
     Example::
 
@@ -169,15 +166,13 @@ def _check_peers(store: Store, secret: bytes, num_processes: int, run: bytes) ->
     challenge = secrets.token_bytes(NONCE)
     _post(store, "challenge", challenge)
     deadline = time.monotonic() + TIMEOUT
-    nonces, failed, answered = [], [], []
+    nonces, failed = [], []
     for peer in range(1, num_processes):
         answer = _get(store, f"answer/{peer}", deadline) or b""
         nonce, proof = answer[:NONCE], answer[NONCE:]
         expected = _mac(secret, b"process", run, _id(peer), challenge, nonce)
         if not hmac.compare_digest(proof, expected):
             failed.append(peer)
-        if answer:
-            answered.append(peer)
         nonces.append(nonce)
     if not failed:
         proof = _mac(secret, b"coordinator", run, challenge, *nonces)
@@ -189,9 +184,8 @@ def _check_peers(store: Store, secret: bytes, num_processes: int, run: bytes) ->
         for peer, nonce in enumerate(nonces, 1)
     ]  # one for each process's nonce: no refusal of another answer passes for this one
     _post(store, "verdict", REFUSED + b"".join(proofs) + refused)
-    wait_for_leaving(store, set(failed) & set(answered))  # they say why they end first
     names = ", ".join(map(str, failed))
-    raise SegtrainError(
+    raise RunRefused(
         f"process {names} of {num_processes} did not prove the run's secret (another secret, "
         "another --coordinator, none in time, or not segtrain) and was refused before anything "
         f"about the run was exchanged; {FIX}"
@@ -233,50 +227,22 @@ def _refused(
     refused = refusal[(num_processes - 1) * MAC :]
     expected = _mac(secret, REFUSED, challenge, _id(process_id), nonce, refused)
     if not hmac.compare_digest(proof, expected):
-        raise SegtrainError(
+        raise RunRefused(
             f"process 0 refused process {process_id} without proving the run's secret: this "
             "process holds another secret than process 0, or the coordinator it reached is not "
             f"the run's (check --coordinator); {FIX}"
         )
     ids = [int.from_bytes(refused[k : k + 4], "big") for k in range(0, len(refused), 4)]
     if process_id in ids:
-        raise SegtrainError(
+        raise RunRefused(
             f"process 0 refused process {process_id}, though both hold the run's secret: they "
             "name another coordinator or process count; give every process the same "
             "--coordinator (process 0's address, written alike) and --num-processes"
         )
-    raise SegtrainError(
+    raise RunRefused(
         f"process 0 refused process {', '.join(map(str, ids))} (not this one, process "
         f"{process_id}): it did not prove the run's secret; {FIX}"
     )
-
-
-def leave(store: Store, process_id: int) -> None:
-    """Post that this process has said why it ends (see the module); never raises.
-
-    Example::
-
-        leave(jax._src.distributed.global_state.client, 1)  # then os._exit(1)
-    """
-    with contextlib.suppress(Exception):  # the service may be gone: nobody is waiting then
-        store.key_value_set_bytes(PREFIX + f"left/{process_id}", b"")
-
-
-def wait_for_leaving(store: Store, peers: Iterable[int]) -> None:
-    """Wait, at most ``LEAVE_TIMEOUT`` in all, until ``peers`` have posted ``leave``.
-
-    Process 0's end stops JAX's coordination service, which aborts every process still joined
-    (exit -6, before it can print why it ends): when the processes end together, process 0
-    ends last.
-
-    Example::
-
-        wait_for_leaving(store, range(1, num_processes))  # then end process 0
-    """
-    deadline = time.monotonic() + LEAVE_TIMEOUT
-    for peer in peers:
-        _get(store, f"left/{peer}", deadline)
-    time.sleep(LEFT_GRACE)  # a peer that posted "left" has yet to reach its os._exit
 
 
 def _post(store: Store, key: str, value: bytes) -> None:

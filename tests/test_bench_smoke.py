@@ -41,45 +41,51 @@ def _numbers(value):
             yield from _numbers(item)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(0)  # minutes on an idle machine, several times that on a busy one: no guard
-def test_smoke_mode_writes_every_section(tmp_path):
-    env_data = tmp_path / "data"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(tmp_path)],
-        cwd=REPO,
-        env={**os.environ, "BENCH_DATA": str(env_data)},
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["machine"]["smoke"] is True
-    for section in SECTIONS:
-        assert section in results, section
-        figures = list(_numbers({k: v for k, v in results[section].items() if k not in SIGNED}))
-        assert figures, section
-        assert all(f >= 0 for f in figures), section
+def _feeding(results: dict) -> None:
     assert results["feeding"]["cases"][0]["ratio"] > 0
+    assert results["feeding"]["cases"][0]["precision"] in ("float32", "mixed_bfloat16")
+
+
+def _loader(results: dict) -> None:
     assert results["loader"]["workers2_samples_s"] > 0
+    assert results["loader"]["prepared_later_vs_brine_style"] > 0
+
+
+def _install(results: dict) -> None:
     assert results["install"]["http"]["ours_s"] > 0
+
+
+def _compute(results: dict) -> None:
     assert results["compute"]["variants"]["keras_fp32"]["img_s"] > 0
     profile = results["compute"]["profiles"]["float32"]["primitive_ms_per_step"]
     assert any(kind.startswith("convolution") for kind in profile), profile
+
+
+def _scaling(results: dict) -> None:
     assert results["scaling"]["create_folds_s"] > 0
-    assert results["loader"]["prepared_later_vs_brine_style"] > 0
-    assert results["feeding"]["cases"][0]["precision"] in ("float32", "mixed_bfloat16")
-    assert set(results["machine"]["cpu_flags"]) >= {"avx2", "avx512_bf16", "amx_bf16"}
-    assert [run["who"] for run in results["quality"]["runs"]] == [
-        "segtrain",
-        "newcomer",
-        "segtrain",
-    ]
-    assert all(run["dice"] > 0 for run in results["quality"]["runs"])
+
+
+def _quality(results: dict) -> None:
+    runs = results["quality"]["runs"]
+    assert [run["who"] for run in runs] == ["segtrain", "newcomer", "segtrain"]
+    assert all(run["dice"] > 0 for run in runs)
+
+
+def _distributed(results: dict) -> None:
     assert results["distributed"]["processes"]["same_loss"] is True
+
+
+def _multiclass(results: dict) -> None:
     camvid = results["multiclass"]
     assert 0 <= camvid["majority"]["miou"] <= 1 and 0 <= camvid["segtrain"]["miou"] <= 1
     assert set(camvid["segtrain"]["per_class_iou"]) == set(camvid["baseline"]["per_class_iou"])
+
+
+def _torch_loader(results: dict) -> None:
+    assert list(_numbers(results["torch_loader"]))
+
+
+def _peers(results: dict) -> None:
     peers = results["peers"]
     assert [run["who"] for run in peers["runs"]] == ["segtrain", "segtrain", "smp", "newcomer"]
     assert (
@@ -89,9 +95,66 @@ def test_smoke_mode_writes_every_section(tmp_path):
     assert all(run["dice"] > 0 and run["epochs"] >= 1 and run["img_s"] > 0 for run in peers["runs"])
     # one split, one scoring: every entry saw the same trivial mask's dice
     assert {run["all_foreground_dice"] for run in peers["runs"]} == {peers["all_foreground_dice"]}
+
+
+CHECKS = {
+    "feeding": _feeding,
+    "loader": _loader,
+    "install": _install,
+    "compute": _compute,
+    "scaling": _scaling,
+    "quality": _quality,
+    "distributed": _distributed,
+    "multiclass": _multiclass,
+    "torch_loader": _torch_loader,
+    "peers": _peers,
+}
+# The smoke run, cut into groups of sections that each test runs alone (--only), so that the
+# suite's workers share them out: one smoke run of every section was the suite's longest test.
+GROUPS = [
+    ["feeding"],
+    ["loader", "install", "scaling", "torch_loader"],
+    ["compute"],
+    ["quality"],
+    ["distributed"],
+    ["multiclass"],
+    ["peers"],
+]
+
+
+def test_the_smoke_groups_hold_every_section_once():
+    assert sorted(name for group in GROUPS for name in group) == sorted(run.SECTIONS)
+    assert set(CHECKS) == set(run.SECTIONS)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(0)  # a minute on an idle machine, several times that on a busy one: no guard
+@pytest.mark.parametrize("group", GROUPS, ids=["+".join(group) for group in GROUPS])
+def test_smoke_mode_writes_every_section(group, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--only", ",".join(group)]
+        + ["--out", str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "BENCH_DATA": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["machine"]["smoke"] is True
+    assert set(results["machine"]["cpu_flags"]) >= {"avx2", "avx512_bf16", "amx_bf16"}
+    assert set(results) - {"machine", "seconds"} == set(group)
     markdown = (tmp_path / "benchmarks.md").read_text()
-    assert "| 1 |" in markdown and "| 7 |" in markdown and "| 8 |" in markdown
-    assert "| 10 | segtrain defaults vs smp, same budget: dice gain |" in markdown
+    sections = run.sections()
+    for section in group:
+        if section in SECTIONS:
+            figures = list(_numbers({k: v for k, v in results[section].items() if k not in SIGNED}))
+            assert figures, section
+            assert all(f >= 0 for f in figures), section
+        CHECKS[section](results)
+        assert f"| {sections[section].number} |" in markdown, section
+    if "peers" in group:
+        assert "| 10 | segtrain defaults vs smp, same budget: dice gain |" in markdown
 
 
 def test_profile_sums_onednn_time_per_kind_between_the_marks():

@@ -317,7 +317,7 @@ assert "keras" not in sys.modules and "tensorflow" not in sys.modules, "Keras wa
     assert "data-parallel" in lines[0] and "already holds a run" in lines[1]
 
 
-def test_training_log_has_one_line_per_epoch(discs, tmp_path):
+def test_training_log_has_one_line_per_epoch(discs, tmp_path, segtrain_cli):
     """``segtrain train ... > train.log``: no progress bars or escape codes, a line an epoch."""
     log = tmp_path / "train.log"
     command = [sys.executable, "-m", "segtrain", "train", discs, *TINY, "--epochs", "2"]
@@ -337,11 +337,9 @@ def test_training_log_has_one_line_per_epoch(discs, tmp_path):
     assert config["precision_requested"] == "auto"
     assert f"precision {config['precision']} (auto asked)" in text
 
-    quiet = subprocess.run(
-        [*command, "--quiet", "--out", str(tmp_path / "quiet")], capture_output=True, text=True
-    )
-    assert quiet.returncode == 0, quiet.stderr
-    assert "Epoch" not in quiet.stdout and "Run folder:" in quiet.stdout
+    quiet = segtrain_cli("train", discs, *TINY, "--epochs", "1", "--quiet", "--out", tmp_path / "q")
+    assert quiet.code == 0, quiet.err
+    assert "Epoch" not in quiet.out and "Run folder:" in quiet.out
 
 
 def test_library_import_prints_no_tensorflow_banner():

@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,15 +19,15 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import jax  # noqa: F401  (the train extra's JAX: data-parallel runs on it; never skipped)
+import jax  # the train extra's JAX: data-parallel runs on it; never skipped
 import numpy as np
 import pytest
 from conftest import make_pairs
 
 import brinelite
 from segtrain import handshake
-from segtrain.distributed import check_processes, launcher_settings
-from segtrain.errors import SegtrainError
+from segtrain.distributed import check_processes, failure_message, launcher_settings
+from segtrain.errors import RunRefused, SegtrainError
 
 OPTIONS = {
     "model": "tiny", "size": 32, "val": 4, "lr": 3e-3, "seed": 0, "precision": "float32",
@@ -62,8 +63,10 @@ np.savez(weights, *run.model.get_weights(), loss=run.history["loss"],
 """
 # A program that reaches the coordinator port without the secret, as process 0 (it listens
 # first) or as process 1 (it joins a run): it speaks segtrain's handshake, with guessed values,
-# and prints every byte it is given. Then it waits to be killed, so that it does not end the
-# run for the honest process before that process has said what it says.
+# and prints every byte it is given. As process 1 it reads its verdict only once told to on
+# stdin (the test waits until process 0 has said why it ends), then leaves the coordination
+# service with process 0, as segtrain's refused processes do; as process 0 it waits to be
+# killed, so that it does not end the run for the honest process before that one has spoken.
 ROGUE_SCRIPT = """
 import os, sys, time
 import jax
@@ -77,14 +80,15 @@ def receive(name):
 if me == 1:
     receive("challenge")
     store.key_value_set_bytes(key + "answer/1", os.urandom(64))
+    sys.stdin.readline()
     receive("verdict")
-    store.key_value_set_bytes(key + "left/1", b"")
+    jax.distributed.shutdown()
+    print("left", flush=True)
 else:
     store.key_value_set_bytes(key + "challenge", os.urandom(32))
     receive("answer/1")
     store.key_value_set_bytes(key + "verdict", b"accepted" + os.urandom(32))
-    receive("left/1")
-time.sleep(600)
+    time.sleep(600)
 """
 
 
@@ -115,11 +119,11 @@ def environment(jax_cache: Path, tmp: Path, **extra: str) -> dict[str, str]:
     return env | {"JAX_COMPILATION_CACHE_DIR": str(jax_cache), "TMPDIR": str(tmp), **extra}
 
 
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def start(command: list[str], env: dict[str, str], log: Path, **popen) -> subprocess.Popen:
     """Start ``command`` with stdout in ``log``.out and stderr in ``log``.err."""
     return subprocess.Popen(
         command, env=env, stdout=log.with_suffix(".out").open("w"),
-        stderr=log.with_suffix(".err").open("w"),
+        stderr=log.with_suffix(".err").open("w"), **popen,
     )  # fmt: skip
 
 
@@ -158,6 +162,15 @@ def wait_for_an_epoch(run: Path, processes: list[subprocess.Popen]) -> None:
     while not (run / "history.csv").is_file() or not epochs(run):
         assert time.monotonic() < deadline, "no epoch finished"
         assert all(p.poll() is None for p in processes), "a process ended on its own"
+        time.sleep(0.2)
+
+
+def wait_for_an_error(log: Path, process: subprocess.Popen) -> None:
+    """Return once ``process`` has written its one-line error to ``log``.err."""
+    deadline = time.monotonic() + HANG_GUARD
+    while "Error: " not in log.with_suffix(".err").read_text():
+        assert time.monotonic() < deadline, "no error line"
+        assert process.poll() is None, "the process ended without its error line"
         time.sleep(0.2)
 
 
@@ -400,12 +413,11 @@ def test_a_proof_made_at_a_rogue_coordinator_is_refused_by_the_real_run(verdict,
     honest1 = proving(rogue, SECRET, 1, "10.6.6.6:12345")
     answer = rogue.blocking_key_value_get_bytes(P + "answer/1", 10_000)
     real.key_value_set_bytes(P + "answer/1", answer)
-    real.key_value_set_bytes(P + "left/1", b"")
-    with pytest.raises(SegtrainError, match="process 1 of 2 did not prove the run's secret"):
+    with pytest.raises(RunRefused, match="process 1 of 2 did not prove the run's secret"):
         process0.result(HANG_GUARD)
     relayed = real.values[P + "verdict"]
     rogue.key_value_set_bytes(P + "verdict", relayed if verdict == "relayed" else b"refused")
-    with pytest.raises(SegtrainError, match=message):
+    with pytest.raises(RunRefused, match=message):
         honest1.result(HANG_GUARD)
 
 
@@ -424,10 +436,9 @@ def test_processes_prove_the_secret_for_the_coordinator_they_name(coordinators, 
         assert (process0.result(HANG_GUARD), process1.result(HANG_GUARD)) == (None, None)
         assert store.values[handshake.PREFIX + "verdict"].startswith(b"accepted")
         return
-    store.key_value_set_bytes(handshake.PREFIX + "left/1", b"")
-    with pytest.raises(SegtrainError, match=message):
+    with pytest.raises(RunRefused, match=message):
         process1.result(HANG_GUARD)
-    with pytest.raises(SegtrainError, match="another --coordinator"):
+    with pytest.raises(RunRefused, match="another --coordinator"):
         process0.result(HANG_GUARD)
 
 
@@ -435,14 +446,22 @@ def test_processes_prove_the_secret_for_the_coordinator_they_name(coordinators, 
 def test_a_program_without_the_secret_is_refused_and_learns_nothing(
     discs, tmp_path, jax_cache, rogue
 ):
-    """A plain JAX program at the coordinator, either side, gets random bytes and a refusal."""
+    """A plain JAX program at the coordinator, either side, gets random bytes and a refusal.
+
+    Joined as process 1, it reads its verdict only after process 0 has printed why it ends:
+    process 0 keeps the coordination service up until its refused peer has left."""
     coordinator = f"127.0.0.1:{free_port()}"
     honest = 1 - rogue
     env = environment(jax_cache, tmp_path / "tmp", SEGTRAIN_SECRET=SECRET)
     intruder = start(
-        [sys.executable, "-c", ROGUE_SCRIPT, coordinator, str(rogue)], env, tmp_path / "rogue"
-    )
+        [sys.executable, "-c", ROGUE_SCRIPT, coordinator, str(rogue)], env, tmp_path / "rogue",
+        stdin=subprocess.PIPE, text=True,
+    )  # fmt: skip
     process = start(cli_command(coordinator, tmp_path / "run", honest), env, tmp_path / "honest")
+    if rogue == 1:
+        wait_for_an_error(tmp_path / "honest", process)
+        intruder.stdin.write("read your verdict\n")
+        intruder.stdin.flush()
     code, out, err = finish(process, tmp_path / "honest")
     intruder.kill()
     intruder.wait(timeout=HANG_GUARD)
@@ -451,13 +470,15 @@ def test_a_program_without_the_secret_is_refused_and_learns_nothing(
     assert code == 1, err
     if rogue == 1:
         assert last_line(err).startswith("Error: process 1 of 2 did not prove the run's secret")
-        assert "verdict b'refused" in received  # then a proof it cannot check, and its id
+        # then a proof it cannot check, and its id (repr quotes bytes holding ' with ")
+        assert re.search("^verdict b['\"]refused", received, re.MULTILINE), received
+        assert received.endswith("left\n")
     else:
         assert last_line(err).startswith(
             "Error: process 0 at the coordinator did not prove the run's secret (another "
             "secret, or not segtrain); process 1 told it nothing about the run; "
         )
-        assert "left/1 b''" in received
+        assert received.startswith("answer/1 b") and received.count("\n") == 1  # b'' or b""
     for text in (out, err, received):
         assert "Traceback" not in text
         assert not [word for word in ("sha256", "fingerprint", "gen/discs", SECRET) if word in text]
@@ -525,3 +546,16 @@ def test_process_options_that_cannot_work_are_refused(strategy, coordinator, bin
         check_processes(strategy, 2 if coordinator else None, 0, coordinator, bind=bind)
     with pytest.raises(SegtrainError, match="is not a whole number"):
         launcher_settings({"KERAS_DISTRIBUTION_NUM_PROCESSES": "\u00b2"})
+
+
+def test_a_lost_peer_is_told_by_the_errors_type_not_its_words():
+    join = SegtrainError("could not reach the coordination service at h:1; check --coordinator")
+    assert failure_message(join, 1, 2) == f"{join} (process 1 of 2)"  # not "lost contact"
+    try:
+        try:
+            raise jax.errors.JaxRuntimeError("UNKNOWN: Gloo all-reduce failed: reset\nmore")
+        except jax.errors.JaxRuntimeError as gloo:
+            raise RuntimeError("while fitting") from gloo  # as Keras may re-raise it
+    except RuntimeError as wrapped:
+        said = failure_message(wrapped, 0, 2)
+    assert said.startswith("process 0 of 2 lost contact with its peers (while fitting)")
