@@ -1,4 +1,4 @@
-"""The benchmark scripts keep working: ``benchmarks.run --smoke`` once, into a temp folder.
+"""The benchmark scripts keep working: ``benchmarks.run --smoke``, a group of sections a test.
 
 Benchmarks are not tests: nothing here checks a timing, only that every section ran and
 produced positive figures, and that the published page is the published results rendered.
