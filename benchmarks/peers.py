@@ -149,7 +149,7 @@ def rows(pe: dict) -> list[Row]:
     runs = sum(run["who"] == "smp" for run in pe["runs"])
     return out + [
         Row("kvasir-seg all-foreground mask", f"dice {pe['all_foreground_dice']:.3f}"),
-        Row(f"segtrain defaults vs smp, same budget, mean of {runs} runs each: dice gain",
+        Row(f"segtrain defaults vs smp, same budget ({runs} run{'s' * (runs > 1)} each): dice gain",
             f"{gain_smp:+.3f}", ">= +0.02", met(gain_smp >= 0.02)),
         Row("segtrain defaults (mean) vs newcomer, same budget: dice gain",
             f"{gain_newcomer:+.3f}", ">= +0.05", met(gain_newcomer >= 0.05)),
