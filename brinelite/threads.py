@@ -4,8 +4,8 @@ brinelite decodes and processes samples on its own threads; OpenCV's pool on top
 oversubscribes the cores (its workers spin) and made 2 workers no faster than 1. The setting
 is process-wide in OpenCV, so :func:`opencv_single_threaded` holds it at 1 only while at
 least one batch is being made and puts the caller's value back when the last one is done.
-A process that only makes samples (a DataLoader worker, where torch likewise sets its own
-threads to 1) holds it at 1 for good: :func:`opencv_single_threaded_process`.
+DataLoader workers keep the count they inherit: setting it in a forked process waits forever
+on the parent's pool once that pool has run (pthread_cond_destroy on threads the child lacks).
 """
 
 from __future__ import annotations
@@ -37,19 +37,3 @@ def opencv_single_threaded() -> Iterator[None]:
             _active -= 1
             if _active == 0:
                 cv2.setNumThreads(_saved)
-
-
-def opencv_single_threaded_process() -> None:
-    """Hold OpenCV's pool at one thread for the rest of this process (a DataLoader worker).
-
-    torch sets its own threads to 1 in DataLoader workers for the same reason: the workers
-    are the parallelism, and each one's OpenCV pool on top of them spins on the same cores.
-
-    Example::
-
-        if torch.utils.data.get_worker_info() is not None:
-            opencv_single_threaded_process()
-    """
-    import cv2
-
-    cv2.setNumThreads(1)

@@ -17,9 +17,9 @@ persistent_workers=True)``, with the fork or the spawn start method:
   augmentation differs per epoch and is the same whatever the worker count;
 - the prepared cache on disk is filled once, by all workers together, and then memory-mapped
   by each (:mod:`brinelite.prepared`); a memory cache is per process;
-- a worker process is set up for making samples once (:func:`_worker_setup`): OpenCV's own
-  thread pool held at one thread, as torch holds its own (the workers are the parallelism),
-  and glibc's malloc thresholds raised, so a sample's large arrays stay on the heap;
+- a worker process is set up for making samples once (:func:`_worker_setup`): glibc's malloc
+  thresholds raised, so a sample's large arrays stay on the heap (OpenCV's thread count is
+  left alone: set in a forked worker, it waits forever on the pool the parent ran);
 - a brinelite error in a worker (an image that does not decode, a failing function) comes
   back to the main process as a one-line :class:`WorkerError` naming the row and its files.
 
@@ -44,7 +44,6 @@ from .errors import BrineliteError, DataError
 from .prepared import DEFAULT_CACHE_BYTES
 from .samples import ProcessingFunction, Rows, SampleLoader, Stages, make_loader
 from .shards import EpochOrder
-from .threads import opencv_single_threaded_process
 
 TORCH_MISSING = "to_torch needs PyTorch: pip install 'brinelite[torch]'"
 IGNORE_INDEX = -100  # void in class-index targets: CrossEntropyLoss's default ignore_index
@@ -104,14 +103,12 @@ _worker_pid = 0  # the id of the worker process _worker_setup set up (a forked c
 def _worker_setup() -> None:
     """Once per DataLoader worker process: what a process that only makes samples needs.
 
-    OpenCV's pool at one thread (2 workers x OpenCV's threads oversubscribe the cores), and
     glibc's malloc thresholds raised (:func:`brinelite.malloc.restore`): at glibc's own, the
     arrays of a 256 px sample were mmapped, page-faulted in and unmapped at every use (630
     page faults a sample, 3.0 ms of worker time against 2.1 ms).
     """
     global _worker_pid
     if _worker_pid != os.getpid():
-        opencv_single_threaded_process()
         malloc.restore()
         _worker_pid = os.getpid()
 

@@ -143,22 +143,20 @@ def test_spawn_workers_unpickle_the_feed_and_follow_set_epoch(membrane):
             np.testing.assert_array_equal(by_epoch[epoch][position][1], want_y)
 
 
-def opencv_threads_seen(sample):
-    """The sample's image filled with the OpenCV thread count of the process preparing it."""
-    image, mask = prepare(sample)
-    return np.full_like(image, cv2.getNumThreads()), mask
-
-
-@pytest.mark.parametrize("context", ["fork", "spawn"])
-def test_workers_hold_opencv_to_one_thread_and_the_main_process_keeps_its_own(membrane, context):
+def test_fork_workers_after_opencvs_pool_ran_in_the_main_process_make_samples(membrane):
+    """A forked worker that set OpenCV's thread count waited forever on the pool it inherited
+    (pthread_cond_destroy on the parent's threads): the suite hung there once. brinelite
+    leaves OpenCV's threads alone in workers; ``timeout`` is only a hang guard."""
     before = cv2.getNumThreads()
-    cv2.setNumThreads(3)  # what a 4-core machine gives; forked workers inherit it
+    cv2.setNumThreads(3)  # what a 4-core machine gives
     try:
-        samples = membrane.to_torch("image", "mask", processing_function=opencv_threads_seen)
-        loader = DataLoader(samples, batch_size=30, num_workers=1, multiprocessing_context=context)
-        xs, _ = next(iter(loader))
-        assert torch.all(xs == 1)  # the worker is the parallelism: its OpenCV pool is off
-        assert samples[0][0].max() == 3 and cv2.getNumThreads() == 3  # the main one is untouched
+        cv2.resize(np.zeros((2048, 2048, 3), np.float32), (1000, 1000))  # the pool has run
+        samples = membrane.to_torch("image", "mask", prepare=prepare, prepare_key="t:fork")
+        loader = DataLoader(
+            samples, batch_size=10, num_workers=2, multiprocessing_context="fork",
+            timeout=HANG_GUARD,
+        )  # fmt: skip
+        assert sum(len(xs) for xs, _ in loader) == len(membrane)
     finally:
         cv2.setNumThreads(before)
 
