@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -37,6 +38,8 @@ import numpy as np
 from brinelite import BrineliteError
 from segtrain import handshake, runtime
 from segtrain.errors import RunRefused, SegtrainError, first_line
+
+GLOO_FAILED = re.compile(r"(UNKNOWN: )?Gloo \w+ failed")  # XLA's words for a failed collective
 
 # What JAX says, in whichever exception type the failing call raises, when a peer is gone.
 LAUNCHER_VARIABLES = {
@@ -356,14 +359,17 @@ def failure_message(exc: BaseException, process_id: int, num_processes: int) -> 
 
 def peer_lost(exc: BaseException | None, runtime_error: type) -> bool:
     """Whether ``exc`` or an exception in its chain is JAX's runtime error (``runtime_error``:
-    a Gloo collective or a coordination-service call failed) or a dropped connection.
+    a Gloo collective or a coordination-service call failed), a dropped connection, or an
+    exception XLA raised with Gloo's own mark (``GLOO_FAILED``).
 
-    Decided by type, never by the message's text. Keras re-raises an error inside ``fit`` as
-    the same class, or as a RuntimeError whose ``__context__`` is the original.
+    By type where there is one. XLA raises a failed Gloo collective inside ``device_put`` as a
+    plain ValueError ("UNKNOWN: Gloo AllGather failed: ... Connection reset by peer"), so for
+    that one its message's first words are the only mark; segtrain's and brinelite's own
+    errors are decided before this (a join error quoting the service is not a lost peer).
     """
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, runtime_error | ConnectionError):
+        if isinstance(exc, runtime_error | ConnectionError) or GLOO_FAILED.match(str(exc)):
             return True
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__

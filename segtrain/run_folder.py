@@ -276,10 +276,9 @@ class RunFolder:
             network.save(tmp)
         return path
 
-    def draw_curves(self) -> Path:
+    def draw_curves(self, monitor: str) -> Path:
         """Draw history.csv into curves.png (``segtrain.curves.draw``), titled by ``title``,
-        the best epoch marked by the run's ``monitor``."""
-        monitor = self.record().config.monitor
+        the best epoch marked by ``monitor`` (the run's)."""
         return curves.draw(self.history(), self.title(), self.path / CURVES, monitor)
 
     def title(self) -> str:

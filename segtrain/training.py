@@ -379,7 +379,7 @@ def fit_epochs(
             f"{where}, before any epoch ended; nothing was kept", interrupted=True, resumable=False
         )
     folder.save_model(network)  # every process: saving gathers the weights
-    folder.draw_curves()
+    folder.draw_curves(config.monitor)
     if interrupted:
         raise RunStopped(
             f"{where}: {out} keeps {finished} finished epoch(s) (history.csv, curves.png, "

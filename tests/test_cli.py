@@ -429,7 +429,7 @@ import os, signal, sys
 
 class CtrlC:  # a real SIGINT, delivered while brinelite's imports are under way
     def find_spec(self, name, path=None, target=None):
-        if name == "numpy":
+        if name in ("numpy", "brinelite.cli"):  # whichever the command imports first
             sys.meta_path.remove(self)
             os.kill(os.getpid(), signal.SIGINT)
         return None

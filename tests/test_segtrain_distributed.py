@@ -548,7 +548,7 @@ def test_process_options_that_cannot_work_are_refused(strategy, coordinator, bin
         launcher_settings({"KERAS_DISTRIBUTION_NUM_PROCESSES": "\u00b2"})
 
 
-def test_a_lost_peer_is_told_by_the_errors_type_not_its_words():
+def test_a_lost_peer_is_told_apart_from_segtrains_own_errors():
     join = SegtrainError("could not reach the coordination service at h:1; check --coordinator")
     assert failure_message(join, 1, 2) == f"{join} (process 1 of 2)"  # not "lost contact"
     try:
@@ -559,3 +559,6 @@ def test_a_lost_peer_is_told_by_the_errors_type_not_its_words():
     except RuntimeError as wrapped:
         said = failure_message(wrapped, 0, 2)
     assert said.startswith("process 0 of 2 lost contact with its peers (while fitting)")
+    gather = ValueError("UNKNOWN: Gloo AllGather failed: [pair.cc:538] Read error: reset by peer")
+    assert "lost contact" in failure_message(gather, 0, 2)  # how XLA raises it in device_put
+    assert "lost contact" not in failure_message(ValueError("bad shape"), 0, 2)
