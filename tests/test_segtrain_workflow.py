@@ -12,6 +12,7 @@ from conftest import make_pairs
 
 import brinelite
 import segtrain
+from segtrain.history import best_epoch
 from segtrain.masks import fix_mask, mask_to_gray
 from segtrain.models import build_model
 from segtrain.processing import make_processor
@@ -73,7 +74,8 @@ def test_seed_workflow(discs, tmp_path, precision):
         "image", "mask", batch_size=3, shuffle=False,
         processing_function=make_processor(SIZE, augment=False),
     )  # fmt: skip
-    best = max(range(4), key=run.history["val_soft_dice"].__getitem__)
+    best = best_epoch(run.history, run.config["monitor"])
+    assert run.config["monitor"] == "val_soft_dice"
     assert fresh.evaluate(val_batches, verbose=0, return_dict=True)["loss"] == pytest.approx(
         run.history["val_loss"][best], rel=LOSS_TOLERANCE[precision]
     )
