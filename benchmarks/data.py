@@ -88,6 +88,33 @@ def dataset(name: str, repeat: int = 1, first: int | None = None):
         return load_dataset(full)
 
 
+def with_val_split(name: str, val: int, seed: int, first: int | None = None):
+    """Shared dataset ``name`` (its ``first`` pairs, or all) declaring a ``val`` split: the
+    ``val`` rows ``create_folds((val,), shuffle=True, seed=seed)`` draws from it.
+
+    A declared split keeps the validation rows fixed while a run's ``--seed`` changes what
+    else it seeds (``segtrain train --val-split val --seed K``: the weights, the batch order,
+    the augmentations), so several seeds can be raced on one fold.
+    """
+    from brinelite import install, load_dataset
+
+    plain = dataset(name, first=first)
+    label = f"{_label(name, 1, first)}-val{val}-seed{seed}"
+    full = f"bench/{label.replace('_', '-')}@1.0.0"
+    try:
+        return load_dataset(full)
+    except Exception:
+        pass
+    dest = data_dir() / "src" / label
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(pairs_folder(name, 1, first), dest, copy_function=os.link)
+    validation, _ = plain.create_folds((val,), shuffle=True, seed=seed)
+    stems = sorted(Path(row.image).stem for row in validation)
+    (dest / "split-val.txt").write_text("".join(stem + "\n" for stem in stems))
+    install(str(dest), name=full, quiet=True)
+    return load_dataset(full)
+
+
 def smooth_image(rng: np.random.Generator, size: int) -> np.ndarray:
     """A photo-like RGB uint8 image: low-frequency noise upsampled, plus faint grain."""
     low = rng.uniform(0, 255, (size // 32, size // 32, 3)).astype(np.float32)

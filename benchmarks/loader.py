@@ -85,22 +85,17 @@ def run(smoke: bool = False) -> dict:
 def seed_stages(size: int = 256, seed: int = 0):
     """The seed's processing in two stages: ``(prepare, augment, prepare_key)``.
 
-    ``prepare`` is the seed's deterministic processing (``make_processor(size, augment=False)``:
-    first 3 channels, mask to grey and binarised, resized, /255); ``augment`` runs the seed's
-    full processing on that prepared sample scaled back to 0-255: its resize is then to the
-    same size, so what it adds is the hue/value shift, shift/scale/rotate and flip, the mask
-    threshold and /255. Both stages in a row are the seed's processing, a little more work.
+    They are ``segtrain.make_processor``'s own stages, as ``segtrain train`` feeds them to the
+    prepared cache: ``prepare`` is the deterministic part (first 3 channels, mask to grey and
+    binarised, resized), ``augment`` the random part (hue/value shift, shift/scale/rotate, flip),
+    the mask threshold and the scaling to [0, 1]. ``augment`` takes the ``rng`` that
+    ``to_keras`` and ``to_torch`` hand it per row and epoch; called without one (a hand-written
+    loader), it draws from one generator seeded with ``seed``.
     """
     from segtrain.processing import make_processor
 
-    prepare = make_processor(size, augment=False)
     process = make_processor(size, augment=True, rng=np.random.default_rng(seed))
-
-    def augment(sample):
-        image, mask = sample
-        return process((image * 255, mask * 255))
-
-    return prepare, augment, f"benchmarks.loader.seed_stages:size={size}"
+    return process.prepare, process.augment, f"benchmarks.loader.seed_stages:{process.key}"
 
 
 def _brine_style_epoch(dataset, prepare, augment, batch: int = 8) -> float:
@@ -195,8 +190,9 @@ EXPLAIN = """\
    rows compare the first epoch of `cache_images=True` (2 workers) with the best of the next
    three, with the seed processing and without any processing. The prepared-cache rows feed
    `to_keras(prepare=..., augment=..., cache="memory")` with the seed's processing split in
-   two (`benchmarks.loader.seed_stages`: prepare = the validation processing, augment = the
-   seed's augmentation on the prepared 256 px sample): its first epoch (decode + prepare +
+   two as `segtrain train` splits it (`benchmarks.loader.seed_stages`, `make_processor`'s
+   stages: prepare = channels, mask and resize to 256; augment = the seed's augmentations,
+   threshold and scaling on the prepared sample): its first epoch (decode + prepare +
    augment, filling the cache) and the best of 3 later ones (augment only), the later ones
    alternating with a Brine-style generator that decodes, processes (both stages) and stacks
    every batch in one thread.

@@ -96,10 +96,19 @@ def race(ref: str, budget: float, training, entries: list, together: bool) -> di
 class SegtrainRun:
     """``segtrain train`` for ``budget`` seconds, scored by ``segtrain.evaluate``."""
 
-    def __init__(self, ref: str, validation, out: Path, budget: float, options: list[str]):
+    def __init__(
+        self,
+        ref: str,
+        validation,
+        out: Path,
+        budget: float,
+        options: list[str],
+        folds: list[str] | None = None,
+    ):
         self.validation, self.out, self.budget, self.options = validation, out, budget, options
-        val = str(len(validation))  # with segtrain's default seed, SEED: the same rows
-        self.command = [sys.executable, "-m", "segtrain", "train", ref, "--val", val]
+        # By default with segtrain's default seed, SEED: the same rows as create_folds draws.
+        folds = folds or ["--val", str(len(validation))]
+        self.command = [sys.executable, "-m", "segtrain", "train", ref, *folds]
         self.command += ["--quiet", "--time-limit", repr(budget / 60), "--out", str(out)]
         self.command += options
 

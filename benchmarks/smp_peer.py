@@ -16,6 +16,7 @@ with ``--predict FOLDER`` they also predict every image there, class ids at the 
 size written to ``OUT/predictions/NAME.png`` for benchmark 8's scoring.
 
     python -m benchmarks.smp_peer DATASET OUT --val 20 --seed 42 --budget 300
+    python -m benchmarks.smp_peer DATASET OUT --val-split val --seed 1 --budget 300
 
 Run it in its own process: torchvision (which smp imports) crashes in a process that imported
 TensorFlow first. torch comes first here; the scoring imports TensorFlow later, which is safe.
@@ -165,8 +166,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", help="an installed brinelite dataset")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--val", type=int, required=True, help="validation rows")
-    parser.add_argument("--seed", type=int, default=42, help="the split's seed, and torch's")
+    folds = parser.add_mutually_exclusive_group(required=True)
+    folds.add_argument("--val", type=int, help="validation rows, drawn with --seed")
+    folds.add_argument("--val-split", help="validate on this declared split, train on the rest")
+    parser.add_argument("--seed", type=int, default=42, help="torch's seed (and --val's split)")
     parser.add_argument("--budget", type=float, required=True, help="seconds of training")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -175,7 +178,11 @@ def main(argv: list[str] | None = None) -> None:
 
     dataset = brinelite.load_dataset(args.dataset)
     task = task_for(dataset.manifest.classes)
-    validation, training = dataset.create_folds((args.val,), shuffle=True, seed=args.seed)
+    if args.val_split:
+        validation = dataset.split(args.val_split)
+        training = dataset.subset(np.setdiff1d(np.arange(len(dataset)), validation.indices))
+    else:
+        validation, training = dataset.create_folds((args.val,), shuffle=True, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     model = train(
         validation, training, task, args.out, args.budget, args.size, args.batch_size, args.seed

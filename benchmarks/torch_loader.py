@@ -17,6 +17,7 @@ a process that already loaded TensorFlow, as earlier sections do.
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,8 +68,9 @@ def _epoch(samples, loader, epoch: int) -> float:
     return time.perf_counter() - start
 
 
-def loader_rates(dataset, size: int, rounds: int) -> dict:
+def loader_rates(dataset, size: int, rounds: int, fresh: str) -> dict:
     prepare, augment, key = seed_stages(size)
+    key += fresh
     ours = dataset.to_torch(
         "image", "mask", prepare=prepare, augment=augment, prepare_key=key, seed=0
     )
@@ -91,7 +93,9 @@ def loader_rates(dataset, size: int, rounds: int) -> dict:
     }
 
 
-def feeding_ratio(dataset, size: int, batch: int, steps: int, warmup: int, rounds: int) -> dict:
+def feeding_ratio(
+    dataset, size: int, batch: int, steps: int, warmup: int, rounds: int, fresh: str
+) -> dict:
     import segmentation_models_pytorch as smp
     import torch
 
@@ -110,7 +114,7 @@ def feeding_ratio(dataset, size: int, batch: int, steps: int, warmup: int, round
     ]  # fmt: skip
     prepare, augment, key = seed_stages(size)
     samples = dataset.to_torch(
-        "image", "mask", prepare=prepare, augment=augment, prepare_key=key, seed=0
+        "image", "mask", prepare=prepare, augment=augment, prepare_key=key + fresh, seed=0
     )
     feed = _loader(samples, batch)
     _epoch(samples, feed, 0)  # fills the prepared cache
@@ -152,14 +156,29 @@ def feeding_ratio(dataset, size: int, batch: int, steps: int, warmup: int, round
 
 
 def child(smoke: bool) -> dict:
-    """Both measurements, in this (fresh) process."""
+    """Both measurements, in this (fresh) process.
+
+    The prepared caches on disk start empty: their key holds this run's start time (an earlier
+    run's cache, still on disk, would make the first epoch a later one), and they are removed
+    at the end.
+    """
+    from brinelite.prepared import prepared_root
+
     dataset = data.dataset("membrane", repeat=1 if smoke else 8)
-    if smoke:
-        loader = loader_rates(dataset, size=64, rounds=1)
-        feeding = feeding_ratio(dataset, size=64, batch=4, steps=3, warmup=1, rounds=1)
-    else:
-        loader = loader_rates(dataset, size=256, rounds=3)
-        feeding = feeding_ratio(dataset, size=256, batch=4, steps=20, warmup=3, rounds=3)
+    earlier = set(prepared_root().glob("*"))
+    fresh = f":run={time.time_ns()}"
+    try:
+        if smoke:
+            loader = loader_rates(dataset, size=64, rounds=1, fresh=fresh)
+            feeding = feeding_ratio(dataset, 64, batch=4, steps=3, warmup=1, rounds=1, fresh=fresh)
+        else:
+            loader = loader_rates(dataset, size=256, rounds=3, fresh=fresh)
+            feeding = feeding_ratio(
+                dataset, 256, batch=4, steps=20, warmup=3, rounds=5, fresh=fresh
+            )
+    finally:
+        for made in set(prepared_root().glob("*")) - earlier:
+            shutil.rmtree(made, ignore_errors=True)
     return {"loader": loader, "feeding": feeding}
 
 
@@ -202,7 +221,7 @@ def rows(tl: dict) -> list[Row]:
 EXPLAIN = """\
 9. **PyTorch** (`--only torch_loader`, in a child process). Samples/s of a later epoch of
    `to_torch` (the seed's two stages: prepare from the disk prepared cache, filled by the first
-   epoch; augment every sample) in `DataLoader(batch_size=8, shuffle=True, num_workers=2,
+   epoch from empty; augment every sample) in `DataLoader(batch_size=8, shuffle=True, num_workers=2,
    persistent_workers=True)` against a hand-written torch `Dataset` reading every pair with
    OpenCV and running both stages each epoch, same DataLoader; best epoch of each, alternating.
    Then a segmentation-models-pytorch U-Net (resnet18, random weights, Adam, BCE) trains the

@@ -154,7 +154,7 @@ def test_smoke_mode_writes_every_section(group, tmp_path):
         CHECKS[section](results)
         assert f"| {sections[section].number} |" in markdown, section
     if "peers" in group:
-        assert "| 10 | segtrain defaults vs smp, same budget (1 run each): dice gain |" in markdown
+        assert "| 10 | segtrain defaults vs smp, same budget (1 seed each): dice gain |" in markdown
     if "multiclass" in group:
         assert "| 8 | segtrain vs the best peer, same budget: mIoU gain |" in markdown
 
