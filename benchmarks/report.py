@@ -54,19 +54,27 @@ def _header(results: dict[str, Any]) -> str:
 
 
 def _earlier_sections(results: dict[str, Any], machine: dict[str, Any]) -> str:
-    """A line naming the sections an earlier ``--only`` run measured (not on the machine above)."""
-    earlier = [
-        name
-        for name, section in results.items()
-        if name not in ("machine", "seconds")
-        and isinstance(section, dict)
-        and section.get("machine", {}).get("date") != machine.get("date")
-    ]
-    if not earlier:
+    """A line naming the sections earlier ``--only`` runs measured, by date, each group saying
+    whether its machine (cores, CPU, flags, Python) was like the one above."""
+    same = {key: value for key, value in machine.items() if key != "date"}
+    groups: dict[tuple[str, bool], list[str]] = {}
+    for name, section in results.items():
+        if name in ("machine", "seconds") or not isinstance(section, dict):
+            continue
+        theirs = section.get("machine", {})
+        if theirs.get("date") != machine.get("date"):
+            alike = {key: value for key, value in theirs.items() if key != "date"} == same
+            groups.setdefault((str(theirs.get("date")), alike), []).append(name)
+    if not groups:
         return ""
+    kinds = {True: "a machine like the one above", False: "another kind of machine"}
+    listed = "; ".join(
+        f"{', '.join(names)} ({date}, {kinds[alike]})"
+        for (date, alike), names in sorted(groups.items(), reverse=True)
+    )
     return (
-        f"\nSections measured in earlier runs (another date, and maybe another machine than "
-        f"the one above): {', '.join(earlier)}. Compare their rows with each other only.\n"
+        f"\nSections measured in earlier runs: {listed}. Rows measured in different runs "
+        "compare only roughly: the machine's load changes between runs.\n"
     )
 
 

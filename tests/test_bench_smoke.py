@@ -210,3 +210,23 @@ def test_the_peers_budget_comes_from_the_environment(monkeypatch):
         monkeypatch.setenv(peers.MINUTES_VARIABLE, bad)
         with pytest.raises(SystemExit, match=f"BENCH_PEERS_MINUTES={bad!r} is not a number"):
             peers.budget_s(smoke=False)
+
+
+def test_the_page_names_each_earlier_run_by_date_and_says_if_its_machine_differs():
+    def machine(date, flags):
+        return {"cores": 2, "cpu": "x86_64", "cpu_flags": flags, "python": "3.11", "date": date}
+
+    bf16 = {"avx2": True, "avx512_bf16": True}
+    results = {
+        "machine": machine("2026-12-07 01:41 UTC", bf16),
+        "multiclass": {"machine": machine("2026-12-07 01:41 UTC", bf16)},
+        "peers": {"machine": machine("2026-12-07 00:56 UTC", bf16)},
+        "loader": {"machine": machine("2026-12-04 19:21 UTC", {"avx2": True})},
+        "install": {"machine": machine("2026-12-04 19:21 UTC", {"avx2": True})},
+        "seconds": {"peers": 1.0},
+    }
+    line = report._earlier_sections(results, results["machine"])
+    assert "multiclass" not in line
+    assert "peers (2026-12-07 00:56 UTC, a machine like the one above)" in line
+    assert "loader, install (2026-12-04 19:21 UTC, another kind of machine)" in line
+    assert report._earlier_sections({"machine": results["machine"]}, results["machine"]) == ""
