@@ -98,7 +98,6 @@ def with_val_split(name: str, val: int, seed: int, first: int | None = None):
     """
     from brinelite import install, load_dataset
 
-    plain = dataset(name, first=first)
     label = f"{_label(name, 1, first)}-val{val}-seed{seed}"
     full = f"bench/{label.replace('_', '-')}@1.0.0"
     try:
@@ -108,11 +107,18 @@ def with_val_split(name: str, val: int, seed: int, first: int | None = None):
     dest = data_dir() / "src" / label
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(pairs_folder(name, 1, first), dest, copy_function=os.link)
-    validation, _ = plain.create_folds((val,), shuffle=True, seed=seed)
+    validation, _ = dataset(name, first=first).create_folds((val,), shuffle=True, seed=seed)
     stems = sorted(Path(row.image).stem for row in validation)
     (dest / "split-val.txt").write_text("".join(stem + "\n" for stem in stems))
     install(str(dest), name=full, quiet=True)
     return load_dataset(full)
+
+
+def split_folds(data, name: str):
+    """``(validation, training)``: the split ``name`` that ``data`` declares, and every other
+    row, as ``segtrain train --val-split NAME`` takes them."""
+    validation = data.split(name)
+    return validation, data.subset(np.setdiff1d(np.arange(len(data)), validation.indices))
 
 
 def smooth_image(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -36,8 +36,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks import data
 from benchmarks.quality import NewcomerRun, SegtrainRun, check_split, duration, outcome, race
 from benchmarks.section import Row, Section, met
@@ -113,8 +111,7 @@ def run(smoke: bool = False) -> dict:
     val = max(1, round(VAL_SHARE * len(data.dataset("kvasir_seg", first=first))))
     dataset = data.with_val_split("kvasir_seg", val, SEED, first=first)
     ref = f"{dataset.name}@{dataset.version}"
-    validation = dataset.split("val")
-    training = dataset.subset(np.setdiff1d(np.arange(len(dataset)), validation.indices))
+    validation, training = data.split_folds(dataset, "val")
     with tempfile.TemporaryDirectory(dir=data.data_dir()) as folder:
         work = Path(folder)
         entries = []

@@ -40,6 +40,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import brinelite
+from benchmarks.data import split_folds
 from segtrain.processing import make_processor
 from segtrain.tasks import MaskTask, task_for
 
@@ -179,8 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     dataset = brinelite.load_dataset(args.dataset)
     task = task_for(dataset.manifest.classes)
     if args.val_split:
-        validation = dataset.split(args.val_split)
-        training = dataset.subset(np.setdiff1d(np.arange(len(dataset)), validation.indices))
+        validation, training = split_folds(dataset, args.val_split)
     else:
         validation, training = dataset.create_folds((args.val,), shuffle=True, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
