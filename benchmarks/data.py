@@ -39,14 +39,18 @@ def use_private_home() -> Path:
 def jax_cache() -> dict[str, str]:
     """The environment that shares JAX's compiled programs between benchmark processes.
 
-    The cache lives in the data folder; JAX's defaults would keep only compilations over a
-    second, so a model's many small ones (its initialisers) would be compiled in every child.
+    The cache lives in the data folder, or where ``JAX_COMPILATION_CACHE_DIR`` says (the
+    test suite shares one between its runs); JAX's defaults would keep only compilations over
+    a second, so a model's many small ones (its initialisers) would be compiled in every child.
+    A size limit turns on the cache's file lock (children write entries at the same time).
     Timed steps come after the warm-up ones, so the cache only shortens start-up.
     """
+    default = str(data_dir() / "jax-cache")
     return {
-        "JAX_COMPILATION_CACHE_DIR": str(data_dir() / "jax-cache"),
+        "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR", default),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        "JAX_COMPILATION_CACHE_MAX_SIZE": str(2**30),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import zipfile
@@ -26,6 +27,27 @@ REPO = Path(__file__).resolve().parents[1]
 # one does not reach it: only a hang does.
 HANG_GUARD = 900
 SHARED_DATA = REPO.parent / "shared" / "data"
+# JAX compiles each of a model's small programs (every initialiser, every step) in every process
+# and keeps only compilations over a second in its persistent cache. The suite's JAX processes
+# share one cache for the run (its xdist workers included) that keeps them all; a size limit
+# turns on the cache's file lock, so processes writing an entry at once do not clash.
+JAX_CACHE_SETTINGS = {
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    "JAX_COMPILATION_CACHE_MAX_SIZE": str(2**30),
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jax_cache(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """The environment of the run's shared JAX compilation cache, set for every child process."""
+    base = tmp_path_factory.getbasetemp()
+    run = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base  # the workers' common root
+    settings = {"JAX_COMPILATION_CACHE_DIR": str(run / "jax-cache"), **JAX_CACHE_SETTINGS}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in settings.items():
+            patch.setenv(name, value)
+        yield settings
 
 
 @pytest.fixture(autouse=True)

@@ -83,7 +83,11 @@ def _multiclass(results: dict) -> None:
 
 
 def _torch_loader(results: dict) -> None:
-    assert list(_numbers(results["torch_loader"]))
+    assert results["torch_loader"]["loader"]["to_torch_vs_opencv"] > 0
+    feeding = results["torch_loader"]["feeding"]
+    for feed in ("workers2", "main_process"):  # each against the memory rounds around it
+        assert len(feeding[feed]["round_ratios"]) == feeding["rounds"]
+        assert all(ratio > 0 for ratio in feeding[feed]["round_ratios"])
 
 
 def _peers(results: dict) -> None:

@@ -2,7 +2,7 @@
 
 Every run here is a real process (Keras must load on JAX, and each process of a run is its own
 JAX process); the tiny model at 32 px, 8 training rows and a global batch of 4 keep each one
-to a few steps. Compiled programs are shared between the runs through JAX's persistent cache.
+to a few steps. Compiled programs are shared between the runs through the suite's JAX cache.
 """
 
 import csv
@@ -92,12 +92,6 @@ else:
 """
 
 
-@pytest.fixture(scope="module")
-def jax_cache(tmp_path_factory) -> Path:
-    """One persistent compilation cache for every process of this module."""
-    return tmp_path_factory.mktemp("jax-cache")
-
-
 @pytest.fixture
 def discs(tmp_path) -> str:
     """Twelve generated disc pairs installed as gen/discs@1.0.0: 8 training rows, 4 validation."""
@@ -112,11 +106,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def environment(jax_cache: Path, tmp: Path, **extra: str) -> dict[str, str]:
-    """This test's environment for a child process, with its own temporary folder."""
+def environment(jax_cache: dict[str, str], tmp: Path, **extra: str) -> dict[str, str]:
+    """This test's environment for a child process, with its own temporary folder: none of
+    the caller's Keras, JAX or segtrain settings but the run's JAX cache (``jax_cache``)."""
     tmp.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KERAS_", "JAX_", "SEGTRAIN_"))}
-    return env | {"JAX_COMPILATION_CACHE_DIR": str(jax_cache), "TMPDIR": str(tmp), **extra}
+    return env | jax_cache | {"TMPDIR": str(tmp), **extra}
 
 
 def start(command: list[str], env: dict[str, str], log: Path, **popen) -> subprocess.Popen:
