@@ -45,9 +45,9 @@ def jax_cache() -> dict[str, str]:
     A size limit turns on the cache's file lock (children write entries at the same time).
     Timed steps come after the warm-up ones, so the cache only shortens start-up.
     """
-    default = str(data_dir() / "jax-cache")
+    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(data_dir() / "jax-cache")
     return {
-        "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR", default),
+        "JAX_COMPILATION_CACHE_DIR": folder,
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
         "JAX_COMPILATION_CACHE_MAX_SIZE": str(2**30),

@@ -16,6 +16,7 @@ a process that already loaded TensorFlow, as earlier sections do.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import statistics
@@ -152,7 +153,7 @@ def feeding_ratio(
         for name, feed in feeds.items():
             rates[name].append(train(endless(feed, 1 + round_ * 100)))
         memory.append(train(held))
-    around = [(a + b) / 2 for a, b in zip(memory, memory[1:], strict=False)]
+    around = [(a + b) / 2 for a, b in itertools.pairwise(memory)]
     out = {
         "model": "smp.Unet(resnet18)",
         "size": size,

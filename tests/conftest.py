@@ -21,30 +21,29 @@ import pytest
 # torch's half comes first, before any test module imports TensorFlow.
 import torch._dynamo  # noqa: E402, F401, I001
 
+import benchmarks.data
+
 REPO = Path(__file__).resolve().parents[1]
 # Seconds a test waits on a child process, thread or socket before calling it hung. Nothing the
 # tests wait for takes more than about 2 minutes on an idle 2-core machine, so a slow or busy
 # one does not reach it: only a hang does.
 HANG_GUARD = 900
 SHARED_DATA = REPO.parent / "shared" / "data"
-# JAX compiles each of a model's small programs (every initialiser, every step) in every process
-# and keeps only compilations over a second in its persistent cache. The suite's JAX processes
-# share one cache for the run (its xdist workers included) that keeps them all; a size limit
-# turns on the cache's file lock, so processes writing an entry at once do not clash.
-JAX_CACHE_SETTINGS = {
-    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-    "JAX_COMPILATION_CACHE_MAX_SIZE": str(2**30),
-}
 
 
 @pytest.fixture(scope="session", autouse=True)
 def jax_cache(tmp_path_factory) -> Iterator[dict[str, str]]:
-    """The environment of the run's shared JAX compilation cache, set for every child process."""
+    """The environment of the run's JAX compilation cache, set for every child process.
+
+    JAX compiles each of a model's small programs (every initialiser) in every process and
+    keeps only compilations over a second; the suite's JAX processes (its xdist workers'
+    included) share one cache for the run with the benchmarks' settings, which keep them all.
+    """
     base = tmp_path_factory.getbasetemp()
     run = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base  # the workers' common root
-    settings = {"JAX_COMPILATION_CACHE_DIR": str(run / "jax-cache"), **JAX_CACHE_SETTINGS}
     with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAX_COMPILATION_CACHE_DIR", str(run / "jax-cache"))
+        settings = benchmarks.data.jax_cache()
         for name, value in settings.items():
             patch.setenv(name, value)
         yield settings
